@@ -1,0 +1,153 @@
+//! `sopkit check`: every finding the corpus gives, as data. Nothing here prints.
+
+pub mod links;
+pub mod sop;
+pub mod terms;
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::corpus::{Corpus, DocKind};
+use crate::diagnostic::{Diagnostic, Severity};
+
+/// All findings for a corpus, sorted by file and position.
+pub fn check(corpus: &Corpus) -> Vec<Diagnostic> {
+    let mut out = corpus.problems.clone();
+    let matcher = terms::TermMatcher::new(corpus);
+    let per_doc: Vec<Vec<Diagnostic>> = corpus
+        .docs
+        .par_iter()
+        .map(|doc| {
+            let links = links::check_document(corpus, doc);
+            let mut d = links.diagnostics;
+            if doc.kind == DocKind::Sop {
+                d.extend(terms::check_document(
+                    corpus,
+                    &matcher,
+                    doc,
+                    &links.linked_terms,
+                ));
+            }
+            d
+        })
+        .collect();
+    out.extend(per_doc.into_iter().flatten());
+    let per_sop: Vec<Vec<Diagnostic>> = corpus
+        .sops
+        .par_iter()
+        .map(|s| sop::check_sop(corpus, s))
+        .collect();
+    out.extend(per_sop.into_iter().flatten());
+    out.extend(sop::check_ids(corpus));
+    out.extend(sop::check_roles_and_people(corpus));
+    sort(&mut out);
+    out
+}
+
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| {
+        (&a.path, a.span.map(|s| s.start), a.rule, &a.message).cmp(&(
+            &b.path,
+            b.span.map(|s| s.start),
+            b.rule,
+            &b.message,
+        ))
+    });
+}
+
+/// The findings of `current` that `base` does not have. Findings are compared by rule, file
+/// and message (never by line, so edits above a finding do not make it new); repeats count.
+pub fn new_since(current: Vec<Diagnostic>, base: &[Diagnostic]) -> Vec<Diagnostic> {
+    let key = |d: &Diagnostic| (d.rule, d.path.clone(), d.message.clone());
+    let mut counts: HashMap<(crate::diagnostic::Rule, String, String), usize> = HashMap::new();
+    for d in base {
+        *counts.entry(key(d)).or_default() += 1;
+    }
+    let mut keep = Vec::with_capacity(current.len());
+    for d in current {
+        let seen = counts.get_mut(&key(&d)).filter(|n| **n > 0);
+        match seen {
+            Some(n) => *n -= 1,
+            None => keep.push(d),
+        }
+    }
+    keep
+}
+
+/// Counts of errors and warnings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub errors: usize,
+    pub warnings: usize,
+    pub files: usize,
+}
+
+pub fn summarize(diags: &[Diagnostic], files: usize) -> Summary {
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    Summary {
+        errors,
+        warnings: diags.len() - errors,
+        files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Rule;
+
+    #[test]
+    fn new_since_counts_repeats_and_ignores_lines() {
+        let d = |msg: &str, at: usize| {
+            Diagnostic::new(
+                Rule::BrokenLink,
+                "a.md",
+                Some(crate::source::Span::new(at, at)),
+                msg,
+            )
+        };
+        let base = vec![d("x", 1)];
+        let now = vec![d("x", 50), d("x", 60), d("y", 70)];
+        let new = new_since(now, &base);
+        assert_eq!(
+            new.iter().map(|d| d.message.as_str()).collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+    }
+}
+
+/// What `sopkit check` produced for one repository.
+pub struct Outcome {
+    pub corpus: Corpus,
+    pub diagnostics: Vec<Diagnostic>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::Error),
+}
+
+/// Checks the working tree at `root`; with `base`, keeps only findings that are new
+/// compared to that git revision.
+pub fn check_path(root: &std::path::Path, base: Option<&str>) -> Result<Outcome, Error> {
+    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
+    let mut diagnostics = check(&corpus);
+    if let Some(rev) = base {
+        let before = Corpus::load(crate::tree::Tree::open_revision(root, rev)?)?;
+        diagnostics = new_since(diagnostics, &check(&before));
+    }
+    let summary = summarize(&diagnostics, corpus.docs.len());
+    Ok(Outcome {
+        corpus,
+        diagnostics,
+        summary,
+    })
+}

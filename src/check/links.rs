@@ -1,0 +1,413 @@
+//! Links, images, anchors and reference labels. A link into the glossary is a term
+//! reference, into the roles folder a role reference, into the procedures a cross-reference;
+//! each is checked against the corpus. External URLs are recognised and never fetched.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use percent_encoding::percent_decode_str;
+use regex::Regex;
+
+use crate::corpus::markdown::{Link, LinkKind};
+use crate::corpus::{Corpus, DocKind, Document, under};
+use crate::diagnostic::{Diagnostic, Rule};
+use crate::tree::{self, Kind};
+
+/// Where a link destination points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A URL with a scheme (`https:`, `mailto:` …) or a protocol-relative `//host` URL.
+    External,
+    Empty,
+    /// `#fragment` in the same document.
+    SameDocument {
+        fragment: String,
+    },
+    /// A path in the repository (normalised, no leading `/`).
+    Path {
+        path: String,
+        fragment: Option<String>,
+        trailing_slash: bool,
+    },
+    /// `..` segments leave the repository.
+    Outside,
+}
+
+static SCHEME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9+.\-]*:").expect("static regex"));
+static DOMAIN_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(www\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|org|net|io|de|eu|co|uk|fr|ch|at|nl|dev|app|cloud)(/.*)?$").expect("static regex")
+});
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Resolves a link destination written in `from` (a repository path).
+pub fn resolve(corpus: &Corpus, from: &str, dest: &str) -> Target {
+    let dest = dest.trim();
+    if dest.is_empty() {
+        return Target::Empty;
+    }
+    if let Some(frag) = dest.strip_prefix('#') {
+        return Target::SameDocument {
+            fragment: decode(frag),
+        };
+    }
+    if dest.starts_with("//") || SCHEME.is_match(dest) {
+        return Target::External;
+    }
+    let (rest, fragment) = match dest.split_once('#') {
+        Some((p, f)) => (p, Some(decode(f))),
+        None => (dest, None),
+    };
+    let rest = rest.split_once('?').map_or(rest, |(p, _)| p);
+    let path = decode(rest);
+    if path.is_empty() {
+        return Target::SameDocument {
+            fragment: fragment.unwrap_or_default(),
+        };
+    }
+    let trailing_slash = path.ends_with('/');
+    let joined = if let Some(rooted) = path.strip_prefix('/') {
+        rooted_path(corpus, rooted)
+    } else {
+        format!("{}/{}", tree::parent_of(from), path)
+    };
+    match tree::normalize(&joined) {
+        Some(path) => Target::Path {
+            path,
+            fragment,
+            trailing_slash,
+        },
+        None => Target::Outside,
+    }
+}
+
+/// A path that starts with `/`: a configured web route, then the web root, then the
+/// repository root.
+fn rooted_path(corpus: &Corpus, rooted: &str) -> String {
+    let links = &corpus.config.links;
+    let with_slash = format!("/{rooted}");
+    for (route, file) in &links.routes {
+        if with_slash == *route || with_slash.trim_end_matches('/') == route.trim_end_matches('/') {
+            return file.clone();
+        }
+        if route.ends_with('/')
+            && let Some(rest) = with_slash.strip_prefix(route.as_str())
+        {
+            return format!("{}/{rest}", file.trim_end_matches('/'));
+        }
+    }
+    if let Some(root) = &links.web_root {
+        let candidate = format!("{}/{rooted}", root.trim_matches('/'));
+        if let Some(n) = tree::normalize(&candidate)
+            && corpus.tree.kind(&n).is_some()
+        {
+            return n;
+        }
+    }
+    rooted.to_string()
+}
+
+/// What checking one document's links found: findings and the glossary terms it links.
+pub struct DocLinks {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Indices into `corpus.terms`.
+    pub linked_terms: HashSet<usize>,
+}
+
+pub fn check_document(corpus: &Corpus, doc: &Document) -> DocLinks {
+    let mut out = DocLinks {
+        diagnostics: Vec::new(),
+        linked_terms: HashSet::new(),
+    };
+    let path = doc.path();
+    let md = &doc.markdown;
+    for link in &md.links {
+        check_link(corpus, doc, link, &mut out);
+    }
+    for r in &md.undefined_references {
+        let (what, help) = if let Some(f) = r.label.strip_prefix('^') {
+            (
+                format!("footnote `[^{f}]` is never defined"),
+                format!("add `[^{f}]: text` to this file"),
+            )
+        } else {
+            (
+                format!("reference label `{}` is never defined", r.label),
+                format!(
+                    "add a definition `[{}]: path.md#anchor` to this file",
+                    r.label
+                ),
+            )
+        };
+        out.diagnostics.push(
+            Diagnostic::new(Rule::UndefinedReference, path, Some(r.span), what).with_help(help),
+        );
+    }
+    for r in &md.duplicate_definitions {
+        out.diagnostics.push(Diagnostic::new(
+            Rule::DuplicateReference,
+            path,
+            Some(r.span),
+            format!(
+                "reference label `{}` is defined again; only the first definition counts",
+                r.label
+            ),
+        ));
+    }
+    for r in &md.unused_definitions {
+        out.diagnostics.push(Diagnostic::new(
+            Rule::UnusedReference,
+            path,
+            Some(r.span),
+            format!("reference definition `{}` is never used", r.label),
+        ));
+    }
+    out
+}
+
+fn check_link(corpus: &Corpus, doc: &Document, link: &Link, out: &mut DocLinks) {
+    let from = doc.path();
+    let shown = &link.dest;
+    let push = |out: &mut DocLinks, d: Diagnostic| out.diagnostics.push(d);
+    match resolve(corpus, from, &link.dest) {
+        Target::External => {}
+        Target::Empty => push(
+            out,
+            Diagnostic::new(
+                Rule::BrokenLink,
+                from,
+                Some(link.span),
+                "link has an empty destination",
+            )
+            .with_help("write the path or URL the link should lead to"),
+        ),
+        Target::Outside => push(
+            out,
+            Diagnostic::new(
+                Rule::LinkOutsideRepository,
+                from,
+                Some(link.span),
+                format!("`{shown}` leaves the repository"),
+            ),
+        ),
+        Target::SameDocument { fragment } => {
+            check_anchor(corpus, doc, from, &fragment, link, out);
+        }
+        Target::Path {
+            path,
+            fragment,
+            trailing_slash,
+        } => match corpus.tree.kind(&path) {
+            Some(Kind::File { .. }) => {
+                if trailing_slash {
+                    push(
+                        out,
+                        Diagnostic::new(
+                            Rule::BrokenLink,
+                            from,
+                            Some(link.span),
+                            format!("`{shown}` has a `/` after the file name `{path}`"),
+                        )
+                        .with_help(
+                            "remove the `/` after the file name; a forge shows no file there",
+                        ),
+                    );
+                } else if let (Some(frag), Some(target)) = (fragment, corpus.doc(&path)) {
+                    check_anchor(corpus, target, from, &frag, link, out);
+                }
+            }
+            Some(Kind::Dir) => {}
+            None => push(out, missing(corpus, from, link, &path, trailing_slash)),
+        },
+    }
+}
+
+fn missing(
+    corpus: &Corpus,
+    from: &str,
+    link: &Link,
+    path: &str,
+    trailing_slash: bool,
+) -> Diagnostic {
+    let shown = &link.dest;
+    let roles = &corpus.config.paths.roles;
+    if link.kind == LinkKind::Image {
+        return with_suggestion(
+            corpus,
+            Diagnostic::new(
+                Rule::BrokenImage,
+                from,
+                Some(link.span),
+                format!("image `{shown}` not found: `{path}` does not exist"),
+            ),
+            path,
+        );
+    }
+    if corpus.mode != crate::corpus::Mode::ZeroConfig
+        && corpus.tree.is_dir(roles)
+        && under(path, roles)
+        && path.ends_with(".md")
+    {
+        let id = path
+            .rsplit('/')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches(".md");
+        return with_suggestion(
+            corpus,
+            Diagnostic::new(
+                Rule::UndefinedRole,
+                from,
+                Some(link.span),
+                format!("role `{id}` is not defined: `{path}` does not exist"),
+            ),
+            path,
+        );
+    }
+    if trailing_slash {
+        return Diagnostic::new(
+            Rule::MissingFolder,
+            from,
+            Some(link.span),
+            format!("folder `{shown}` does not exist"),
+        )
+        .with_help(format!("no folder `{}` in the repository", path));
+    }
+    let d = Diagnostic::new(
+        Rule::BrokenLink,
+        from,
+        Some(link.span),
+        format!("`{shown}` not found: `{path}` does not exist"),
+    );
+    if DOMAIN_LIKE.is_match(&link.dest.to_ascii_lowercase()) {
+        return d.with_help(format!(
+            "`{shown}` looks like a web address; write it as `https://{shown}`"
+        ));
+    }
+    with_suggestion(corpus, d, path)
+}
+
+/// Adds "did you mean" for the closest existing name in the same folder.
+fn with_suggestion(corpus: &Corpus, d: Diagnostic, path: &str) -> Diagnostic {
+    let dir = tree::parent_of(path);
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if !corpus.tree.is_dir(dir) {
+        return d.with_help(format!(
+            "the folder `{}` does not exist either",
+            if dir.is_empty() { "/" } else { dir }
+        ));
+    }
+    let best = corpus
+        .tree
+        .children(dir)
+        .map(|c| {
+            (
+                strsim::normalized_levenshtein(&c.to_lowercase(), &name.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, c)) => {
+            let full = if dir.is_empty() {
+                c.to_string()
+            } else {
+                format!("{dir}/{c}")
+            };
+            d.with_help(format!("did you mean `{full}`?"))
+        }
+        None => d,
+    }
+}
+
+fn check_anchor(
+    corpus: &Corpus,
+    target: &Document,
+    from: &str,
+    fragment: &str,
+    link: &Link,
+    out: &mut DocLinks,
+) {
+    if fragment.is_empty() || fragment == "top" {
+        return;
+    }
+    let target_id = corpus.doc_id(target.path());
+    if target.kind == DocKind::Glossary
+        && let Some(t) = target_id
+    {
+        if let Some(i) = corpus.term_index_at(t, fragment) {
+            out.linked_terms.insert(i);
+            return;
+        }
+        if !target.markdown.anchors.contains(fragment) {
+            let d = Diagnostic::new(
+                Rule::UndefinedTerm,
+                from,
+                Some(link.span),
+                format!(
+                    "`#{fragment}` is not a term of the glossary `{}`",
+                    target.path()
+                ),
+            );
+            let lower = fragment.to_lowercase();
+            let suggestion = corpus.terms.iter().filter(|x| x.doc == t).find(|x| {
+                x.acronym
+                    .as_deref()
+                    .is_some_and(|a| a.to_lowercase() == lower)
+                    || crate::corpus::slug::slug(&x.name) == lower
+            });
+            let d = match suggestion {
+                Some(x) => d.with_help(format!(
+                    "the term \"{}\" is linked as `#{}` (a forge resolves only the heading's full slug)",
+                    x.name_with_acronym(),
+                    x.slug
+                )),
+                None => match closest(fragment, corpus.terms.iter().filter(|x| x.doc == t).map(|x| x.slug.as_str())) {
+                    Some(s) => d.with_help(format!("did you mean `#{s}`?")),
+                    None => d.with_help(format!("add a `## {fragment}` heading with its definition to `{}`", target.path())),
+                },
+            };
+            out.diagnostics.push(d);
+        }
+        return;
+    }
+    if target.markdown.anchors.contains(fragment) {
+        return;
+    }
+    let where_ = if target.path() == from {
+        "this document".to_string()
+    } else {
+        format!("`{}`", target.path())
+    };
+    let d = Diagnostic::new(
+        Rule::BrokenAnchor,
+        from,
+        Some(link.span),
+        format!("`#{fragment}` matches no heading or anchor in {where_}"),
+    );
+    let d = match closest(fragment, target.markdown.anchors.iter().map(String::as_str)) {
+        Some(s) => d.with_help(format!("did you mean `#{s}`?")),
+        None => d,
+    };
+    out.diagnostics.push(d);
+}
+
+fn closest<'a>(want: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let want = want.to_lowercase();
+    candidates
+        .map(|c| {
+            let score = if c == want {
+                1.0
+            } else {
+                strsim::jaro_winkler(c, &want)
+            };
+            (score, c)
+        })
+        .filter(|(s, _)| *s >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,55 @@
+//! The command line: clap derive types only. Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sopkit::report::Format;
+
+/// Standard operating procedures as code: check, approve, render and run SOPs kept in git.
+#[derive(Debug, Parser)]
+#[command(name = "sopkit", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every link, anchor, term, role, front matter and step of a repository.
+    ///
+    /// Exit status: 0 when there are no errors (warnings allowed), 1 when there are errors,
+    /// 2 on a usage or fatal error.
+    Check(CheckArgs),
+    /// Create a new SOP repository in DIR that passes `sopkit check`.
+    Init {
+        /// The folder to create (must be absent or empty).
+        dir: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output, or write one page per command to DIR.
+    Man {
+        /// Write `sopkit.1` and `sopkit-COMMAND.1` files here instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The repository to check (its root folder).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Report only findings that are new compared to this git revision (for pull requests).
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human, env = "SOPKIT_FORMAT")]
+    pub format: Format,
+    /// Write the report to this file instead of standard output (written atomically).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}

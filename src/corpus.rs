@@ -1,0 +1,591 @@
+//! [`Corpus`]: a repository parsed once into plain data. Every command reads this; none
+//! re-parses Markdown. Loading never fails because of what authors wrote: problems found
+//! while parsing become [`Diagnostic`]s in [`Corpus::problems`].
+
+pub mod front_matter;
+pub mod markdown;
+pub mod people;
+pub mod slug;
+pub mod step;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use rayon::prelude::*;
+use regex::Regex;
+
+use crate::config::{self, Config};
+use crate::diagnostic::{Diagnostic, Rule};
+use crate::source::{SourceFile, Span};
+use crate::tree::{self, Tree};
+use front_matter::{Located, RoleMeta, SopMeta};
+use markdown::Markdown;
+pub use people::{Holding, Person};
+
+/// Markdown files larger than this are not read.
+pub const MAX_MARKDOWN: u64 = 10 * 1024 * 1024;
+
+/// How the repository was understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A `sopkit.toml` exists.
+    Configured,
+    /// No `sopkit.toml`, but the default `procedures/` folder exists.
+    DefaultLayout,
+    /// Neither: every Markdown file is checked like a link checker would.
+    ZeroConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    Sop,
+    Glossary,
+    Role,
+    Other,
+}
+
+#[derive(Debug)]
+pub struct Document {
+    pub file: SourceFile,
+    pub kind: DocKind,
+    pub markdown: Markdown,
+    pub body_start: usize,
+    /// SOP front matter (also for SOPs without any: then everything is `None`).
+    pub sop: Option<SopMeta>,
+    pub role: Option<RoleMeta>,
+    /// Whether the file had a front matter block at all.
+    pub has_front_matter: bool,
+}
+
+impl Document {
+    pub fn path(&self) -> &str {
+        &self.file.path
+    }
+}
+
+/// An SOP: a document in the procedures folder, with its id and title resolved (from the
+/// front matter, else from the file name and first heading).
+#[derive(Debug, Clone)]
+pub struct Sop {
+    pub doc: usize,
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub name: String,
+    pub acronym: Option<String>,
+    pub slug: String,
+    pub doc: usize,
+    pub span: Span,
+}
+
+impl Term {
+    /// The heading as written: `Recovery Point Objective (RPO)`.
+    pub fn name_with_acronym(&self) -> String {
+        match &self.acronym {
+            Some(a) => format!("{} ({a})", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub id: String,
+    pub title: Option<String>,
+    pub acronym: Option<String>,
+    pub levels: Vec<String>,
+    pub reports_to: Option<Located<String>>,
+    pub path: String,
+    pub doc: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Corpus {
+    pub config: Config,
+    pub mode: Mode,
+    pub tree: Tree,
+    pub docs: Vec<Document>,
+    doc_index: HashMap<String, usize>,
+    pub sops: Vec<Sop>,
+    pub terms: Vec<Term>,
+    /// (glossary document, slug) → term
+    term_index: HashMap<(usize, String), usize>,
+    pub roles: BTreeMap<String, Role>,
+    pub people: Vec<Person>,
+    /// people.yaml, when it exists (for locating findings in it).
+    pub people_file: Option<SourceFile>,
+    pub config_file: Option<SourceFile>,
+    pub problems: Vec<Diagnostic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tree(#[from] tree::Error),
+}
+
+fn is_markdown(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".md") || lower.ends_with(".markdown")
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn is_index(path: &str) -> bool {
+    matches!(
+        file_name(path).to_ascii_lowercase().as_str(),
+        "readme.md" | "index.md"
+    )
+}
+
+/// Whether `path` is `base` or lies below it.
+pub fn under(path: &str, base: &str) -> bool {
+    let base = base.trim_matches('/');
+    base.is_empty()
+        || path == base
+        || (path.starts_with(base) && path.as_bytes().get(base.len()) == Some(&b'/'))
+}
+
+static ID_FROM_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([A-Za-z][A-Za-z0-9]*-\d+)").expect("static regex"));
+static ACRONYM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(.+?)\s*\(([^()\s]+)\)$").expect("static regex"));
+
+/// The id an SOP gets from its file name (`IT-245-System Backup.md` → `IT-245`).
+pub fn id_from_file_name(path: &str) -> String {
+    let name = file_name(path);
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    ID_FROM_NAME
+        .captures(stem)
+        .map_or_else(|| stem.to_string(), |c| c[1].to_string())
+}
+
+fn decode(path: &str, bytes: Vec<u8>, problems: &mut Vec<Diagnostic>) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            problems.push(Diagnostic::new(
+                Rule::InvalidEncoding,
+                path,
+                None,
+                format!("{path} is not valid UTF-8 (first bad byte at offset {at})"),
+            ));
+            None
+        }
+    }
+}
+
+fn read_text(
+    tree: &Tree,
+    path: &str,
+    limit: u64,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    match tree.read(path, limit) {
+        Ok(bytes) => decode(path, bytes, problems),
+        Err(tree::Error::TooLarge { size, limit, .. }) => {
+            problems.push(Diagnostic::new(
+                Rule::FileTooLarge,
+                path,
+                None,
+                format!("{path} is {size} bytes; sopkit reads files of at most {limit} bytes"),
+            ));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+impl Corpus {
+    /// Reads and parses everything in `tree`.
+    pub fn load(tree: Tree) -> Result<Corpus, Error> {
+        let mut problems = Vec::new();
+        for e in tree.escapes() {
+            problems.push(Diagnostic::new(
+                Rule::SymlinkOutsideRepository,
+                &e.path,
+                None,
+                format!(
+                    "{} is a symbolic link to `{}`, outside the repository; it is not followed",
+                    e.path, e.target
+                ),
+            ));
+        }
+
+        let (config, config_file, mode) = if tree.is_file(config::FILE_NAME) {
+            let text =
+                read_text(&tree, config::FILE_NAME, 1 << 20, &mut problems).unwrap_or_default();
+            let file = SourceFile::new(config::FILE_NAME, text);
+            let (cfg, p) = Config::parse(&file);
+            problems.extend(p);
+            (cfg, Some(file), Mode::Configured)
+        } else if tree.is_dir(&Config::default().paths.procedures) {
+            (Config::default(), None, Mode::DefaultLayout)
+        } else {
+            (Config::default(), None, Mode::ZeroConfig)
+        };
+
+        let exclude = {
+            let mut b = globset::GlobSetBuilder::new();
+            for pat in &config.links.exclude {
+                match globset::Glob::new(pat) {
+                    Ok(g) => {
+                        b.add(g);
+                    }
+                    Err(e) => problems.push(Diagnostic::new(
+                        Rule::InvalidConfig,
+                        config::FILE_NAME,
+                        None,
+                        format!("links.exclude: `{pat}` is not a valid glob: {e}"),
+                    )),
+                }
+            }
+            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+        };
+        let paths = &config.paths;
+        let kind_of = |path: &str| -> DocKind {
+            match mode {
+                Mode::ZeroConfig => {
+                    if file_name(path).eq_ignore_ascii_case("glossary.md") {
+                        DocKind::Glossary
+                    } else {
+                        DocKind::Other
+                    }
+                }
+                _ if under(path, &paths.procedures) && !is_index(path) => DocKind::Sop,
+                _ if under(path, &paths.glossary) => DocKind::Glossary,
+                _ if tree.is_dir(&paths.roles) && under(path, &paths.roles) && !is_index(path) => {
+                    DocKind::Role
+                }
+                _ => DocKind::Other,
+            }
+        };
+        let md_paths: Vec<(String, DocKind)> = tree
+            .files()
+            .filter(|(p, _)| is_markdown(p) && !exclude.is_match(p))
+            .filter(|(p, _)| mode == Mode::ZeroConfig || !under(p, &paths.templates))
+            .map(|(p, _)| (p.to_string(), kind_of(p)))
+            .collect();
+
+        let parsed: Vec<(Option<Document>, Vec<Diagnostic>)> = md_paths
+            .par_iter()
+            .map(|(path, kind)| {
+                let mut problems = Vec::new();
+                let doc = read_text(&tree, path, MAX_MARKDOWN, &mut problems).map(|text| {
+                    parse_document(SourceFile::new(path.clone(), text), *kind, &mut problems)
+                });
+                (doc, problems)
+            })
+            .collect();
+        let mut docs = Vec::with_capacity(parsed.len());
+        for (doc, p) in parsed {
+            problems.extend(p);
+            docs.extend(doc);
+        }
+        let doc_index = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.file.path.clone(), i))
+            .collect();
+
+        let sops = docs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == DocKind::Sop)
+            .map(|(i, d)| {
+                let meta = d.sop.as_ref();
+                let id = meta
+                    .and_then(|m| m.id.as_ref())
+                    .map_or_else(|| id_from_file_name(d.path()), |v| v.value.clone());
+                let title = meta
+                    .and_then(|m| m.title.as_ref())
+                    .map(|t| t.value.clone())
+                    .or_else(|| {
+                        d.markdown
+                            .headings
+                            .first()
+                            .map(|h| h.text.trim().to_string())
+                    })
+                    .unwrap_or_else(|| id.clone());
+                Sop { doc: i, id, title }
+            })
+            .collect();
+
+        let (terms, term_index) = collect_terms(&docs);
+        let roles = collect_roles(&tree, &config, &docs, &mut problems);
+
+        let (people, people_file) = if mode != Mode::ZeroConfig && tree.is_file(&paths.people) {
+            let text = read_text(&tree, &paths.people, 1 << 20, &mut problems).unwrap_or_default();
+            let file = SourceFile::new(paths.people.clone(), text);
+            let people = people::parse(&file, &mut problems);
+            (people, Some(file))
+        } else {
+            (Vec::new(), None)
+        };
+
+        Ok(Corpus {
+            config,
+            mode,
+            tree,
+            docs,
+            doc_index,
+            sops,
+            terms,
+            term_index,
+            roles,
+            people,
+            people_file,
+            config_file,
+            problems,
+        })
+    }
+
+    pub fn doc(&self, path: &str) -> Option<&Document> {
+        self.doc_index.get(path).map(|&i| &self.docs[i])
+    }
+
+    pub fn doc_id(&self, path: &str) -> Option<usize> {
+        self.doc_index.get(path).copied()
+    }
+
+    /// The index (into [`Corpus::terms`]) of the term defined by heading `slug` in glossary
+    /// document `doc`.
+    pub fn term_index_at(&self, doc: usize, slug: &str) -> Option<usize> {
+        self.term_index.get(&(doc, slug.to_string())).copied()
+    }
+
+    pub fn sop_by_id(&self, id: &str) -> Option<&Sop> {
+        self.sops.iter().find(|s| s.id == id)
+    }
+
+    /// The text of a file the corpus read (for printing snippets).
+    pub fn source(&self, path: &str) -> Option<&SourceFile> {
+        if let Some(d) = self.doc(path) {
+            return Some(&d.file);
+        }
+        [self.people_file.as_ref(), self.config_file.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|f| f.path == path)
+    }
+}
+
+fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic>) -> Document {
+    let path = file.path.clone();
+    let (block, body_start) = match front_matter::split(&file.text) {
+        Ok(Some(b)) => (Some(b), b.body_start),
+        Ok(None) => (None, 0),
+        Err(span) => {
+            problems.push(
+                Diagnostic::new(
+                    Rule::InvalidFrontMatter,
+                    &path,
+                    Some(span),
+                    "front matter is opened with `---` but never closed",
+                )
+                .with_help("close the front matter with a line that holds only `---`"),
+            );
+            (None, 0)
+        }
+    };
+    let mut sop = None;
+    let mut role = None;
+    if let Some(block) = block {
+        match kind {
+            DocKind::Sop => match front_matter::parse_sop(&file, block) {
+                Ok((meta, ps)) => {
+                    for p in ps {
+                        problems.push(Diagnostic::new(
+                            Rule::InvalidFrontMatter,
+                            &path,
+                            Some(p.span),
+                            p.message,
+                        ));
+                    }
+                    sop = Some(meta);
+                }
+                Err(p) => {
+                    problems.push(Diagnostic::new(
+                        Rule::InvalidFrontMatter,
+                        &path,
+                        Some(p.span),
+                        p.message,
+                    ));
+                    sop = Some(SopMeta::default());
+                }
+            },
+            DocKind::Role => match front_matter::parse_role(&file, block) {
+                Ok(meta) => role = Some(meta),
+                Err(p) => problems.push(Diagnostic::new(
+                    Rule::InvalidFrontMatter,
+                    &path,
+                    Some(p.span),
+                    p.message,
+                )),
+            },
+            _ => {
+                // Other documents may carry any front matter; it only has to be valid YAML.
+                let yaml = &file.text[block.yaml.start..block.yaml.end];
+                if !yaml.trim().is_empty()
+                    && let Err(msg) = front_matter::parse_yaml_mapping(yaml)
+                {
+                    problems.push(Diagnostic::new(
+                        Rule::InvalidFrontMatter,
+                        &path,
+                        Some(block.yaml),
+                        msg,
+                    ));
+                }
+            }
+        }
+    }
+    let markdown = markdown::parse(&file.text, body_start);
+    Document {
+        file,
+        kind,
+        markdown,
+        body_start,
+        sop,
+        role,
+        has_front_matter: block.is_some(),
+    }
+}
+
+fn collect_terms(docs: &[Document]) -> (Vec<Term>, HashMap<(usize, String), usize>) {
+    let mut terms = Vec::new();
+    let mut index = HashMap::new();
+    for (i, d) in docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.kind == DocKind::Glossary)
+    {
+        let has_title = d.markdown.headings.iter().any(|h| h.level == 1);
+        for h in &d.markdown.headings {
+            if !h.has_body || (has_title && h.level == 1) {
+                continue;
+            }
+            let text = h.text.trim();
+            let (name, acronym) = match ACRONYM.captures(text) {
+                Some(c) => (c[1].to_string(), Some(c[2].to_string())),
+                None => (text.to_string(), None),
+            };
+            index.insert((i, h.slug.clone()), terms.len());
+            terms.push(Term {
+                name,
+                acronym,
+                slug: h.slug.clone(),
+                doc: i,
+                span: h.span,
+            });
+        }
+    }
+    (terms, index)
+}
+
+fn collect_roles(
+    tree: &Tree,
+    config: &Config,
+    docs: &[Document],
+    problems: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Role> {
+    let mut roles = BTreeMap::new();
+    let roles_path = &config.paths.roles;
+    if tree.is_file(roles_path) {
+        // One file with a heading per role: the heading's slug is the role id.
+        if let Some((i, d)) = docs
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.path() == roles_path)
+        {
+            for h in d.markdown.headings.iter().filter(|h| h.level >= 2) {
+                roles.insert(
+                    h.slug.clone(),
+                    Role {
+                        id: h.slug.clone(),
+                        title: Some(h.text.trim().to_string()),
+                        acronym: None,
+                        levels: Vec::new(),
+                        reports_to: None,
+                        path: roles_path.clone(),
+                        doc: Some(i),
+                    },
+                );
+            }
+        }
+        return roles;
+    }
+    for (i, d) in docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.kind == DocKind::Role)
+    {
+        let stem = file_name(d.path())
+            .rsplit_once('.')
+            .map_or(file_name(d.path()), |(s, _)| s)
+            .to_string();
+        let meta = d.role.clone().unwrap_or_default();
+        if let Some(id) = &meta.id
+            && id.value != stem
+        {
+            problems.push(
+                Diagnostic::new(
+                    Rule::InvalidFrontMatter,
+                    d.path(),
+                    Some(id.span),
+                    format!("role id `{}` differs from the file name `{stem}`", id.value),
+                )
+                .with_help(format!(
+                    "rename the file to `{}.md` or set `id: {stem}`",
+                    id.value
+                )),
+            );
+        }
+        roles.insert(
+            stem.clone(),
+            Role {
+                id: stem,
+                title: meta.title.or_else(|| {
+                    d.markdown
+                        .headings
+                        .first()
+                        .map(|h| h.text.trim().to_string())
+                }),
+                acronym: meta.acronym,
+                levels: meta.levels,
+                reports_to: meta.reports_to,
+                path: d.path().to_string(),
+                doc: Some(i),
+            },
+        );
+    }
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_file_names() {
+        assert_eq!(
+            id_from_file_name("qms/procedures/IT-245-System Backup and Recovery.md"),
+            "IT-245"
+        );
+        assert_eq!(id_from_file_name("procedures/backup.md"), "backup");
+    }
+
+    #[test]
+    fn under_folders() {
+        assert!(under("procedures/a.md", "procedures"));
+        assert!(under("procedures/a.md", "procedures/"));
+        assert!(!under("procedures2/a.md", "procedures"));
+        assert!(under("glossary.md", "glossary.md"));
+    }
+}

@@ -1,0 +1,485 @@
+//! One pass of pulldown-cmark over a Markdown body, collecting everything the checks and
+//! renderers need as plain data with byte spans: headings and their GitHub slugs, explicit
+//! HTML anchors, links and images, reference definitions, footnotes, step blocks and the
+//! spans of prose (where glossary terms are looked for).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use pulldown_cmark::{BrokenLink, CodeBlockKind, Event, LinkType, Options, Parser, Tag, TagEnd};
+use regex::Regex;
+
+use super::slug::Slugger;
+use super::step::{self, Step, StepError};
+use crate::source::Span;
+
+/// The one set of parser options: CommonMark plus GitHub tables, footnotes, task lists,
+/// strikethrough and alerts. Every reader of Markdown uses this function.
+pub fn options() -> Options {
+    Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_GFM
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heading {
+    pub level: u8,
+    pub text: String,
+    pub slug: String,
+    pub span: Span,
+    /// Whether any content follows before the next heading (glossary terms need a definition).
+    pub has_body: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Link,
+    Image,
+}
+
+/// A link or image to check. Reference-style links are recorded once, at their definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub kind: LinkKind,
+    pub dest: String,
+    pub span: Span,
+    /// The reference label when this is a definition (`[label]: dest`).
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub label: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct Markdown {
+    pub headings: Vec<Heading>,
+    /// Heading slugs and explicit `id`/`name` anchors.
+    pub anchors: HashSet<String>,
+    pub links: Vec<Link>,
+    /// Definitions that no link uses.
+    pub unused_definitions: Vec<Reference>,
+    /// Repeated definitions of a label (every one after the first).
+    pub duplicate_definitions: Vec<Reference>,
+    /// Full and collapsed reference links and footnote references whose label is undefined.
+    pub undefined_references: Vec<Reference>,
+    pub steps: Vec<Result<Step, StepError>>,
+    /// Spans of plain prose (not headings, code, links or HTML).
+    pub prose: Vec<Span>,
+}
+
+/// Normalizes a reference label the way CommonMark matches them.
+pub fn normalize_label(label: &str) -> String {
+    label
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+static ANCHOR_ATTR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)<[a-z][a-z0-9]*\b[^>]*?\s(?:id|name)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"#,
+    )
+    .expect("static regex")
+});
+
+static DEFINITION_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^ {0,3}(?:> ?)*\[((?:[^\]\\\n]|\\.){1,999})\]:").expect("static regex")
+});
+
+static FOOTNOTE_REF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[\^([^\]\s]+)\]").expect("static regex"));
+
+fn html_anchors(html: &str, out: &mut HashSet<String>) {
+    if html.trim_start().starts_with("<!--") {
+        return;
+    }
+    for c in ANCHOR_ATTR.captures_iter(html) {
+        if let Some(m) = c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3)) {
+            out.insert(m.as_str().to_string());
+        }
+    }
+}
+
+/// Parses `text[offset..]` (the body after any front matter); spans are into `text`.
+pub fn parse(text: &str, offset: usize) -> Markdown {
+    let body = &text[offset..];
+    let at = |r: std::ops::Range<usize>| Span::new(r.start + offset, r.end + offset);
+    let broken: RefCell<Vec<Reference>> = RefCell::new(Vec::new());
+    let mut callback = |b: BrokenLink<'_>| {
+        let label = b.reference.to_string();
+        if label.starts_with('^')
+            || matches!(b.link_type, LinkType::Reference | LinkType::Collapsed)
+        {
+            broken.borrow_mut().push(Reference {
+                label,
+                span: at(b.span),
+            });
+        }
+        None
+    };
+    let parser = Parser::new_with_broken_link_callback(body, options(), Some(&mut callback));
+
+    let mut defs: Vec<(String, String, Span)> = parser
+        .reference_definitions()
+        .iter()
+        .map(|(label, def)| {
+            (
+                normalize_label(label),
+                def.dest.to_string(),
+                at(def.span.clone()),
+            )
+        })
+        .collect();
+    defs.sort_by_key(|d| d.2);
+
+    let mut md = Markdown::default();
+    let mut used: HashMap<String, LinkKind> = HashMap::new();
+    let mut slugger = Slugger::default();
+    let mut leaf_blocks: Vec<Span> = Vec::new();
+    let mut footnotes_defined: HashSet<String> = HashSet::new();
+    let mut footnote_refs: Vec<Reference> = Vec::new();
+
+    // Parser state.
+    let mut heading: Option<(u8, String, Span)> = None;
+    let mut awaiting_body: Option<usize> = None;
+    let mut in_link = 0usize;
+    let mut in_image = 0usize;
+    let mut code: Option<(String, String, Span)> = None;
+
+    for (event, range) in parser.into_offset_iter() {
+        let span = at(range.clone());
+        match event {
+            Event::Start(tag) => {
+                let is_block = matches!(
+                    tag,
+                    Tag::Paragraph
+                        | Tag::CodeBlock(_)
+                        | Tag::HtmlBlock
+                        | Tag::Table(_)
+                        | Tag::List(_)
+                        | Tag::BlockQuote(_)
+                        | Tag::FootnoteDefinition(_)
+                        | Tag::DefinitionList
+                );
+                if is_block && let Some(i) = awaiting_body.take() {
+                    md.headings[i].has_body = true;
+                }
+                match tag {
+                    Tag::Heading { level, .. } => {
+                        awaiting_body = None;
+                        heading = Some((level as u8, String::new(), span));
+                        leaf_blocks.push(span);
+                    }
+                    Tag::Paragraph | Tag::HtmlBlock | Tag::Table(_) => leaf_blocks.push(span),
+                    Tag::CodeBlock(kind) => {
+                        leaf_blocks.push(span);
+                        if let CodeBlockKind::Fenced(info) = kind {
+                            let block = &text[span.start..span.end];
+                            let first = block.find('\n').unwrap_or(block.len());
+                            code = Some((
+                                info.to_string(),
+                                String::new(),
+                                Span::new(span.start, span.start + first),
+                            ));
+                        }
+                    }
+                    Tag::Link {
+                        link_type,
+                        dest_url,
+                        id,
+                        ..
+                    } => {
+                        in_link += 1;
+                        record_link(
+                            &mut md,
+                            &mut used,
+                            link_type,
+                            &dest_url,
+                            &id,
+                            span,
+                            LinkKind::Link,
+                        );
+                    }
+                    Tag::Image {
+                        link_type,
+                        dest_url,
+                        id,
+                        ..
+                    } => {
+                        in_image += 1;
+                        record_link(
+                            &mut md,
+                            &mut used,
+                            link_type,
+                            &dest_url,
+                            &id,
+                            span,
+                            LinkKind::Image,
+                        );
+                    }
+                    Tag::FootnoteDefinition(label) => {
+                        footnotes_defined.insert(normalize_label(&label));
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(end) => match end {
+                TagEnd::Heading(_) => {
+                    if let Some((level, text, hspan)) = heading.take() {
+                        let slug = slugger.slug(&text);
+                        md.anchors.insert(slug.clone());
+                        md.headings.push(Heading {
+                            level,
+                            text,
+                            slug,
+                            span: hspan,
+                            has_body: false,
+                        });
+                        awaiting_body = Some(md.headings.len() - 1);
+                    }
+                }
+                TagEnd::Link => in_link = in_link.saturating_sub(1),
+                TagEnd::Image => in_image = in_image.saturating_sub(1),
+                TagEnd::CodeBlock => {
+                    if let Some((info, body, info_span)) = code.take() {
+                        let block_span = leaf_blocks.last().copied().unwrap_or(info_span);
+                        match step::from_block(&info, &body, block_span, info_span) {
+                            Ok(Some(s)) => md.steps.push(Ok(s)),
+                            Ok(None) => {}
+                            Err(e) => md.steps.push(Err(e)),
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Event::Text(t) => {
+                if let Some((_, body, _)) = code.as_mut() {
+                    body.push_str(&t);
+                } else if let Some((_, htext, _)) = heading.as_mut() {
+                    if in_image == 0 {
+                        htext.push_str(&t);
+                    }
+                } else if in_link == 0 && in_image == 0 {
+                    md.prose.push(span);
+                }
+            }
+            Event::Code(t) => {
+                if let Some((_, htext, _)) = heading.as_mut() {
+                    htext.push_str(&t);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some((_, htext, _)) = heading.as_mut() {
+                    htext.push(' ');
+                }
+            }
+            Event::Html(h) | Event::InlineHtml(h) => html_anchors(&h, &mut md.anchors),
+            Event::FootnoteReference(label) => {
+                footnote_refs.push(Reference {
+                    label: label.to_string(),
+                    span,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    // An undefined footnote reference stays literal text; find it in the prose.
+    if body.contains("[^") {
+        for m in FOOTNOTE_REF.captures_iter(body) {
+            let whole = m.get(0).expect("whole match");
+            let pos = whole.start() + offset;
+            let i = md.prose.partition_point(|p| p.start <= pos);
+            let in_prose = i > 0 && pos < md.prose[i - 1].end;
+            if in_prose && !footnotes_defined.contains(&normalize_label(&m[1])) {
+                footnote_refs.push(Reference {
+                    label: m[1].to_string(),
+                    span: Span::new(pos, whole.end() + offset),
+                });
+            }
+        }
+    }
+    for r in footnote_refs {
+        if !footnotes_defined.contains(&normalize_label(&r.label)) {
+            md.undefined_references.push(Reference {
+                label: format!("^{}", r.label),
+                span: r.span,
+            });
+        }
+    }
+    md.undefined_references.extend(broken.into_inner());
+
+    for (label, dest, span) in &defs {
+        match used.get(label) {
+            Some(kind) => md.links.push(Link {
+                kind: *kind,
+                dest: dest.clone(),
+                span: *span,
+                label: Some(label.clone()),
+            }),
+            None => {
+                md.unused_definitions.push(Reference {
+                    label: label.clone(),
+                    span: *span,
+                });
+                md.links.push(Link {
+                    kind: LinkKind::Link,
+                    dest: dest.clone(),
+                    span: *span,
+                    label: Some(label.clone()),
+                });
+            }
+        }
+    }
+    if body.contains("]:") {
+        md.duplicate_definitions = duplicate_definitions(body, offset, &defs, &leaf_blocks);
+    }
+    md.links.sort_by_key(|l| l.span);
+    md
+}
+
+fn record_link(
+    md: &mut Markdown,
+    used: &mut HashMap<String, LinkKind>,
+    link_type: LinkType,
+    dest: &str,
+    id: &str,
+    span: Span,
+    kind: LinkKind,
+) {
+    match link_type {
+        LinkType::Inline => md.links.push(Link {
+            kind,
+            dest: dest.to_string(),
+            span,
+            label: None,
+        }),
+        LinkType::Reference | LinkType::Collapsed | LinkType::Shortcut => {
+            let entry = used.entry(normalize_label(id)).or_insert(kind);
+            if kind == LinkKind::Image {
+                *entry = LinkKind::Image;
+            }
+        }
+        // Autolinks and e-mail links are URLs by construction; the rest are not links to files.
+        _ => {}
+    }
+}
+
+/// Finds labels defined more than once. pulldown-cmark keeps only the first definition and
+/// does not report the others, so definition lines are found with a pattern here, skipping
+/// lines that lie inside paragraphs, code, HTML, tables and headings.
+fn duplicate_definitions(
+    body: &str,
+    offset: usize,
+    defs: &[(String, String, Span)],
+    leaf_blocks: &[Span],
+) -> Vec<Reference> {
+    let defined: HashMap<&str, Span> = defs.iter().map(|(l, _, s)| (l.as_str(), *s)).collect();
+    let mut blocks = leaf_blocks.to_vec();
+    blocks.sort();
+    let inside = |pos: usize| {
+        let i = blocks.partition_point(|b| b.start <= pos);
+        blocks[..i].iter().rev().take(64).any(|b| pos < b.end)
+    };
+    let mut out = Vec::new();
+    for c in DEFINITION_LINE.captures_iter(body) {
+        let m = c.get(0).expect("whole match");
+        let pos = m.start() + offset;
+        if inside(pos) {
+            continue;
+        }
+        let label = normalize_label(&c[1]);
+        if let Some(first) = defined.get(label.as_str())
+            && !(first.start <= pos + 3 && pos <= first.end)
+            && pos > first.start
+        {
+            out.push(Reference {
+                label,
+                span: Span::new(pos, m.end() + offset),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headings_anchors_and_bodies() {
+        let md = parse(
+            "# Title\n\ntext\n\n## Backup\n## Backup\n\nx\n\n### Hardware Procedures <a id=\"hw\"></a>\n",
+            0,
+        );
+        let slugs: Vec<_> = md.headings.iter().map(|h| h.slug.as_str()).collect();
+        assert_eq!(
+            slugs,
+            ["title", "backup", "backup-1", "hardware-procedures-"]
+        );
+        assert!(md.anchors.contains("hw"));
+        let bodies: Vec<_> = md.headings.iter().map(|h| h.has_body).collect();
+        assert_eq!(bodies, [true, false, true, false]);
+    }
+
+    #[test]
+    fn links_references_and_footnotes() {
+        let text = "See [a](x.md#y) and [b][lbl] and [c][nope] and ![i](img.png).\n\nFn[^1] and[^2].\n\n[lbl]: ref.md\n[unused]: u.md\n[LBL]: again.md\n\n[^1]: note\n";
+        let md = parse(text, 0);
+        let dests: Vec<_> = md.links.iter().map(|l| (l.dest.as_str(), l.kind)).collect();
+        assert_eq!(
+            dests,
+            [
+                ("x.md#y", LinkKind::Link),
+                ("img.png", LinkKind::Image),
+                ("ref.md", LinkKind::Link),
+                ("u.md", LinkKind::Link)
+            ]
+        );
+        let undefined: Vec<_> = md
+            .undefined_references
+            .iter()
+            .map(|r| r.label.as_str())
+            .collect();
+        assert!(undefined.contains(&"nope"), "{undefined:?}");
+        assert!(undefined.contains(&"^2"), "{undefined:?}");
+        assert_eq!(md.unused_definitions.len(), 1);
+        assert_eq!(md.duplicate_definitions.len(), 1);
+        assert_eq!(
+            &text[md.duplicate_definitions[0].span.start..md.duplicate_definitions[0].span.end],
+            "[LBL]:"
+        );
+    }
+
+    #[test]
+    fn steps_and_prose() {
+        let text = "Run it.\n\n```sh {step=a target=t}\necho hi\n```\n\n```sh {step}\n```\n\n```rust\nfn x(){}\n```\n";
+        let md = parse(text, 0);
+        assert_eq!(md.steps.len(), 2);
+        let s = md.steps[0].as_ref().unwrap();
+        assert_eq!(
+            (s.id.as_str(), s.target.as_deref(), s.body.as_str()),
+            ("a", Some("t"), "echo hi\n")
+        );
+        assert!(md.steps[1].is_err());
+        assert_eq!(md.prose.len(), 1);
+        assert_eq!(&text[md.prose[0].start..md.prose[0].end], "Run it.");
+    }
+
+    #[test]
+    fn offsets_are_into_the_whole_file() {
+        let text = "---\nid: x\n---\n[a](b.md)\n";
+        let md = parse(text, 14);
+        assert_eq!(
+            &text[md.links[0].span.start..md.links[0].span.end],
+            "[a](b.md)"
+        );
+    }
+}

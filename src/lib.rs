@@ -1,0 +1,20 @@
+//! sopkit: standard operating procedures as code.
+//!
+//! A repository of Markdown SOPs is read through one [`tree::Tree`] (the working tree or a
+//! git revision), parsed once into a [`corpus::Corpus`], and then read by thin commands:
+//! [`check`] reports findings as data ([`diagnostic::Diagnostic`]), [`report`] prints them
+//! in the formats people and CI systems read.
+
+pub mod check;
+pub mod config;
+pub mod corpus;
+pub mod diagnostic;
+pub mod duration;
+pub mod fs_atomic;
+pub mod init;
+pub mod report;
+pub mod source;
+pub mod tree;
+
+/// The version of sopkit, recorded in reports, evidence and PDFs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,411 @@
+//! [`Tree`]: one read-only view of a repository, either the working tree on disk or the tree
+//! of a git revision. Everything sopkit reads goes through it, so `check --base`, rendering
+//! `--at REV` and approval policy "as of the parent commit" all share one code path.
+//!
+//! Paths are repository-relative strings with `/` separators. Nothing read through a tree
+//! can leave the repository: symbolic links that point outside are recorded as
+//! [`Escape`]s and never followed, and [`normalize`] refuses `..` above the root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("{0} is not inside a git repository (needed for a revision)")]
+    NotARepository(PathBuf),
+    #[error("revision `{rev}` not found: {source}")]
+    BadRevision { rev: String, source: git2::Error },
+    #[error("{path}: no such file in the tree")]
+    NotFound { path: String },
+    #[error("{path}: {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+/// What a path in the tree is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File { size: u64 },
+    Dir,
+}
+
+/// A symbolic link that points outside the repository (or cannot be resolved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escape {
+    pub path: String,
+    pub target: String,
+}
+
+enum Backing {
+    Disk {
+        root: PathBuf,
+    },
+    Git {
+        repo: Mutex<git2::Repository>,
+        blobs: BTreeMap<String, git2::Oid>,
+    },
+}
+
+pub struct Tree {
+    backing: Backing,
+    entries: BTreeMap<String, Kind>,
+    escapes: Vec<Escape>,
+    /// What this tree shows, for messages: a directory or `REV (commit)`.
+    pub label: String,
+    /// The commit a revision tree was read from.
+    pub commit: Option<String>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("label", &self.label)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Tree {
+    /// The working tree under `root`, honouring `.gitignore` (so build output such as
+    /// `target/` or `out/` is not part of the corpus), without following symlinks out.
+    pub fn open_dir(root: &Path) -> Result<Tree, Error> {
+        let meta = std::fs::metadata(root).map_err(|source| Error::Io {
+            path: root.into(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::NotADirectory(root.into()));
+        }
+        let root = root.canonicalize().map_err(|source| Error::Io {
+            path: root.into(),
+            source,
+        })?;
+        let mut entries = BTreeMap::new();
+        let mut escapes = Vec::new();
+        entries.insert(String::new(), Kind::Dir);
+        let walker = ignore::WalkBuilder::new(&root)
+            .hidden(false)
+            .follow_links(false)
+            .require_git(false)
+            .filter_entry(|e| e.file_name() != ".git")
+            .build();
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(_) => continue, // unreadable entries are simply not part of the tree
+            };
+            let Ok(rel) = entry.path().strip_prefix(&root) else {
+                continue;
+            };
+            let rel = path_to_repo(rel);
+            if rel.is_empty() {
+                continue;
+            }
+            let Some(ft) = entry.file_type() else {
+                continue;
+            };
+            if ft.is_symlink() {
+                match resolve_disk_symlink(&root, entry.path()) {
+                    Some(kind) => {
+                        entries.insert(rel, kind);
+                    }
+                    None => {
+                        let target = std::fs::read_link(entry.path())
+                            .map(|t| t.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        escapes.push(Escape { path: rel, target });
+                    }
+                }
+            } else if ft.is_dir() {
+                entries.insert(rel, Kind::Dir);
+            } else if ft.is_file() {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                entries.insert(rel, Kind::File { size });
+            }
+        }
+        Ok(Tree {
+            label: root.display().to_string(),
+            backing: Backing::Disk { root },
+            entries,
+            escapes,
+            commit: None,
+        })
+    }
+
+    /// The tree of `rev` in the git repository that contains `dir`, limited to the part of
+    /// it below `dir` (so a repository of SOPs may live in a sub-folder of a larger one).
+    pub fn open_revision(dir: &Path, rev: &str) -> Result<Tree, Error> {
+        let dir = dir.canonicalize().map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let repo =
+            git2::Repository::discover(&dir).map_err(|_| Error::NotARepository(dir.clone()))?;
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| Error::NotARepository(dir.clone()))?
+            .canonicalize()
+            .map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let prefix = path_to_repo(dir.strip_prefix(&workdir).unwrap_or(Path::new("")));
+        let object = repo
+            .revparse_single(rev)
+            .map_err(|source| Error::BadRevision {
+                rev: rev.to_string(),
+                source,
+            })?;
+        let commit = object
+            .peel_to_commit()
+            .map_err(|source| Error::BadRevision {
+                rev: rev.to_string(),
+                source,
+            })?;
+        let mut tree = commit.tree()?;
+        if !prefix.is_empty() {
+            let entry = tree.get_path(Path::new(&prefix))?;
+            tree = entry.to_object(&repo)?.peel_to_tree()?;
+        }
+        let mut entries = BTreeMap::new();
+        let mut blobs = BTreeMap::new();
+        let mut links = Vec::new();
+        entries.insert(String::new(), Kind::Dir);
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+            let path = format!("{parent}{}", e.name().unwrap_or(""));
+            match e.filemode() {
+                0o040000 | 0o160000 => {
+                    entries.insert(path, Kind::Dir);
+                }
+                0o120000 => links.push((path, e.id())),
+                _ => {
+                    blobs.insert(path.clone(), e.id());
+                    entries.insert(path, Kind::File { size: 0 });
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        // Sizes come from the object database header, which is cheap.
+        let odb = repo.odb()?;
+        for (path, oid) in &blobs {
+            if let Ok((size, _)) = odb.read_header(*oid) {
+                entries.insert(path.clone(), Kind::File { size: size as u64 });
+            }
+        }
+        let mut escapes = Vec::new();
+        for (path, oid) in links {
+            let target = repo
+                .find_blob(oid)
+                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                .unwrap_or_default();
+            let resolved = normalize(&format!("{}/{}", parent_of(&path), target));
+            match resolved
+                .as_ref()
+                .and_then(|r| entries.get(r).map(|k| (r.clone(), *k)))
+            {
+                Some((r, kind)) if !target.starts_with('/') => {
+                    if let Some(oid) = blobs.get(&r).copied() {
+                        blobs.insert(path.clone(), oid);
+                    }
+                    entries.insert(path, kind);
+                }
+                _ => escapes.push(Escape { path, target }),
+            }
+        }
+        let id = commit.id().to_string();
+        drop(odb);
+        drop(tree);
+        drop(commit);
+        drop(object);
+        Ok(Tree {
+            label: format!("{rev} ({})", &id[..12]),
+            backing: Backing::Git {
+                repo: Mutex::new(repo),
+                blobs,
+            },
+            entries,
+            escapes,
+            commit: Some(id),
+        })
+    }
+
+    pub fn kind(&self, path: &str) -> Option<Kind> {
+        self.entries.get(path).copied()
+    }
+
+    pub fn is_file(&self, path: &str) -> bool {
+        matches!(self.kind(path), Some(Kind::File { .. }))
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        matches!(self.kind(path), Some(Kind::Dir))
+    }
+
+    /// Every file path, sorted.
+    pub fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.entries.iter().filter_map(|(p, k)| match k {
+            Kind::File { size } => Some((p.as_str(), *size)),
+            Kind::Dir => None,
+        })
+    }
+
+    /// The entries directly inside a folder (names only).
+    pub fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let len = prefix.len();
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+            .filter_map(move |(p, _)| {
+                let rest = &p[len..];
+                (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+            })
+    }
+
+    /// Symbolic links that point outside the repository.
+    pub fn escapes(&self) -> &[Escape] {
+        &self.escapes
+    }
+
+    /// Reads a file, refusing files larger than `limit` bytes.
+    pub fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let Some(Kind::File { size }) = self.kind(path) else {
+            return Err(Error::NotFound {
+                path: path.to_string(),
+            });
+        };
+        if size > limit {
+            return Err(Error::TooLarge {
+                path: path.to_string(),
+                size,
+                limit,
+            });
+        }
+        match &self.backing {
+            Backing::Disk { root } => {
+                let full = root.join(path);
+                // Re-check at read time: the file may have been replaced by a symlink since
+                // the walk, and we never read through a link that leaves the root.
+                let real = full.canonicalize().map_err(|source| Error::Io {
+                    path: full.clone(),
+                    source,
+                })?;
+                if !real.starts_with(root) {
+                    return Err(Error::NotFound {
+                        path: path.to_string(),
+                    });
+                }
+                let bytes =
+                    std::fs::read(&real).map_err(|source| Error::Io { path: full, source })?;
+                if bytes.len() as u64 > limit {
+                    return Err(Error::TooLarge {
+                        path: path.to_string(),
+                        size: bytes.len() as u64,
+                        limit,
+                    });
+                }
+                Ok(bytes)
+            }
+            Backing::Git { repo, blobs } => {
+                let oid = blobs.get(path).ok_or_else(|| Error::NotFound {
+                    path: path.to_string(),
+                })?;
+                let repo = repo.lock().unwrap_or_else(|e| e.into_inner());
+                let blob = repo.find_blob(*oid)?;
+                Ok(blob.content().to_vec())
+            }
+        }
+    }
+}
+
+/// The folder part of a repository path (`""` for the root).
+pub fn parent_of(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}
+
+/// Joins `rel` onto folder `base` and resolves `.` and `..` lexically. `None` when the
+/// result would leave the repository root.
+pub fn normalize(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn path_to_repo(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn resolve_disk_symlink(root: &Path, link: &Path) -> Option<Kind> {
+    let real = link.canonicalize().ok()?;
+    if !real.starts_with(root) {
+        return None;
+    }
+    let meta = std::fs::metadata(&real).ok()?;
+    Some(if meta.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::File { size: meta.len() }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_stays_inside() {
+        assert_eq!(normalize("a/b/../c").as_deref(), Some("a/c"));
+        assert_eq!(normalize("./a//b/.").as_deref(), Some("a/b"));
+        assert_eq!(normalize("a/../.."), None);
+        assert_eq!(normalize("../x"), None);
+        assert_eq!(normalize("").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn disk_tree_reports_escaping_symlinks_and_does_not_read_them() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.md"), "# A").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.md"), dir.path().join("leak.md"))
+            .unwrap();
+        std::os::unix::fs::symlink("a.md", dir.path().join("alias.md")).unwrap();
+        let tree = Tree::open_dir(dir.path()).unwrap();
+        assert!(tree.is_file("a.md"));
+        assert!(tree.is_file("alias.md"));
+        assert!(!tree.is_file("leak.md"));
+        assert_eq!(tree.escapes().len(), 1);
+        assert_eq!(tree.escapes()[0].path, "leak.md");
+        assert!(tree.read("leak.md", 1 << 20).is_err());
+        assert_eq!(tree.read("alias.md", 1 << 20).unwrap(), b"# A");
+        assert!(matches!(tree.read("a.md", 2), Err(Error::TooLarge { .. })));
+        assert_eq!(
+            tree.children("").collect::<Vec<_>>(),
+            vec!["a.md", "alias.md"]
+        );
+    }
+}
