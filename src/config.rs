@@ -120,18 +120,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses `sopkit.toml`. On error the defaults are returned with a located finding.
-    pub fn parse(file: &SourceFile) -> (Config, Vec<Diagnostic>) {
+    /// Parses `sopkit.toml`. When it cannot be parsed at all, `None` comes back with a
+    /// located finding; otherwise the config and any problems with its values.
+    pub fn parse(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
         match toml::from_str::<Config>(&file.text) {
             Ok(cfg) => {
                 let problems = cfg.validate(file);
-                (cfg, problems)
+                (Some(cfg), problems)
             }
             Err(e) => {
                 let span = e.span().map(Span::from_range);
                 let msg = format!("sopkit.toml: {}", e.message().trim());
                 (
-                    Config::default(),
+                    None,
                     vec![Diagnostic::new(Rule::InvalidConfig, &file.path, span, msg)],
                 )
             }
@@ -200,6 +201,7 @@ mod tests {
         );
         let (cfg, problems) = Config::parse(&f);
         assert!(problems.is_empty(), "{problems:?}");
+        let cfg = cfg.unwrap();
         assert_eq!(cfg.paths.procedures, "procedures");
         assert_eq!(cfg.links.web_root.as_deref(), Some("site"));
         assert_eq!(cfg.targets["db"].kind, TargetKind::Mysql);

@@ -56,6 +56,8 @@ pub struct Document {
     pub role: Option<RoleMeta>,
     /// Whether the file had a front matter block at all.
     pub has_front_matter: bool,
+    /// Whether its front matter could not be read (already reported; later checks skip it).
+    pub front_matter_error: bool,
 }
 
 impl Document {
@@ -119,6 +121,8 @@ pub struct Corpus {
     /// people.yaml, when it exists (for locating findings in it).
     pub people_file: Option<SourceFile>,
     pub config_file: Option<SourceFile>,
+    /// False when sopkit.toml could not be parsed (defaults are used; target checks are skipped).
+    pub config_valid: bool,
     pub problems: Vec<Diagnostic>,
 }
 
@@ -219,11 +223,14 @@ impl Corpus {
             ));
         }
 
+        let mut config_valid = true;
         let (config, config_file, mode) = if tree.is_file(config::FILE_NAME) {
             let text =
                 read_text(&tree, config::FILE_NAME, 1 << 20, &mut problems).unwrap_or_default();
             let file = SourceFile::new(config::FILE_NAME, text);
             let (cfg, p) = Config::parse(&file);
+            config_valid = cfg.is_some();
+            let cfg = cfg.unwrap_or_default();
             problems.extend(p);
             (cfg, Some(file), Mode::Configured)
         } else if tree.is_dir(&Config::default().paths.procedures) {
@@ -343,6 +350,7 @@ impl Corpus {
             people,
             people_file,
             config_file,
+            config_valid,
             problems,
         })
     }
@@ -379,10 +387,12 @@ impl Corpus {
 
 fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic>) -> Document {
     let path = file.path.clone();
+    let mut front_matter_error = false;
     let (block, body_start) = match front_matter::split(&file.text) {
         Ok(Some(b)) => (Some(b), b.body_start),
         Ok(None) => (None, 0),
         Err(span) => {
+            front_matter_error = true;
             problems.push(
                 Diagnostic::new(
                     Rule::InvalidFrontMatter,
@@ -418,17 +428,20 @@ fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic
                         Some(p.span),
                         p.message,
                     ));
-                    sop = Some(SopMeta::default());
+                    front_matter_error = true;
                 }
             },
             DocKind::Role => match front_matter::parse_role(&file, block) {
                 Ok(meta) => role = Some(meta),
-                Err(p) => problems.push(Diagnostic::new(
-                    Rule::InvalidFrontMatter,
-                    &path,
-                    Some(p.span),
-                    p.message,
-                )),
+                Err(p) => {
+                    problems.push(Diagnostic::new(
+                        Rule::InvalidFrontMatter,
+                        &path,
+                        Some(p.span),
+                        p.message,
+                    ));
+                    front_matter_error = true;
+                }
             },
             _ => {
                 // Other documents may carry any front matter; it only has to be valid YAML.
@@ -455,6 +468,7 @@ fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic
         sop,
         role,
         has_front_matter: block.is_some(),
+        front_matter_error,
     }
 }
 

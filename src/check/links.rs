@@ -68,9 +68,11 @@ pub fn resolve(corpus: &Corpus, from: &str, dest: &str) -> Target {
             fragment: fragment.unwrap_or_default(),
         };
     }
-    let trailing_slash = path.ends_with('/');
+    let mut trailing_slash = path.ends_with('/');
     let joined = if let Some(rooted) = path.strip_prefix('/') {
-        rooted_path(corpus, rooted)
+        let (p, via_route) = rooted_path(corpus, rooted);
+        trailing_slash &= !via_route;
+        p
     } else {
         format!("{}/{}", tree::parent_of(from), path)
     };
@@ -85,18 +87,18 @@ pub fn resolve(corpus: &Corpus, from: &str, dest: &str) -> Target {
 }
 
 /// A path that starts with `/`: a configured web route, then the web root, then the
-/// repository root.
-fn rooted_path(corpus: &Corpus, rooted: &str) -> String {
+/// repository root. The flag tells whether a route answered.
+fn rooted_path(corpus: &Corpus, rooted: &str) -> (String, bool) {
     let links = &corpus.config.links;
     let with_slash = format!("/{rooted}");
     for (route, file) in &links.routes {
         if with_slash == *route || with_slash.trim_end_matches('/') == route.trim_end_matches('/') {
-            return file.clone();
+            return (file.clone(), true);
         }
         if route.ends_with('/')
             && let Some(rest) = with_slash.strip_prefix(route.as_str())
         {
-            return format!("{}/{rest}", file.trim_end_matches('/'));
+            return (format!("{}/{rest}", file.trim_end_matches('/')), true);
         }
     }
     if let Some(root) = &links.web_root {
@@ -104,10 +106,10 @@ fn rooted_path(corpus: &Corpus, rooted: &str) -> String {
         if let Some(n) = tree::normalize(&candidate)
             && corpus.tree.kind(&n).is_some()
         {
-            return n;
+            return (n, false);
         }
     }
-    rooted.to_string()
+    (rooted.to_string(), false)
 }
 
 /// What checking one document's links found: findings and the glossary terms it links.

@@ -39,6 +39,10 @@ pub fn check_sop(corpus: &Corpus, sop: &Sop) -> Vec<Diagnostic> {
     let path = doc.path();
     let mut out = Vec::new();
     let fm_span = Span::new(0, doc.body_start.min(3));
+    if doc.front_matter_error {
+        out.extend(check_steps(corpus, doc));
+        return out;
+    }
     match &doc.sop {
         None if corpus.mode == Mode::Configured => out.push(
             Diagnostic::new(
@@ -161,7 +165,7 @@ pub fn check_steps(corpus: &Corpus, doc: &Document) -> Vec<Diagnostic> {
             (arg_target, step.span),
         ] {
             let Some(t) = target else { continue };
-            if t.contains("${") || corpus.config.targets.contains_key(t) {
+            if !corpus.config_valid || t.contains("${") || corpus.config.targets.contains_key(t) {
                 continue;
             }
             let known: Vec<&str> = corpus.config.targets.keys().map(String::as_str).collect();

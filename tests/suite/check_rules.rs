@@ -1,0 +1,450 @@
+//! One fixture per rule: start from a clean repository, break one thing, and expect exactly
+//! the finding(s) of that rule, at the right line and column.
+
+use crate::support::{Repo, SOP};
+
+/// Where a finding is expected: a file and the text it points at (`None`: the whole file).
+type Expect<'a> = (&'a str, &'a str, Option<&'a str>);
+
+fn assert_findings(repo: &Repo, expected: &[Expect<'_>]) {
+    let mut want: Vec<(String, String, usize, usize)> = expected
+        .iter()
+        .map(|(rule, path, needle)| {
+            let (l, c) = needle.map_or((0, 0), |n| repo.pos(path, n));
+            (rule.to_string(), path.to_string(), l, c)
+        })
+        .collect();
+    let mut got = repo.findings();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_clean_fixture_is_clean() {
+    assert_findings(&Repo::clean(), &[]);
+}
+
+#[test]
+fn broken_link() {
+    let r = Repo::clean();
+    r.append(SOP, "\nSee [the plan](plan.md) and [site](proxmox.com).\n");
+    assert_findings(
+        &r,
+        &[
+            ("broken-link", SOP, Some("[the plan]")),
+            ("broken-link", SOP, Some("[site]")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    assert!(
+        diags[1].help_text().contains("https://proxmox.com"),
+        "{:?}",
+        diags[1]
+    );
+}
+
+#[test]
+fn broken_link_with_slash_after_file_name() {
+    let r = Repo::clean();
+    r.append(SOP, "\n[g](../glossary/terms.md/#restore-test)\n");
+    assert_findings(&r, &[("broken-link", SOP, Some("[g]"))]);
+}
+
+#[test]
+fn broken_anchor_with_suggestion() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n[s](#scop) and [d](QA-001-demo.md#demo) and [x](../roles/operator.md#nope)\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("broken-anchor", SOP, Some("[s]")),
+            ("broken-anchor", SOP, Some("[x]")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    assert!(
+        diags.iter().any(|d| d.help_text().contains("#scope")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn repeated_headings_and_explicit_anchors() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n## Backup\n\nx\n\n## Backup\n\ny\n\n### Hardware <a id=\"hw\"></a>\n\n[a](#backup-1) [b](#hw) [c](#hardware-) [d](#backup-2)\n",
+    );
+    assert_findings(&r, &[("broken-anchor", SOP, Some("[d]"))]);
+}
+
+#[test]
+fn broken_image() {
+    let r = Repo::clean();
+    r.write_bytes("img/ok.png", b"\x89PNG");
+    r.append(SOP, "\n![ok](../img/ok.png) ![missing](../img/nope.png)\n");
+    assert_findings(&r, &[("broken-image", SOP, Some("![missing]"))]);
+}
+
+#[test]
+fn missing_folder() {
+    let r = Repo::clean();
+    r.append(SOP, "\n[here](../roles/) and [there](../archive/)\n");
+    assert_findings(&r, &[("missing-folder", SOP, Some("[there]"))]);
+}
+
+#[test]
+fn link_outside_repository() {
+    let r = Repo::clean();
+    r.append(SOP, "\n[o](../../../../etc/passwd)\n");
+    assert_findings(&r, &[("link-outside-repository", SOP, Some("[o]"))]);
+}
+
+#[test]
+fn undefined_reference_and_footnote() {
+    let r = Repo::clean();
+    r.append(SOP, "\n[a][nolabel] and a note[^missing] and [shortcut].\n");
+    assert_findings(
+        &r,
+        &[
+            ("undefined-reference", SOP, Some("[a][nolabel]")),
+            ("undefined-reference", SOP, Some("[^missing]")),
+        ],
+    );
+}
+
+#[test]
+fn duplicate_and_unused_references() {
+    let r = Repo::clean();
+    r.append(SOP, "\n[t][a]\n\n[a]: ../glossary/terms.md\n[A]: ../roles/qa-lead.md\n[spare]: ../roles/qa-lead.md\n");
+    assert_findings(
+        &r,
+        &[
+            ("duplicate-reference", SOP, Some("[A]:")),
+            ("unused-reference", SOP, Some("[spare]:")),
+        ],
+    );
+}
+
+#[test]
+fn reference_definitions_are_checked_once() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n[one][gone] and [two][gone]\n\n[gone]: ../nowhere.md\n",
+    );
+    assert_findings(&r, &[("broken-link", SOP, Some("[gone]:"))]);
+}
+
+#[test]
+fn undefined_term_suggests_the_full_slug() {
+    let r = Repo::clean();
+    r.replace(SOP, "terms.md#recovery-point-objective-rpo", "terms.md#rpo");
+    // The acronym appears only as the link text, which is not prose, so no unlinked-term.
+    assert_findings(&r, &[("undefined-term", SOP, Some("[RPO]"))]);
+    let (_, diags) = r.diagnostics();
+    let d = diags
+        .iter()
+        .find(|d| d.rule.id() == "undefined-term")
+        .unwrap();
+    assert!(
+        d.help_text().contains("#recovery-point-objective-rpo"),
+        "{}",
+        d.help_text()
+    );
+}
+
+#[test]
+fn unlinked_term_is_a_warning_with_exit_zero() {
+    let r = Repo::clean();
+    r.replace(
+        SOP,
+        "[restore test](../glossary/terms.md#restore-test)",
+        "restore tests",
+    );
+    assert_findings(&r, &[("unlinked-term", SOP, Some("restore tests"))]);
+    let out = r.sopkit(&["check", "--format", "short"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    // Acronyms match exactly, as whole words; code and links do not count as prose.
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\nArpo, rpo and `RPO` are not uses; [RPO docs](../roles/qa-lead.md) neither.\n",
+    );
+    assert_findings(&r, &[]);
+}
+
+#[test]
+fn undefined_roles_everywhere() {
+    let r = Repo::clean();
+    r.replace(SOP, "owner: operator", "owner: operatr");
+    r.replace(SOP, "approvers: [qa-lead]", "approvers: [qa-lead, auditor]");
+    r.append(SOP, "\nAsk the [DBA](../roles/dba.md).\n");
+    r.replace(
+        "roles/operator.md",
+        "reports_to: qa-lead",
+        "reports_to: boss",
+    );
+    r.replace("roles/people.yaml", "role: qa-lead", "role: cfo");
+    assert_findings(
+        &r,
+        &[
+            ("undefined-role", SOP, Some("operatr")),
+            ("undefined-role", SOP, Some("auditor")),
+            ("undefined-role", SOP, Some("[DBA]")),
+            ("undefined-role", "roles/operator.md", Some("boss")),
+            ("undefined-role", "roles/people.yaml", Some("cfo")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.help_text().contains("did you mean `operator`")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn invalid_front_matter_missing_keys() {
+    let r = Repo::clean();
+    r.replace(SOP, "owner: operator\n", "");
+    assert_findings(&r, &[("invalid-front-matter", SOP, Some("---"))]);
+}
+
+#[test]
+fn invalid_front_matter_type_error_is_located() {
+    let r = Repo::clean();
+    r.replace(SOP, "approvers: [qa-lead]", "approvers: 5");
+    let f = r.findings();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "invalid-front-matter");
+    assert_eq!((f[0].2, f[0].3), r.pos(SOP, "5"));
+}
+
+#[test]
+fn invalid_front_matter_syntax_and_values() {
+    let r = Repo::clean();
+    r.replace(SOP, "title: Demo", "title: [Demo");
+    let f = r.findings();
+    assert!(
+        f.iter().any(|x| x.0 == "invalid-front-matter" && x.2 >= 3),
+        "{f:?}"
+    );
+
+    let r = Repo::clean();
+    r.replace(
+        SOP,
+        "title: Demo",
+        "title: Demo\nstatus: live\nreview_every: yearly",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("invalid-front-matter", SOP, Some("live")),
+            ("invalid-front-matter", SOP, Some("yearly")),
+        ],
+    );
+
+    let r = Repo::clean();
+    r.write(
+        "procedures/QA-002-open.md",
+        "---\nid: QA-002\n# never closed\n",
+    );
+    assert_findings(
+        &r,
+        &[(
+            "invalid-front-matter",
+            "procedures/QA-002-open.md",
+            Some("---"),
+        )],
+    );
+
+    let r = Repo::clean();
+    r.write("procedures/QA-003-none.md", "# No front matter\n");
+    assert_findings(
+        &r,
+        &[(
+            "invalid-front-matter",
+            "procedures/QA-003-none.md",
+            Some("#"),
+        )],
+    );
+}
+
+#[test]
+fn alias_bomb_and_huge_files_are_refused() {
+    let r = Repo::clean();
+    let mut y = String::from("---\nid: QA-009\na0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        y.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    y.push_str("---\n# Bomb\n");
+    r.write("procedures/QA-009-bomb.md", &y);
+    r.write("notes/huge.md", &"x".repeat(11 * 1024 * 1024));
+    let f = r.findings();
+    assert!(
+        f.iter()
+            .any(|x| x.0 == "invalid-front-matter" && x.1 == "procedures/QA-009-bomb.md"),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|x| x.0 == "file-too-large" && x.1 == "notes/huge.md"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn duplicate_sop_id() {
+    let r = Repo::clean();
+    r.write("procedures/QA-001-z-copy.md", &r.read(SOP));
+    assert_findings(
+        &r,
+        &[(
+            "duplicate-sop-id",
+            "procedures/QA-001-z-copy.md",
+            Some("QA-001"),
+        )],
+    );
+    let (_, diags) = r.diagnostics();
+    assert_eq!(diags[0].related[0].path, SOP);
+}
+
+#[test]
+fn malformed_steps() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n```sh {target=backups}\nx\n```\n\n```sh {step=y colour=red}\nx\n```\n\n```sopkit {step=z action=explode}\n```\n\n```sopkit {step=w action=verify}\n- not\n- a mapping\n```\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("malformed-step", SOP, Some("```sh {target")),
+            ("malformed-step", SOP, Some("```sh {step=y")),
+            ("malformed-step", SOP, Some("```sopkit {step=z")),
+            ("malformed-step", SOP, Some("```sopkit {step=w")),
+        ],
+    );
+}
+
+#[test]
+fn duplicate_step_id() {
+    let r = Repo::clean();
+    r.append(SOP, "\n```sh {step=backup}\nagain\n```\n");
+    assert_findings(
+        &r,
+        &[("duplicate-step-id", SOP, Some("```sh {step=backup}\nagain"))],
+    );
+}
+
+#[test]
+fn unknown_target_in_attribute_and_arguments() {
+    let r = Repo::clean();
+    r.append(SOP, "\n```sh {step=x target=tape}\nx\n```\n\n```sopkit {step=y action=prune}\ntarget: vault\n```\n");
+    assert_findings(
+        &r,
+        &[
+            ("unknown-target", SOP, Some("```sh {step=x")),
+            ("unknown-target", SOP, Some("```sopkit")),
+        ],
+    );
+}
+
+#[test]
+fn unknown_slo_step() {
+    let r = Repo::clean();
+    r.replace(SOP, "step: backup, every", "step: restore, every");
+    assert_findings(&r, &[("unknown-slo-step", SOP, Some("restore"))]);
+}
+
+#[test]
+fn invalid_people() {
+    let r = Repo::clean();
+    r.replace("roles/people.yaml", "keys: []", "keys: [ann.asc]");
+    assert_findings(
+        &r,
+        &[("invalid-people", "roles/people.yaml", Some("ann.asc"))],
+    );
+    r.write("roles/keys/ann.asc", "public key");
+    assert_findings(&r, &[]);
+    r.replace("roles/people.yaml", "from: 2026-01-01", "from: someday");
+    assert_findings(
+        &r,
+        &[("invalid-people", "roles/people.yaml", Some("someday"))],
+    );
+}
+
+#[test]
+fn invalid_config() {
+    let r = Repo::clean();
+    r.append("sopkit.toml", "[paths]\nprocedure = \"x\"\n");
+    assert_findings(
+        &r,
+        &[("invalid-config", "sopkit.toml", Some("procedure ="))],
+    );
+}
+
+#[test]
+fn invalid_encoding() {
+    let r = Repo::clean();
+    r.write_bytes("notes/latin1.md", b"caf\xe9\n");
+    assert_findings(&r, &[("invalid-encoding", "notes/latin1.md", None)]);
+}
+
+#[test]
+fn symlinks_out_of_the_repository_are_reported_not_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.md"),
+        "# Secret\n\n[x](nowhere.md)\n",
+    )
+    .unwrap();
+    let r = Repo::clean();
+    std::os::unix::fs::symlink(outside.path().join("secret.md"), r.path().join("notes.md"))
+        .unwrap();
+    r.append(SOP, "\n[n](../notes.md)\n");
+    assert_findings(
+        &r,
+        &[
+            ("symlink-outside-repository", "notes.md", None),
+            ("broken-link", SOP, Some("[n]")),
+        ],
+    );
+}
+
+#[test]
+fn rooted_links_web_root_and_routes() {
+    let r = Repo::clean();
+    r.append(
+        "sopkit.toml",
+        "[links]\nweb_root = \"site\"\nroutes = { \"/qms/glossary/\" = \"glossary/terms.md\" }\n",
+    );
+    r.write("site/logo.md", "# Logo\n");
+    r.append(
+        SOP,
+        "\n[a](/site/logo.md) [b](/logo.md) [c](/qms/glossary/) [d](/glossary/terms.md#restore-test) [e](/nope.md)\n",
+    );
+    assert_findings(&r, &[("broken-link", SOP, Some("[e]"))]);
+}
+
+#[test]
+fn percent_encoded_paths() {
+    let r = Repo::clean();
+    r.write("procedures/IT-245 System Backup.md", "---\nid: IT-245\ntitle: B\nowner: operator\napprovers: [qa-lead]\n---\n# B\n\n## Über Backup\n");
+    r.append(SOP, "\n[b](IT-245%20System%20Backup.md#%C3%BCber-backup) [c](IT-245%20System%20Backup.md#uber-backup)\n");
+    assert_findings(&r, &[("broken-anchor", SOP, Some("[c]"))]);
+}

@@ -1,0 +1,10 @@
+//! One integration-test binary over fixture repositories built in temp dirs with real git.
+
+mod support;
+
+mod base;
+mod check_rules;
+mod ecosystem;
+mod formats;
+mod properties;
+mod zero_config;

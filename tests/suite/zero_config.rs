@@ -1,0 +1,96 @@
+//! No sopkit.toml, no procedures/ folder: a handbook as real companies keep them (no front
+//! matter, one glossary.md, links from the root, spaces in file names) is checked like a
+//! link checker would, plus glossary-aware suggestions.
+
+use crate::support::{Repo, stdout};
+
+fn handbook() -> Repo {
+    let r = Repo::empty();
+    r.write("glossary.md", "# Glossary\n\nTerms.\n\n## Enterprise Application Server (EAS)\n\nA server that runs a business application.\n");
+    r.write(
+        "qms/procedures/IT-245-System Backup and Recovery.md",
+        "# System Backup and Recovery\n\n[refs]: /glossary.md\n\nAn [EAS](/glossary.md#enterprise-application-server-eas) fails.\nAlso [EAS](../../glossary.md#EAS), [restores](IT-250%20Infrastructure.md#restores),\n[gone](IT-250%20Infrastructure.md#backups) and [vendor](proxmox.com).\n\n```sh {step=whatever}\nnot a step outside an SOP repository\n```\n",
+    );
+    r.write(
+        "qms/procedures/IT-250 Infrastructure.md",
+        "# Infrastructure\n\n## Restores\n\nText.\n",
+    );
+    r.write("README.md", "# Handbook\n\n- [Procedures](qms/procedures/)\n- [Backup](qms/procedures/IT-245-System%20Backup%20and%20Recovery.md)\n");
+    r.commit("handbook");
+    r
+}
+
+#[test]
+fn handbook_is_checked_like_a_link_checker() {
+    let r = handbook();
+    let out = r.sopkit(&["check", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "zero-config");
+    let rules: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rules.len(), 4, "{rules:#?}");
+    assert!(
+        rules
+            .iter()
+            .any(|(r, m)| r == "undefined-term" && m.contains("#EAS")),
+        "{rules:#?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|(r, m)| r == "broken-anchor" && m.contains("#backups")),
+        "{rules:#?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|(r, m)| r == "broken-link" && m.contains("proxmox.com")),
+        "{rules:#?}"
+    );
+    assert!(
+        rules.iter().any(|(r, _)| r == "unused-reference"),
+        "{rules:#?}"
+    );
+    let helps = stdout(&out);
+    assert!(
+        helps.contains("#enterprise-application-server-eas"),
+        "the acronym anchor suggests the full slug"
+    );
+}
+
+#[test]
+fn init_creates_a_repository_that_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("sops");
+    let out = std::process::Command::new(crate::support::sopkit_bin())
+        .arg("init")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(crate::support::sopkit_bin())
+        .arg("check")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("no findings"), "{}", stdout(&out));
+    // A second init into the same, now non-empty, folder is refused.
+    let out = std::process::Command::new(crate::support::sopkit_bin())
+        .arg("init")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::support::stderr(&out).contains("not empty"));
+}
