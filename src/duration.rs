@@ -41,7 +41,7 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.seconds;
         for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if s != 0 && s % len == 0 {
+            if s != 0 && s.is_multiple_of(len) {
                 return write!(f, "{}{unit}", s / len);
             }
         }

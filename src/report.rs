@@ -185,9 +185,8 @@ fn human(findings: &[Finding], cx: &Context<'_>, out: &mut dyn Write) -> io::Res
         }
         .with_code(f.rule);
         let mut labels = Vec::new();
-        match (d.span, file_id(&d.path)) {
-            (Some(span), Some(id)) => labels.push(Label::primary(id, span.start..span.end)),
-            _ => {}
+        if let (Some(span), Some(id)) = (d.span, file_id(&d.path)) {
+            labels.push(Label::primary(id, span.start..span.end));
         }
         cs = if labels.is_empty() {
             cs.with_message(format!("{}: {}", f.path, f.message))

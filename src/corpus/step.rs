@@ -51,7 +51,10 @@ pub struct StepError {
 
 /// Splits an info string into its language and attributes. `Ok(None)` when the block is
 /// plain code (no braces).
-pub fn parse_info(info: &str) -> Result<Option<(String, BTreeMap<String, String>)>, String> {
+/// A block's language and its `key=value` attributes.
+pub type Info = (String, BTreeMap<String, String>);
+
+pub fn parse_info(info: &str) -> Result<Option<Info>, String> {
     let info = info.trim();
     let Some(open) = info.find('{') else {
         return Ok(None);

@@ -62,3 +62,16 @@ fn base_works_in_a_subfolder_of_a_larger_repository() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with(&format!("{SOP}:")), "{text}");
 }
+
+#[test]
+fn deleting_a_role_file_breaks_untouched_sops_and_that_is_new() {
+    let r = Repo::clean();
+    let base = r.commit("base");
+    r.remove("roles/operator.md");
+    let out = r.sopkit(&["check", "--format", "short", "--base", &base]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    // The owner in the front matter and the link in the prose both name the deleted role.
+    assert_eq!(text.matches("undefined-role").count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.starts_with(SOP)), "{text}");
+}

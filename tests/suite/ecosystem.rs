@@ -160,3 +160,33 @@ fn completions_and_man_pages() {
     assert!(dir.path().join("sopkit.1").exists());
     assert!(dir.path().join("sopkit-check.1").exists());
 }
+
+#[test]
+fn readme_documents_every_rule_and_command() {
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    for rule in sopkit::diagnostic::Rule::ALL {
+        let row = format!("| `{}` | {} |", rule.id(), rule.severity().as_str());
+        assert!(
+            readme.contains(&row),
+            "README lacks the rules-table row for {}",
+            rule.id()
+        );
+    }
+    let help = stdout(&Command::new(sopkit_bin()).arg("--help").output().unwrap());
+    for line in help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+    {
+        let Some(cmd) = line.split_whitespace().next() else {
+            break;
+        };
+        if cmd == "help" {
+            continue;
+        }
+        assert!(
+            readme.contains(&format!("`sopkit {cmd}")),
+            "README does not document `sopkit {cmd}`"
+        );
+    }
+}

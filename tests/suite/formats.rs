@@ -137,7 +137,7 @@ fn github_annotations() {
     );
     assert!(
         text.lines().any(|x| x.starts_with("::warning file=")
-            && x.contains("%0Ahelp%3A") == false
+            && !x.contains("%0Ahelp%3A")
             && x.contains("%0Ahelp: ")),
         "{text}"
     );
