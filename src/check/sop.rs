@@ -61,7 +61,7 @@ pub fn check_sop(corpus: &Corpus, sop: &Sop) -> Vec<Diagnostic> {
                 ("owner", meta.owner.is_some()),
                 ("approvers", meta.approvers.is_some()),
             ] {
-                if !present && !meta.all.contains_key(key) {
+                if !present {
                     out.push(
                         Diagnostic::new(Rule::InvalidFrontMatter, path, Some(fm_span), format!("front matter lacks `{key}`"))
                             .with_help(format!("add `{key}:` to the front matter; every SOP needs id, title, owner and approvers")),

@@ -4,81 +4,89 @@
 
 use std::collections::HashSet;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::corpus::{Corpus, Document};
 use crate::diagnostic::{Diagnostic, Rule};
 use crate::source::Span;
 
 pub struct TermMatcher {
-    names: Option<AhoCorasick>,
-    name_terms: Vec<usize>,
-    acronyms: Option<AhoCorasick>,
-    acronym_terms: Vec<usize>,
+    automaton: Option<AhoCorasick>,
+    /// Per pattern: the term, and whether it is an acronym (then its case must match).
+    patterns: Vec<(usize, bool)>,
+    texts: Vec<String>,
 }
 
 impl TermMatcher {
     pub fn new(corpus: &Corpus) -> TermMatcher {
-        let mut names = Vec::new();
-        let mut name_terms = Vec::new();
-        let mut acronyms = Vec::new();
-        let mut acronym_terms = Vec::new();
+        let mut texts = Vec::new();
+        let mut patterns = Vec::new();
         for (i, t) in corpus.terms.iter().enumerate() {
             if t.name.chars().count() >= 3 {
-                names.push(t.name.clone());
-                name_terms.push(i);
+                texts.push(t.name.clone());
+                patterns.push((i, false));
             }
             if let Some(a) = &t.acronym
                 && a.chars().count() >= 2
             {
-                acronyms.push(a.clone());
-                acronym_terms.push(i);
+                texts.push(a.clone());
+                patterns.push((i, true));
             }
         }
-        let build = |pats: &[String], fold: bool| {
-            (!pats.is_empty()).then(|| {
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(fold)
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(pats)
-                    .expect("term patterns are plain strings")
-            })
-        };
+        // One case-insensitive automaton for names and acronyms alike (one pass over the
+        // text); an acronym match is then kept only when its case is exact.
+        let automaton = (!texts.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .kind(Some(AhoCorasickKind::DFA))
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&texts)
+                .expect("term patterns are plain strings")
+        });
         TermMatcher {
-            names: build(&names, true),
-            name_terms,
-            acronyms: build(&acronyms, false),
-            acronym_terms,
+            automaton,
+            patterns,
+            texts,
         }
     }
 
     /// The first use of each term in `doc`'s prose, in order of appearance.
     pub fn first_uses(&self, doc: &Document) -> Vec<(usize, Span)> {
         let text = &doc.file.text;
+        let prose = &doc.markdown.prose;
+        let (Some(ac), Some(first), Some(last)) = (&self.automaton, prose.first(), prose.last())
+        else {
+            return Vec::new();
+        };
+        // One scan over the region that holds prose (the many small text events would each
+        // cost a call), keeping the matches that lie wholly inside one prose span.
+        let base = first.start;
+        let region = &text[base..last.end];
+        let in_prose = |s: usize, e: usize| {
+            let i = prose.partition_point(|p| p.start <= s);
+            i > 0 && e <= prose[i - 1].end
+        };
         let mut seen = HashSet::new();
         let mut uses = Vec::new();
-        for span in &doc.markdown.prose {
-            let chunk = &text[span.start..span.end];
-            for (ac, terms, suffixes) in [
-                (&self.names, &self.name_terms, &["es", "s", ""][..]),
-                (&self.acronyms, &self.acronym_terms, &["s", ""][..]),
-            ] {
-                let Some(ac) = ac else { continue };
-                for m in ac.find_iter(chunk) {
-                    if !whole_word(chunk, m.start(), m.end(), suffixes) {
-                        continue;
-                    }
-                    let term = terms[m.pattern().as_usize()];
-                    if seen.insert(term) {
-                        uses.push((
-                            term,
-                            Span::new(span.start + m.start(), span.start + m.end()),
-                        ));
-                    }
-                }
+        for m in ac.find_iter(region) {
+            let (s, e) = (base + m.start(), base + m.end());
+            let pattern = m.pattern().as_usize();
+            let (term, acronym) = self.patterns[pattern];
+            let suffixes: &[&str] = if acronym {
+                &["s", ""]
+            } else {
+                &["es", "s", ""]
+            };
+            if seen.contains(&term)
+                || (acronym && text[s..e] != self.texts[pattern])
+                || !in_prose(s, e)
+                || !whole_word(text, s, e, suffixes)
+            {
+                continue;
             }
+            seen.insert(term);
+            uses.push((term, Span::new(s, e)));
         }
-        uses.sort_by_key(|(_, s)| *s);
         uses
     }
 }

@@ -87,8 +87,6 @@ pub struct SopMeta {
     pub review_every: Option<Duration>,
     pub retention: Option<Duration>,
     pub slos: Vec<Slo>,
-    /// Every key, known or not, as plain data for templates.
-    pub all: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -208,7 +206,6 @@ pub fn parse_sop(file: &SourceFile, block: Block) -> Result<(SopMeta, Vec<Proble
     if yaml.trim().is_empty() {
         return Ok((SopMeta::default(), Vec::new()));
     }
-    let all: BTreeMap<String, serde_json::Value> = loc.parse(yaml)?;
     let raw: RawSop = loc.parse(yaml)?;
     let mut problems = Vec::new();
     let mut duration = |v: Option<Spanned<String>>, key: &str| -> Option<Duration> {
@@ -265,9 +262,22 @@ pub fn parse_sop(file: &SourceFile, block: Block) -> Result<(SopMeta, Vec<Proble
         review_every,
         retention,
         slos,
-        all,
     };
     Ok((meta, problems))
+}
+
+/// Every key of a front matter block, known or not, as plain data (for templates). Parsed on
+/// demand: checking needs only the typed keys.
+pub fn values(
+    file: &SourceFile,
+    block: Block,
+) -> Result<BTreeMap<String, serde_json::Value>, Problem> {
+    check_yaml_size(block)?;
+    let yaml = &file.text[block.yaml.start..block.yaml.end];
+    if yaml.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Locator { file, block }.parse(yaml)
 }
 
 #[derive(Deserialize)]
@@ -349,7 +359,9 @@ mod tests {
         assert_eq!(m.id.unwrap().value, "IT-1");
         assert_eq!(m.approvers.unwrap().value.len(), 2);
         assert_eq!(m.slos[0].every.seconds, 86_400);
-        assert_eq!(m.all["custom"]["x"], serde_json::json!(1));
+        let f = SourceFile::new("p.md", "---\nid: a\ncustom: { x: 1 }\n---\n");
+        let values = values(&f, split(&f.text).unwrap().unwrap()).unwrap();
+        assert_eq!(values["custom"]["x"], serde_json::json!(1));
     }
 
     #[test]

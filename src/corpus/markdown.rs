@@ -3,8 +3,8 @@
 //! HTML anchors, links and images, reference definitions, footnotes, step blocks and the
 //! spans of prose (where glossary terms are looked for).
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use pulldown_cmark::{BrokenLink, CodeBlockKind, Event, LinkType, Options, Parser, Tag, TagEnd};
@@ -90,7 +90,7 @@ static ANCHOR_ATTR: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static DEFINITION_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^ {0,3}(?:> ?)*\[((?:[^\]\\\n]|\\.){1,999})\]:").expect("static regex")
+    Regex::new(r"^ {0,3}(?:> ?)*\[((?:[^\]\\\n]|\\.){1,999})\]:").expect("static regex")
 });
 
 static FOOTNOTE_REF: LazyLock<Regex> =
@@ -140,10 +140,10 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
     defs.sort_by_key(|d| d.2);
 
     let mut md = Markdown::default();
-    let mut used: HashMap<String, LinkKind> = HashMap::new();
+    let mut used: HashMap<String, LinkKind> = HashMap::default();
     let mut slugger = Slugger::default();
     let mut leaf_blocks: Vec<Span> = Vec::new();
-    let mut footnotes_defined: HashSet<String> = HashSet::new();
+    let mut footnotes_defined: HashSet<String> = HashSet::default();
     let mut footnote_refs: Vec<Reference> = Vec::new();
 
     // Parser state.
@@ -389,9 +389,28 @@ fn duplicate_definitions(
         blocks[..i].iter().rev().take(64).any(|b| pos < b.end)
     };
     let mut out = Vec::new();
-    for c in DEFINITION_LINE.captures_iter(body) {
+    // Only lines that contain `]:` can be definitions; find them without a line-anchored
+    // regex over the whole body (which is slow), then match the pattern on those lines.
+    let mut candidates = Vec::new();
+    let mut from = 0;
+    while let Some(i) = body[from..].find("]:") {
+        let at = from + i;
+        let line_start = body[..at].rfind('\n').map_or(0, |n| n + 1);
+        let line_end = body[at..].find('\n').map_or(body.len(), |n| at + n);
+        if candidates.last() != Some(&line_start) {
+            candidates.push(line_start);
+        }
+        from = line_end.max(at + 2);
+    }
+    if candidates.len() <= defs.len() {
+        return out; // as many definition-like lines as definitions: no repeats
+    }
+    for line_start in candidates {
+        let Some(c) = DEFINITION_LINE.captures(&body[line_start..]) else {
+            continue;
+        };
         let m = c.get(0).expect("whole match");
-        let pos = m.start() + offset;
+        let pos = line_start + offset;
         if inside(pos) {
             continue;
         }
@@ -402,7 +421,7 @@ fn duplicate_definitions(
         {
             out.push(Reference {
                 label,
-                span: Span::new(pos, m.end() + offset),
+                span: Span::new(pos, line_start + m.end() + offset),
             });
         }
     }

@@ -3,10 +3,23 @@
 //! hyphen, turn each space into `-`, and number repeats (`x`, `x-1`, `x-2`). Written here
 //! because no maintained crate reproduces GitHub's exact rules (repeat numbering included).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// The slug of one heading text, without de-duplication.
 pub fn slug(text: &str) -> String {
+    if text.is_ascii() {
+        // The common case, without Unicode case mapping.
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            match b {
+                b' ' => out.push('-'),
+                b'-' | b'_' => out.push(b as char),
+                b if b.is_ascii_alphanumeric() => out.push(b.to_ascii_lowercase() as char),
+                _ => {}
+            }
+        }
+        return out;
+    }
     text.chars()
         .flat_map(char::to_lowercase)
         .filter_map(|c| match c {
