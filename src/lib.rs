@@ -5,6 +5,7 @@
 //! [`check`] reports findings as data ([`diagnostic::Diagnostic`]), [`report`] prints them
 //! in the formats people and CI systems read.
 
+pub mod approval;
 pub mod check;
 pub mod config;
 pub mod corpus;
