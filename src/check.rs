@@ -1,5 +1,6 @@
 //! `sopkit check`: every finding the corpus gives, as data. Nothing here prints.
 
+pub mod approvals;
 pub mod links;
 pub mod sop;
 pub mod terms;
@@ -127,8 +128,24 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
+/// Approval findings, when the repository is in git and has a layout (not zero-config).
+fn approval_findings(
+    corpus: &Corpus,
+    root: &std::path::Path,
+    rev: Option<&str>,
+    now: i64,
+) -> Result<Vec<Diagnostic>, Error> {
+    if corpus.mode == crate::corpus::Mode::ZeroConfig || git2::Repository::discover(root).is_err() {
+        return Ok(Vec::new());
+    }
+    let history = crate::approval::history::load(root, rev, &corpus.config)?;
+    Ok(approvals::check(corpus, &history, now))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    History(#[from] crate::approval::history::Error),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
@@ -138,11 +155,16 @@ pub enum Error {
 /// Checks the working tree at `root`; with `base`, keeps only findings that are new
 /// compared to that git revision.
 pub fn check_path(root: &std::path::Path, base: Option<&str>) -> Result<Outcome, Error> {
+    let now = approvals::now();
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
     let mut diagnostics = check(&corpus);
+    diagnostics.extend(approval_findings(&corpus, root, None, now)?);
+    sort(&mut diagnostics);
     if let Some(rev) = base {
         let before = Corpus::load(crate::tree::Tree::open_revision(root, rev)?)?;
-        diagnostics = new_since(diagnostics, &check(&before));
+        let mut old = check(&before);
+        old.extend(approval_findings(&before, root, Some(rev), now)?);
+        diagnostics = new_since(diagnostics, &old);
     }
     let summary = summarize(&diagnostics, corpus.docs.len());
     Ok(Outcome {

@@ -20,6 +20,11 @@ pub enum Command {
     /// Exit status: 0 when there are no errors (warnings allowed), 1 when there are errors,
     /// 2 on a usage or fatal error.
     Check(CheckArgs),
+    /// Approve SOPs: one signed commit (through git's own signing setup) naming each SOP, the
+    /// SHA-256 of the exact content approved, and the meaning of the signature.
+    Approve(ApproveArgs),
+    /// List an SOP's revisions with every signature and whether it counts.
+    History(HistoryArgs),
     /// Create a new SOP repository in DIR that passes `sopkit check`.
     Init {
         /// The folder to create (must be absent or empty).
@@ -52,4 +57,40 @@ pub struct CheckArgs {
     /// Write the report to this file instead of standard output (written atomically).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The SOP ids to approve (their committed content).
+    #[arg(required = true, value_name = "SOP")]
+    pub sops: Vec<String>,
+    /// What the signature means: authored, reviewed, approved or acknowledged (configurable).
+    #[arg(long)]
+    pub meaning: String,
+    /// A comment recorded in the commit message.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The SOP id.
+    pub sop: String,
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Human)]
+    pub format: HistoryFormat,
+    /// Read history up to this revision instead of HEAD.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
 }

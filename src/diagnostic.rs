@@ -114,6 +114,24 @@ rules! {
     InvalidConfig = "invalid-config", Error,
         "sopkit.toml is not valid.",
         "See the README for every key of sopkit.toml; the file is checked strictly so that typos do not go unnoticed.";
+    UnapprovedChange = "unapproved-change", Error,
+        "An SOP marked `effective` has content that no complete set of valid approvals covers.",
+        "Have every approver role sign this exact content with `sopkit approve ID --meaning approved`, or set `status: draft`.";
+    InvalidSignature = "invalid-signature", Error,
+        "An approval signature in history is not valid: bad, unknown or expired or revoked key, role not held, meaning not allowed, self-approval or other content.",
+        "The signature does not count. Approve again with a key listed in people.yaml, by someone who holds the role and did not author the revision.";
+    LostSignature = "lost-signature", Error,
+        "A commit carries approval trailers but no signature, so a squash or rebase merge probably rewrote it.",
+        "Merge approval commits with a merge commit or a fast-forward (not squash or rebase), or approve again.";
+    UnauthorisedPolicyChange = "unauthorised-policy-change", Error,
+        "people.yaml, roles/ or roles/keys/ changed in a commit not signed by an admin of the policy then in force; the change is ignored.",
+        "Have a person marked `admin: true` make (or re-make) the change in a commit they sign.";
+    InvalidApproval = "invalid-approval", Error,
+        "Approval trailers that cannot be read or that name an SOP or content that does not exist.",
+        "Create approvals with `sopkit approve`, which writes the trailers.";
+    ReviewOverdue = "review-overdue", Warning,
+        "An SOP's `review_every` has elapsed since its last effective approval.",
+        "Review the SOP and approve it again (even unchanged) to start a new review period.";
     FileTooLarge = "file-too-large", Error,
         "A file is larger than sopkit reads (10 MiB for Markdown, 256 KiB for front matter).",
         "Split the document; no real SOP needs to be this large.";

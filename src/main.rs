@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use cli::{CheckArgs, Cli, Command};
+use cli::{ApproveArgs, CheckArgs, Cli, Command, HistoryArgs, HistoryFormat};
 use sopkit::report::{self, Format};
 
 fn main() -> ExitCode {
@@ -29,6 +29,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Approve(args) => approve(args),
+        Command::History(args) => history(args),
         Command::Init { dir } => {
             let written = sopkit::init::init(&dir)?;
             println!(
@@ -87,4 +89,45 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    match sopkit::approval::approve::approve(
+        &args.path,
+        &args.sops,
+        &args.meaning,
+        args.comment.as_deref(),
+    ) {
+        Ok(commit) => {
+            println!(
+                "approved {} ({}) in signed commit {}",
+                args.sops.join(", "),
+                args.meaning,
+                &commit[..12]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(&args.path)?)?;
+    let h = sopkit::approval::history::load(&args.path, args.at.as_deref(), &corpus.config)?;
+    let Some(sop) = h.sops.get(&args.sop) else {
+        eprintln!("error: no history for SOP `{}`", args.sop);
+        return Ok(ExitCode::from(2));
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        HistoryFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, sop)?;
+            writeln!(out)?;
+        }
+        HistoryFormat::Human => write!(out, "{}", sopkit::approval::render_history(sop))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod approvals;
 mod base;
 mod check_rules;
 mod ecosystem;

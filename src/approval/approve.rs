@@ -1,0 +1,187 @@
+//! `sopkit approve`: one signed commit, made by the user's own git signing setup
+//! (`git commit -S`: GnuPG with its agent or smartcard, or SSH keys with `gpg.format=ssh`),
+//! whose trailers name each SOP, the SHA-256 of the exact content approved and the meaning.
+//! The commit carries no changes: it refuses to run while anything is staged, or while the
+//! approved SOPs or the people, roles and keys have uncommitted edits.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::history::sha256_hex;
+use super::trailer::{self, Approval, Approved};
+use crate::corpus::Corpus;
+use crate::tree::Tree;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("meaning `{meaning}` is not allowed; use one of: {}", allowed.join(", "))]
+    UnknownMeaning {
+        meaning: String,
+        allowed: Vec<String>,
+    },
+    #[error("no SOP with id `{0}` in this repository")]
+    UnknownSop(String),
+    #[error("name at least one SOP to approve")]
+    NothingToApprove,
+    #[error("uncommitted changes to {}: commit them first, so that the approval names committed content", .0.join(", "))]
+    Dirty(Vec<String>),
+    #[error("changes are staged ({}): an approval commit must carry no edits; commit or unstage them first", .0.join(", "))]
+    Staged(Vec<String>),
+    #[error("{0} is not inside a git repository")]
+    NotARepository(std::path::PathBuf),
+    #[error("`{0}` is not committed yet")]
+    NotCommitted(String),
+    #[error("git commit failed: {0}")]
+    CommitFailed(String),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::Error),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("running git: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Usage errors (exit 2) as opposed to failures of the commit itself.
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, Error::CommitFailed(_) | Error::Git(_) | Error::Io(_))
+    }
+}
+
+/// Creates the approval commit; returns its id.
+pub fn approve(
+    root: &Path,
+    sops: &[String],
+    meaning: &str,
+    comment: Option<&str>,
+) -> Result<String, Error> {
+    let corpus = Corpus::load(Tree::open_dir(root)?)?;
+    let allowed = &corpus.config.approval.meanings;
+    if !allowed.iter().any(|m| m == meaning) {
+        return Err(Error::UnknownMeaning {
+            meaning: meaning.to_string(),
+            allowed: allowed.clone(),
+        });
+    }
+    if sops.is_empty() {
+        return Err(Error::NothingToApprove);
+    }
+    let repo =
+        git2::Repository::discover(root).map_err(|_| Error::NotARepository(root.to_path_buf()))?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::NotARepository(root.to_path_buf()))?
+        .canonicalize()?;
+    let prefix = root
+        .canonicalize()?
+        .strip_prefix(&workdir)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let in_repo = |p: &str| {
+        if prefix.is_empty() {
+            p.to_string()
+        } else {
+            format!("{prefix}/{p}")
+        }
+    };
+
+    let mut guarded = Vec::new();
+    let mut approves = Vec::new();
+    for id in sops {
+        let sop = corpus
+            .sop_by_id(id)
+            .ok_or_else(|| Error::UnknownSop(id.clone()))?;
+        let path = corpus.docs[sop.doc].path().to_string();
+        guarded.push(in_repo(&path));
+        approves.push((id.clone(), in_repo(&path)));
+    }
+    let paths = &corpus.config.paths;
+    for p in [&paths.people, &paths.roles, &paths.keys] {
+        guarded.push(in_repo(p));
+    }
+
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .include_ignored(false)
+        .recurse_untracked_dirs(true);
+    let statuses = repo.statuses(Some(&mut opts))?;
+    let mut staged = Vec::new();
+    let mut dirty = Vec::new();
+    for e in statuses.iter() {
+        let path = e.path().unwrap_or("").to_string();
+        let s = e.status();
+        if s.intersects(
+            git2::Status::INDEX_NEW
+                | git2::Status::INDEX_MODIFIED
+                | git2::Status::INDEX_DELETED
+                | git2::Status::INDEX_RENAMED
+                | git2::Status::INDEX_TYPECHANGE,
+        ) {
+            staged.push(path.clone());
+        }
+        if guarded
+            .iter()
+            .any(|g| path == *g || path.starts_with(&format!("{g}/")))
+        {
+            dirty.push(path);
+        }
+    }
+    if !staged.is_empty() {
+        return Err(Error::Staged(staged));
+    }
+    if !dirty.is_empty() {
+        return Err(Error::Dirty(dirty));
+    }
+
+    let head = repo.head()?.peel_to_tree()?;
+    let mut approved = Vec::new();
+    for (id, path) in approves {
+        let entry = head
+            .get_path(Path::new(&path))
+            .map_err(|_| Error::NotCommitted(path.clone()))?;
+        let blob = repo.find_blob(entry.id())?;
+        approved.push(Approved {
+            sop: id,
+            sha256: sha256_hex(blob.content()),
+        });
+    }
+    let message = trailer::message(
+        &Approval {
+            approves: approved,
+            meaning: meaning.to_string(),
+        },
+        comment,
+    );
+
+    let mut child = Command::new("git")
+        .args([
+            "commit",
+            "-S",
+            "--allow-empty",
+            "--no-verify",
+            "-q",
+            "-F",
+            "-",
+        ])
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(message.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::CommitFailed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let repo = git2::Repository::discover(root)?;
+    Ok(repo.head()?.peel_to_commit()?.id().to_string())
+}

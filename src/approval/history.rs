@@ -1,0 +1,664 @@
+//! The approval history of every SOP, derived from git and never typed by hand.
+//!
+//! Commits are read oldest first. The policy (people, roles, keys) is trusted from the trust
+//! root on, and a later change to it counts only when an admin of the policy then in force
+//! signed the commit that makes it. Each change of an SOP's content starts a new revision;
+//! approval commits (trailers, see [`super::trailer`]) add signatures to the revision whose
+//! content hash they name, each classified against the policy as of the commit's parent. A
+//! revision becomes effective, with the next version number, once every approver role has a
+//! valid `approved` signature from someone who is not one of its authors.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::policy::{self, Policy};
+use super::signature::{self, KeyKind};
+use super::trailer;
+use crate::config::Config;
+use crate::corpus::{front_matter, id_from_file_name, under};
+use crate::source::SourceFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("{0} is not inside a git repository")]
+    NotARepository(std::path::PathBuf),
+}
+
+/// How one signature on an SOP revision was judged. Exactly one applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Valid,
+    /// Approval trailers on an unsigned commit: a squash or rebase merge rewrote it.
+    Unsigned,
+    BadSignature,
+    UnknownKey,
+    ExpiredKey,
+    RevokedKey,
+    /// The signer did not hold a required role on the day of signing.
+    RoleNotHeld,
+    MeaningNotAllowed,
+    /// Separation of duties: the signer authored the revision.
+    SelfApproval,
+    /// The trailer names content the SOP did not have in that commit.
+    WrongContent,
+    Unsupported,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Valid => "valid",
+            Status::Unsigned => "unsigned",
+            Status::BadSignature => "bad signature",
+            Status::UnknownKey => "unknown key",
+            Status::ExpiredKey => "expired key",
+            Status::RevokedKey => "revoked key",
+            Status::RoleNotHeld => "signer does not hold a required role",
+            Status::MeaningNotAllowed => "meaning not allowed",
+            Status::SelfApproval => "self-approval",
+            Status::WrongContent => "approves other content",
+            Status::Unsupported => "unsupported signature",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureRecord {
+    pub commit: String,
+    /// Seconds since the epoch (UTC): the OpenPGP signature time, else the commit time.
+    pub time: i64,
+    pub signer: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub meaning: String,
+    pub fingerprint: Option<String>,
+    pub kind: Option<KeyKind>,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Revision {
+    /// 1-based count of content changes.
+    pub number: usize,
+    pub commit: String,
+    pub time: i64,
+    pub author: String,
+    pub summary: String,
+    pub path: String,
+    pub sha256: String,
+    pub approvers: Vec<String>,
+    /// People (or e-mail addresses) who changed the SOP since the last effective revision.
+    pub authors: BTreeSet<String>,
+    /// The version this revision became, once effective.
+    pub version: Option<u32>,
+    pub effective_time: Option<i64>,
+    pub effective_commit: Option<String>,
+    pub signatures: Vec<SignatureRecord>,
+}
+
+impl Revision {
+    /// Approver roles not yet covered by a valid `approved` signature.
+    pub fn missing_roles(&self) -> Vec<String> {
+        let covered = covered_roles(&self.signatures, &self.approvers);
+        self.approvers
+            .iter()
+            .filter(|r| !covered.contains(*r))
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SopHistory {
+    pub id: String,
+    pub revisions: Vec<Revision>,
+}
+
+impl SopHistory {
+    pub fn revision_with(&self, sha256: &str) -> Option<&Revision> {
+        self.revisions.iter().rev().find(|r| r.sha256 == sha256)
+    }
+
+    pub fn last_effective(&self) -> Option<&Revision> {
+        self.revisions.iter().rev().find(|r| r.version.is_some())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyChange {
+    pub commit: String,
+    pub time: i64,
+    pub summary: String,
+    pub authorised: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub commit: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct History {
+    pub head: Option<String>,
+    pub trust_root: Option<String>,
+    pub sops: BTreeMap<String, SopHistory>,
+    pub policy_changes: Vec<PolicyChange>,
+    pub problems: Vec<Problem>,
+}
+
+/// Assigns valid `approved` signatures to approver roles, one signer per role.
+fn covered_roles(signatures: &[SignatureRecord], approvers: &[String]) -> BTreeSet<String> {
+    let mut covered = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for s in signatures
+        .iter()
+        .filter(|s| s.status == Status::Valid && s.meaning == "approved")
+    {
+        let (Some(signer), Some(role)) = (&s.signer, &s.role) else {
+            continue;
+        };
+        if approvers.contains(role) && !covered.contains(role) && used.insert(signer.clone()) {
+            covered.insert(role.clone());
+        }
+    }
+    covered
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn date_of(t: i64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(t).map_or(time::Date::MIN, |d| d.date())
+}
+
+/// What an SOP file says about itself at one commit.
+struct SopState {
+    id: String,
+    sha256: String,
+    approvers: Vec<String>,
+}
+
+fn read_sop(path: &str, bytes: &[u8]) -> SopState {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let file = SourceFile::new(path, text);
+    let meta = match front_matter::split(&file.text) {
+        Ok(Some(b)) => front_matter::parse_sop(&file, b).ok().map(|(m, _)| m),
+        _ => None,
+    };
+    let id = meta
+        .as_ref()
+        .and_then(|m| m.id.as_ref())
+        .map_or_else(|| id_from_file_name(path), |i| i.value.clone());
+    let approvers = meta
+        .and_then(|m| m.approvers)
+        .map(|a| a.value.into_iter().map(|r| r.value).collect())
+        .unwrap_or_default();
+    SopState {
+        id,
+        sha256: sha256_hex(bytes),
+        approvers,
+    }
+}
+
+fn is_sop_path(path: &str, procedures: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    under(path, procedures) && lower.ends_with(".md") && name != "readme.md" && name != "index.md"
+}
+
+/// Reads the history of the repository containing `dir`, up to `rev` (default `HEAD`).
+/// `dir` may be a sub-folder: paths are then relative to it.
+pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
+    let repo =
+        git2::Repository::discover(dir).map_err(|_| Error::NotARepository(dir.to_path_buf()))?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::NotARepository(dir.to_path_buf()))?;
+    let prefix = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| {
+            workdir
+                .canonicalize()
+                .ok()
+                .and_then(|w| d.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
+        })
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let mut paths = config.paths.clone();
+    if !prefix.is_empty() {
+        for p in [
+            &mut paths.procedures,
+            &mut paths.roles,
+            &mut paths.people,
+            &mut paths.keys,
+        ] {
+            *p = format!("{prefix}/{p}");
+        }
+    }
+    let head = match repo
+        .revparse_single(rev.unwrap_or("HEAD"))
+        .and_then(|o| o.peel_to_commit())
+    {
+        Ok(c) => c.id(),
+        Err(_) if rev.is_none() => return Ok(History::default()), // no commits yet
+        Err(e) => return Err(e.into()),
+    };
+    let mut walk = repo.revwalk()?;
+    walk.push(head)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+
+    let meanings: BTreeSet<&str> = config
+        .approval
+        .meanings
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut h = History {
+        head: Some(head.to_string()),
+        ..History::default()
+    };
+    let mut trusted: HashMap<git2::Oid, Option<Arc<Policy>>> = HashMap::new();
+    let mut fingerprints: HashMap<git2::Oid, policy::Fingerprint> = HashMap::new();
+    let mut policies: HashMap<policy::Fingerprint, Arc<Policy>> = HashMap::new();
+    // Per commit: SOP path → id, and per id its current state.
+    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
+    let mut states: HashMap<String, SopState> = HashMap::new();
+    let strip = |p: &str| {
+        p.strip_prefix(&format!("{prefix}/"))
+            .unwrap_or(p)
+            .to_string()
+    };
+
+    for oid in walk {
+        let oid = oid?;
+        let commit = repo.find_commit(oid)?;
+        let tree = commit.tree()?;
+        let time = commit.time().seconds();
+        let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
+        let parent = commit.parents().next();
+        let parent_id = parent.as_ref().map(|p| p.id());
+        let fp = policy::fingerprint(&tree, &paths);
+        fingerprints.insert(oid, fp);
+        let mut load_policy = |fp: policy::Fingerprint| {
+            policies
+                .entry(fp)
+                .or_insert_with(|| Arc::new(Policy::load(&repo, &tree, &paths)))
+                .clone()
+        };
+        let before: Option<Arc<Policy>> =
+            parent_id.and_then(|p| trusted.get(&p).cloned().flatten());
+
+        // The trust chain.
+        let now_trusted = match &before {
+            None => {
+                let is_root = match &config.approval.trust_root {
+                    Some(root) => oid.to_string().starts_with(root.as_str()),
+                    None => fp[0].is_some(),
+                };
+                if is_root {
+                    h.trust_root = Some(oid.to_string());
+                    Some(load_policy(fp))
+                } else {
+                    None
+                }
+            }
+            Some(prev) => {
+                let changed = parent_id.and_then(|p| fingerprints.get(&p)) != Some(&fp);
+                if !changed {
+                    Some(prev.clone())
+                } else {
+                    let (ok, detail) = match repo.extract_signature(&oid, None) {
+                        Err(_) => (false, "the commit is not signed".to_string()),
+                        Ok((sig, payload)) => {
+                            let v = signature::verify(&prev.keyring, &sig, &payload);
+                            match (&v.status, v.owner.as_deref().and_then(|o| prev.person(o))) {
+                                (signature::Status::Valid, Some(p)) if p.admin => {
+                                    (true, format!("signed by admin {}", p.name))
+                                }
+                                (signature::Status::Valid, Some(p)) => {
+                                    (false, format!("signed by {}, who is not an admin", p.name))
+                                }
+                                _ => (false, format!("signature not valid: {}", v.detail)),
+                            }
+                        }
+                    };
+                    h.policy_changes.push(PolicyChange {
+                        commit: oid.to_string(),
+                        time,
+                        summary: summary.clone(),
+                        authorised: ok,
+                        detail: detail.clone(),
+                    });
+                    if ok {
+                        Some(load_policy(fp))
+                    } else {
+                        Some(prev.clone())
+                    }
+                }
+            }
+        };
+        trusted.insert(oid, now_trusted);
+        // Approvals are judged against the policy of the parent (or the root's own).
+        let judge: Option<Arc<Policy>> = before.or_else(|| trusted.get(&oid).cloned().flatten());
+
+        // SOP content changes, following renames.
+        let mut map = parent_id
+            .and_then(|p| sop_paths.get(&p).cloned())
+            .unwrap_or_default();
+        let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+        let mut opts = git2::DiffOptions::new();
+        if !paths.procedures.is_empty() {
+            opts.pathspec(&paths.procedures);
+        }
+        let mut diff =
+            repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut opts))?;
+        diff.find_similar(Some(git2::DiffFindOptions::new().renames(true)))?;
+        let author = commit.author();
+        let author_label = format!(
+            "{} <{}>",
+            author.name().unwrap_or(""),
+            author.email().unwrap_or("")
+        );
+        let author_person =
+            author_identity(&repo, oid, judge.as_deref(), author.email().unwrap_or(""));
+        for delta in diff.deltas() {
+            let old = delta
+                .old_file()
+                .path()
+                .map(|p| p.to_string_lossy().replace('\\', "/"));
+            let new = delta
+                .new_file()
+                .path()
+                .map(|p| p.to_string_lossy().replace('\\', "/"));
+            if let Some(o) = &old
+                && delta.status() != git2::Delta::Added
+            {
+                map.remove(o);
+            }
+            if delta.status() == git2::Delta::Deleted {
+                continue;
+            }
+            let Some(path) = new.filter(|p| is_sop_path(p, &paths.procedures)) else {
+                continue;
+            };
+            let Ok(blob) = repo.find_blob(delta.new_file().id()) else {
+                continue;
+            };
+            let rel = strip(&path);
+            let state = read_sop(&rel, blob.content());
+            map.insert(path.clone(), state.id.clone());
+            let entry = h
+                .sops
+                .entry(state.id.clone())
+                .or_insert_with(|| SopHistory {
+                    id: state.id.clone(),
+                    revisions: Vec::new(),
+                });
+            let changed = states
+                .get(&state.id)
+                .is_none_or(|s| s.sha256 != state.sha256);
+            if changed {
+                let mut authors = entry
+                    .revisions
+                    .last()
+                    .filter(|r| r.version.is_none())
+                    .map(|r| r.authors.clone())
+                    .unwrap_or_default();
+                authors.insert(author_person.clone());
+                entry.revisions.push(Revision {
+                    number: entry.revisions.len() + 1,
+                    commit: oid.to_string(),
+                    time,
+                    author: author_label.clone(),
+                    summary: summary.clone(),
+                    path: rel.clone(),
+                    sha256: state.sha256.clone(),
+                    approvers: state.approvers.clone(),
+                    authors,
+                    version: None,
+                    effective_time: None,
+                    effective_commit: None,
+                    signatures: Vec::new(),
+                });
+            } else if let Some(r) = entry.revisions.last_mut() {
+                r.path = rel.clone(); // a rename without a content change
+            }
+            states.insert(state.id.clone(), state);
+        }
+        sop_paths.insert(oid, map);
+
+        // Approval trailers.
+        let Some(parsed) = trailer::parse(commit.message().unwrap_or("")) else {
+            continue;
+        };
+        let approval = match parsed {
+            Ok(a) => a,
+            Err(message) => {
+                h.problems.push(Problem {
+                    commit: oid.to_string(),
+                    message,
+                });
+                continue;
+            }
+        };
+        let signed = repo.extract_signature(&oid, None).ok();
+        let verification = match (&signed, &judge) {
+            (Some((sig, payload)), Some(p)) => Some(signature::verify(&p.keyring, sig, payload)),
+            _ => None,
+        };
+        for a in &approval.approves {
+            let Some(sop) = h.sops.get_mut(&a.sop) else {
+                h.problems.push(Problem {
+                    commit: oid.to_string(),
+                    message: format!("approval names SOP `{}`, which does not exist", a.sop),
+                });
+                continue;
+            };
+            let current = states.get(&a.sop);
+            let rev_index = sop.revisions.iter().rposition(|r| r.sha256 == a.sha256);
+            let record = judge_signature(
+                oid,
+                time,
+                &approval.meaning,
+                &meanings,
+                signed.is_some(),
+                verification.as_ref(),
+                judge.as_deref(),
+                current.map(|s| s.sha256 == a.sha256).unwrap_or(false),
+                rev_index.map(|i| &sop.revisions[i]),
+                config.approval.separation_of_duties,
+            );
+            let Some(i) = rev_index else {
+                h.problems.push(Problem {
+                    commit: oid.to_string(),
+                    message: format!(
+                        "approval of `{}` names content sha256:{} that the SOP never had",
+                        a.sop,
+                        &a.sha256[..12]
+                    ),
+                });
+                continue;
+            };
+            let rev = &mut sop.revisions[i];
+            rev.signatures.push(record);
+            if rev.version.is_none() && !rev.approvers.is_empty() && rev.missing_roles().is_empty()
+            {
+                let version = sop
+                    .revisions
+                    .iter()
+                    .filter_map(|r| r.version)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let rev = &mut sop.revisions[i];
+                rev.version = Some(version);
+                rev.effective_time = Some(time);
+                rev.effective_commit = Some(oid.to_string());
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// The person behind a commit: its signing key's owner when signed and valid, else the
+/// person with the author's e-mail, else the e-mail itself.
+fn author_identity(
+    repo: &git2::Repository,
+    oid: git2::Oid,
+    policy: Option<&Policy>,
+    email: &str,
+) -> String {
+    if let Some(p) = policy {
+        if let Ok((sig, payload)) = repo.extract_signature(&oid, None) {
+            let v = signature::verify(&p.keyring, &sig, &payload);
+            if v.status == signature::Status::Valid
+                && let Some(owner) = v.owner
+            {
+                return owner;
+            }
+        }
+        if let Some(person) = p.person_by_email(email) {
+            return person.id.value.clone();
+        }
+    }
+    email.to_string()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_signature(
+    oid: git2::Oid,
+    commit_time: i64,
+    meaning: &str,
+    meanings: &BTreeSet<&str>,
+    signed: bool,
+    v: Option<&signature::Verification>,
+    policy: Option<&Policy>,
+    content_matches: bool,
+    revision: Option<&Revision>,
+    separation_of_duties: bool,
+) -> SignatureRecord {
+    let mut r = SignatureRecord {
+        commit: oid.to_string(),
+        time: commit_time,
+        signer: None,
+        name: None,
+        role: None,
+        meaning: meaning.to_string(),
+        fingerprint: v.and_then(|v| v.fingerprint.clone()),
+        kind: v.and_then(|v| v.kind),
+        status: Status::Valid,
+        detail: String::new(),
+    };
+    let status = |s: Status, d: String, r: &mut SignatureRecord| {
+        r.status = s;
+        r.detail = d;
+    };
+    if !signed {
+        status(Status::Unsigned, "approval trailers on an unsigned commit (a squash or rebase merge may have rewritten it)".into(), &mut r);
+        return r;
+    }
+    let (Some(v), Some(policy)) = (v, policy) else {
+        status(
+            Status::UnknownKey,
+            "no trusted people.yaml at this point of history".into(),
+            &mut r,
+        );
+        return r;
+    };
+    if let Some(t) = v.signed_at {
+        r.time = t;
+    }
+    let mapped = match v.status {
+        signature::Status::Valid => None,
+        signature::Status::Bad => Some(Status::BadSignature),
+        signature::Status::UnknownKey => Some(Status::UnknownKey),
+        signature::Status::ExpiredKey => Some(Status::ExpiredKey),
+        signature::Status::RevokedKey => Some(Status::RevokedKey),
+        signature::Status::Unsupported => Some(Status::Unsupported),
+    };
+    let person = v.owner.as_deref().and_then(|o| policy.person(o));
+    r.signer = v.owner.clone();
+    r.name = person.map(|p| p.name.clone());
+    if let Some(s) = mapped {
+        status(s, v.detail.clone(), &mut r);
+        return r;
+    }
+    let Some(person) = person else {
+        status(
+            Status::UnknownKey,
+            "the key's owner is not in people.yaml".into(),
+            &mut r,
+        );
+        return r;
+    };
+    if !meanings.contains(meaning) {
+        status(
+            Status::MeaningNotAllowed,
+            format!("meaning `{meaning}` is not in the vocabulary"),
+            &mut r,
+        );
+        return r;
+    }
+    if !content_matches {
+        status(
+            Status::WrongContent,
+            "the approved content hash is not the SOP's content in this commit".into(),
+            &mut r,
+        );
+        return r;
+    }
+    let day = date_of(r.time);
+    let approvers = revision.map(|rev| rev.approvers.as_slice()).unwrap_or(&[]);
+    let role = if meaning == "approved" {
+        approvers
+            .iter()
+            .find(|role| person.holds(role, day))
+            .cloned()
+    } else {
+        person
+            .roles
+            .iter()
+            .find(|h| person.holds(&h.role.value, day))
+            .map(|h| h.role.value.clone())
+    };
+    let Some(role) = role else {
+        let need = if meaning == "approved" {
+            approvers.join(", ")
+        } else {
+            "any role".into()
+        };
+        status(
+            Status::RoleNotHeld,
+            format!("{} held none of: {need} on {day}", person.name),
+            &mut r,
+        );
+        return r;
+    };
+    r.role = Some(role);
+    if separation_of_duties
+        && meaning == "approved"
+        && revision.is_some_and(|rev| rev.authors.contains(&person.id.value))
+    {
+        status(
+            Status::SelfApproval,
+            format!("{} authored this revision", person.name),
+            &mut r,
+        );
+        return r;
+    }
+    r.detail = format!("good signature by {}", person.name);
+    r
+}

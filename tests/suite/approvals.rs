@@ -1,0 +1,569 @@
+//! Approvals over real histories: every signature classification produced by real commits
+//! signed with real SSH and GnuPG keys, and every forged or broken case failing `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Repo, SOP, stderr, stdout};
+
+/// Throwaway keys in a temp dir; GnuPG homes are shut down on drop.
+struct Keys {
+    dir: tempfile::TempDir,
+    homes: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        for h in self.homes.borrow().iter() {
+            let _ = Command::new("gpgconf")
+                .args(["--kill", "all"])
+                .env("GNUPGHOME", h)
+                .output();
+        }
+    }
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            dir: tempfile::tempdir().unwrap(),
+            homes: Default::default(),
+        }
+    }
+
+    /// An SSH ed25519 key; returns the private key path (the public key is beside it).
+    fn ssh(&self, name: &str) -> PathBuf {
+        let key = self.dir.path().join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen (openssh-client) is needed");
+        assert!(out.status.success(), "{}", stderr(&out));
+        key
+    }
+
+    /// A GnuPG home with one signing key; returns (home, fingerprint).
+    fn gpg(&self, name: &str, algo: &str, faked: Option<&str>) -> (PathBuf, String) {
+        let home = self.dir.path().join(format!("gnupg-{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        self.homes.borrow_mut().push(home.clone());
+        let mut args = vec!["--batch", "--pinentry-mode", "loopback", "--passphrase", ""];
+        if let Some(f) = faked {
+            args.extend(["--faked-system-time", f]);
+        }
+        let uid = format!("{name} <{name}@example.com>");
+        args.extend(["--quick-gen-key", &uid, algo, "sign", "0"]);
+        let out = gpg(&home, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = gpg(&home, &["--with-colons", "--list-keys"]);
+        let fpr = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(9)
+            .unwrap()
+            .to_string();
+        (home, fpr)
+    }
+}
+
+fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("gpg")
+        .args(args)
+        .env("GNUPGHOME", home)
+        .output()
+        .expect("gpg (gnupg) is needed")
+}
+
+fn export(home: &Path, fpr: &str) -> String {
+    stdout(&gpg(home, &["--armor", "--export", fpr]))
+}
+
+/// The fixture with people that have keys: ann (qa-lead, admin) and bob (operator).
+fn signed_fixture(keys: &Keys) -> (Repo, PathBuf, PathBuf) {
+    let ann = keys.ssh("ann");
+    let bob = keys.ssh("bob");
+    // People and keys are in the first commit that has people.yaml: the trust root.
+    let r = Repo::empty();
+    for (path, text) in crate::support::CLEAN_FILES {
+        r.write(path, text);
+    }
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(ann.with_extension("pub")).unwrap(),
+    );
+    r.write(
+        "roles/keys/bob.pub",
+        &std::fs::read_to_string(bob.with_extension("pub")).unwrap(),
+    );
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: ann\n    name: Ann Example\n    email: ann@example.com\n    admin: true\n    keys: [ann.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n  - id: bob\n    name: Bob Example\n    email: bob@example.com\n    keys: [bob.pub]\n    roles:\n      - { role: operator, from: 2019-01-01 }\n",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "people and keys", None);
+    (r, ann, bob)
+}
+
+/// A commit authored by `who`, signed with an SSH key when one is given.
+fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) -> String {
+    let name = format!("user.name={who}");
+    let email = format!("user.email={who}@example.com");
+    let mut args: Vec<String> = vec!["-c".into(), name, "-c".into(), email];
+    if let Some(k) = key {
+        args.extend([
+            "-c".into(),
+            "gpg.format=ssh".into(),
+            "-c".into(),
+            format!("user.signingkey={}", k.with_extension("pub").display()),
+        ]);
+    }
+    args.extend([
+        "commit".into(),
+        "-q".into(),
+        "--allow-empty".into(),
+        "-m".into(),
+        msg.into(),
+    ]);
+    if key.is_some() {
+        args.push("-S".into());
+    } else {
+        args.push("--no-gpg-sign".into());
+    }
+    let out = Command::new("git")
+        .args(&args)
+        .current_dir(r.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_NAME")
+        .env_remove("GIT_COMMITTER_EMAIL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    r.git(&["rev-parse", "HEAD"])
+}
+
+/// Runs `sopkit approve` as `who`, signing with an SSH key through the repository's git config.
+fn approve(r: &Repo, who: &str, key: &Path, sop: &str, meaning: &str) -> std::process::Output {
+    r.git(&["config", "user.name", who]);
+    r.git(&["config", "user.email", &format!("{who}@example.com")]);
+    r.git(&["config", "gpg.format", "ssh"]);
+    r.git(&[
+        "config",
+        "user.signingkey",
+        &key.with_extension("pub").display().to_string(),
+    ]);
+    Command::new(crate::support::sopkit_bin())
+        .args(["approve", sop, "--meaning", meaning])
+        .current_dir(r.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_NAME")
+        .env_remove("GIT_COMMITTER_EMAIL")
+        .output()
+        .unwrap()
+}
+
+fn history(r: &Repo) -> serde_json::Value {
+    let out = r.sopkit(&["history", "QA-001", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Statuses of every signature, in order.
+fn statuses(r: &Repo) -> Vec<String> {
+    let h = history(r);
+    h["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rev| {
+            rev["signatures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["status"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn rules(r: &Repo) -> Vec<String> {
+    r.findings().into_iter().map(|f| f.0).collect()
+}
+
+#[test]
+fn valid_approval_makes_a_revision_effective_and_later_edits_a_draft() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(statuses(&r), ["valid"]);
+    let h = history(&r);
+    let rev = &h["revisions"][0];
+    assert_eq!(rev["version"], 1);
+    let sig = &rev["signatures"][0];
+    assert_eq!(sig["name"], "Ann Example");
+    assert_eq!(sig["role"], "qa-lead");
+    assert_eq!(sig["meaning"], "approved");
+    assert!(sig["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+
+    // Marking it effective changes the content: a new revision that is not yet approved.
+    r.replace(SOP, "title: Demo", "title: Demo\nstatus: effective");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "make it effective", None);
+    let f = r.findings();
+    assert_eq!(
+        f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+        ["unapproved-change"],
+        "{f:?}"
+    );
+    let (_, diags) = r.diagnostics();
+    assert!(
+        diags[0].message.contains("missing: qa-lead"),
+        "{}",
+        diags[0].message
+    );
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(rules(&r), Vec::<String>::new());
+    assert_eq!(history(&r)["revisions"][1]["version"], 2);
+    // An uncommitted edit of an effective SOP is an unapproved change too.
+    r.append(SOP, "\nAn edit.\n");
+    assert_eq!(rules(&r), ["unapproved-change"]);
+
+    // Human history names signer, role, meaning, UTC time, fingerprint and status.
+    let text = stdout(&r.sopkit(&["history", "QA-001"]));
+    assert!(
+        text.contains("version 2")
+            && text.contains("Ann Example (qa-lead)")
+            && text.contains("UTC")
+            && text.contains("valid"),
+        "{text}"
+    );
+}
+
+#[test]
+fn role_not_held_self_approval_unknown_key_and_meaning() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    // bob holds no approver role.
+    assert!(
+        approve(&r, "bob", &bob, "QA-001", "approved")
+            .status
+            .success()
+    );
+    // carol's key is in no people.yaml.
+    let carol = keys.ssh("carol");
+    assert!(
+        approve(&r, "carol", &carol, "QA-001", "approved")
+            .status
+            .success()
+    );
+    // A meaning outside the vocabulary, written by hand (sopkit approve refuses it).
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r.git(&["add", "-A"]);
+    author_commit(
+        &r,
+        "ann",
+        &format!("Bless\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: blessed\n"),
+        Some(&ann),
+    );
+    assert_eq!(
+        statuses(&r),
+        ["role-not-held", "unknown-key", "meaning-not-allowed"]
+    );
+    let f = rules(&r);
+    assert_eq!(
+        f.iter().filter(|x| *x == "invalid-signature").count(),
+        3,
+        "{f:?}"
+    );
+
+    // Self-approval: ann edits the SOP, then approves her own revision.
+    r.append(SOP, "\nAnn's change.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann edits", Some(&ann));
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(statuses(&r).last().unwrap(), "self-approval");
+    assert!(history(&r)["revisions"][1]["version"].is_null());
+}
+
+#[test]
+fn lost_and_forged_signatures() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Trailers on an unsigned commit (what a squash merge leaves).
+    author_commit(
+        &r,
+        "ann",
+        &format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n"),
+        None,
+    );
+    // A signed approval whose message is altered afterwards: the signature no longer matches.
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    let raw = r.git(&["cat-file", "commit", "HEAD"]);
+    let forged = raw.replacen("Approve QA-001 (approved)", "Approve QA-001 (approved!)", 1);
+    assert_ne!(raw, forged);
+    let file = r.path().join(".git/forged");
+    std::fs::write(&file, format!("{forged}\n")).unwrap();
+    let id = r.git(&["hash-object", "-t", "commit", "-w", file.to_str().unwrap()]);
+    r.git(&["reset", "-q", "--hard", &id]);
+    assert_eq!(statuses(&r), ["unsigned", "bad-signature"]);
+    let f = rules(&r);
+    assert!(
+        f.contains(&"lost-signature".to_string()) && f.contains(&"invalid-signature".to_string()),
+        "{f:?}"
+    );
+    assert!(
+        history(&r)["revisions"][0]["version"].is_null(),
+        "neither counts"
+    );
+}
+
+#[test]
+fn policy_changes_need_an_admin_signature() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let carol = keys.ssh("carol");
+    let carol_entry = "  - id: carol\n    name: Carol Example\n    email: carol@example.com\n    keys: [carol.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n";
+    // bob (not an admin) adds carol as a qa-lead: ignored, and her approval does not count.
+    r.write(
+        "roles/keys/carol.pub",
+        &std::fs::read_to_string(carol.with_extension("pub")).unwrap(),
+    );
+    r.append("roles/people.yaml", carol_entry);
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "bob adds carol", Some(&bob));
+    assert!(
+        approve(&r, "carol", &carol, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(statuses(&r), ["unknown-key"]);
+    let f = rules(&r);
+    assert!(
+        f.contains(&"unauthorised-policy-change".to_string()),
+        "{f:?}"
+    );
+    // Editing people and approving in the same commit cannot work either: approve refuses.
+    r.replace("roles/people.yaml", "Carol Example", "Carol X");
+    let out = approve(&r, "carol", &carol, "QA-001", "approved");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    r.git(&["checkout", "--", "roles/people.yaml"]);
+    // ann (an admin) re-makes the change in a commit she signs: now carol's approval counts.
+    r.append("roles/people.yaml", "\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann confirms carol", Some(&ann));
+    assert!(
+        approve(&r, "carol", &carol, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(statuses(&r), ["unknown-key", "valid"]);
+    assert_eq!(history(&r)["revisions"][0]["version"], 1);
+}
+
+#[test]
+fn gnupg_keys_valid_expired_and_revoked() {
+    let keys = Keys::new();
+    let (ed_home, ed) = keys.gpg("dora", "ed25519", None);
+    let (rsa_home, rsa) = keys.gpg("rita", "rsa3072", None);
+    // An expiring key: signs in 2020-01-05, but the certificate the repository holds says it
+    // expired on 2020-01-02 (set in a copy of the home, so gpg itself still signs).
+    let (exp_home, exp) = keys.gpg("eve", "ed25519", Some("20200101T000000"));
+    let copy = keys.dir.path().join("gnupg-eve-copy");
+    Command::new("cp")
+        .args(["-r"])
+        .arg(&exp_home)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    keys.homes.borrow_mut().push(copy.clone());
+    let out = gpg(
+        &copy,
+        &[
+            "--batch",
+            "--faked-system-time",
+            "20200101T060000",
+            "--quick-set-expire",
+            &exp,
+            "1d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A revoked key: its revocation certificate is in the repository's key file.
+    let (rev_home, rev) = keys.gpg("ray", "ed25519", None);
+    let revocation = std::fs::read_to_string(rev_home.join(format!("openpgp-revocs.d/{rev}.rev")))
+        .unwrap()
+        .replace(":-----BEGIN", "-----BEGIN");
+
+    let r = Repo::empty();
+    for (path, text) in crate::support::CLEAN_FILES {
+        r.write(path, text);
+    }
+    r.write("roles/keys/dora.asc", &export(&ed_home, &ed));
+    r.write("roles/keys/rita.asc", &export(&rsa_home, &rsa));
+    r.write("roles/keys/eve.asc", &export(&copy, &exp));
+    r.write(
+        "roles/keys/ray.asc",
+        &format!("{}{revocation}", export(&rev_home, &rev)),
+    );
+    let mut people = String::from("people:\n");
+    for (id, key) in [
+        ("dora", "dora.asc"),
+        ("rita", "rita.asc"),
+        ("eve", "eve.asc"),
+        ("ray", "ray.asc"),
+    ] {
+        people.push_str(&format!(
+            "  - id: {id}\n    name: {id}\n    email: {id}@example.com\n    admin: true\n    keys: [{key}]\n    roles:\n      - {{ role: qa-lead, from: 2019-01-01 }}\n"
+        ));
+    }
+    r.write("roles/people.yaml", &people);
+    r.commit("keys");
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg =
+        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
+    for (home, fpr, faked) in [
+        (&ed_home, &ed, None),
+        (&rsa_home, &rsa, None),
+        (&exp_home, &exp, Some("20200105T000000")),
+        (&rev_home, &rev, None),
+    ] {
+        let wrapper = keys.dir.path().join(format!("gpg-{fpr}"));
+        let extra = faked
+            .map(|f| format!(" --faked-system-time {f}"))
+            .unwrap_or_default();
+        std::fs::write(&wrapper, format!("#!/bin/sh\nexec gpg{extra} \"$@\"\n")).unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let out = Command::new("git")
+            .args([
+                "-c",
+                &format!("gpg.program={}", wrapper.display()),
+                "-c",
+                &format!("user.signingkey={fpr}"),
+            ])
+            .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
+            .current_dir(r.path())
+            .env("GNUPGHOME", home)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "x")
+            .env("GIT_AUTHOR_EMAIL", "x@example.com")
+            .env("GIT_COMMITTER_NAME", "x")
+            .env("GIT_COMMITTER_EMAIL", "x@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        statuses(&r),
+        ["valid", "valid", "expired-key", "revoked-key"]
+    );
+    let h = history(&r);
+    assert_eq!(
+        h["revisions"][0]["signatures"][0]["fingerprint"],
+        ed.as_str()
+    );
+    assert_eq!(h["revisions"][0]["version"], 1);
+}
+
+#[test]
+fn renames_are_followed_and_reviews_fall_due() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    r.git(&["mv", SOP, "procedures/QA-001-renamed.md"]);
+    author_commit(&r, "bob", "rename", None);
+    let h = history(&r);
+    assert_eq!(
+        h["revisions"].as_array().unwrap().len(),
+        1,
+        "a rename is not a new revision"
+    );
+    assert_eq!(h["revisions"][0]["path"], "procedures/QA-001-renamed.md");
+    assert_eq!(h["revisions"][0]["version"], 1);
+    // review_every elapsed since the effective approval: a warning, exit 0.
+    r.replace(
+        "procedures/QA-001-renamed.md",
+        "title: Demo",
+        "title: Demo\nreview_every: 30d",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "review yearly", None);
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["check", "--format", "short"])
+        .current_dir(r.path())
+        .env("SOPKIT_NOW", "2099-01-01")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("warning[review-overdue]"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn approve_refuses_unknown_meanings_and_uncommitted_edits() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let out = approve(&r, "ann", &ann, "QA-001", "blessed");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not allowed"));
+    r.append(SOP, "\nunsaved\n");
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(SOP), "{}", stderr(&out));
+    r.git(&["checkout", "--", SOP]);
+    r.write("notes.md", "# Notes\n");
+    r.git(&["add", "notes.md"]);
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("staged"), "{}", stderr(&out));
+    assert_eq!(
+        approve(&r, "ann", &ann, "QA-404", "approved").status.code(),
+        Some(2)
+    );
+}
