@@ -2,6 +2,11 @@
 
 mod cli;
 
+// Parsing a corpus makes many small allocations from several threads; mimalloc does that
+// with less contention and fewer system calls than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -84,11 +89,14 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
-    Ok(if outcome.summary.errors > 0 {
+    let code = if outcome.summary.errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    // The process ends here: returning the corpus's memory piece by piece would only cost time.
+    std::mem::forget(outcome);
+    Ok(code)
 }
 
 fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {

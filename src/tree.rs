@@ -46,8 +46,10 @@ pub struct Escape {
 }
 
 enum Backing {
+    /// `links` maps entries that are symbolic links (inside the root) to their real path.
     Disk {
         root: PathBuf,
+        links: BTreeMap<String, PathBuf>,
     },
     Git {
         repo: Mutex<git2::Repository>,
@@ -91,6 +93,7 @@ impl Tree {
         })?;
         let mut entries = BTreeMap::new();
         let mut escapes = Vec::new();
+        let mut links = BTreeMap::new();
         entries.insert(String::new(), Kind::Dir);
         let walker = ignore::WalkBuilder::new(&root)
             .hidden(false)
@@ -115,7 +118,8 @@ impl Tree {
             };
             if ft.is_symlink() {
                 match resolve_disk_symlink(&root, entry.path()) {
-                    Some(kind) => {
+                    Some((kind, real)) => {
+                        links.insert(rel.clone(), real);
                         entries.insert(rel, kind);
                     }
                     None => {
@@ -134,7 +138,7 @@ impl Tree {
         }
         Ok(Tree {
             label: root.display().to_string(),
-            backing: Backing::Disk { root },
+            backing: Backing::Disk { root, links },
             entries,
             escapes,
             commit: None,
@@ -295,21 +299,27 @@ impl Tree {
             });
         }
         match &self.backing {
-            Backing::Disk { root } => {
-                let full = root.join(path);
-                // Re-check at read time: the file may have been replaced by a symlink since
-                // the walk, and we never read through a link that leaves the root.
-                let real = full.canonicalize().map_err(|source| Error::Io {
+            Backing::Disk { root, links } => {
+                use std::io::Read;
+                use std::os::unix::fs::OpenOptionsExt;
+                // A symlink was resolved (and found inside the root) during the walk. Anything
+                // else is opened with O_NOFOLLOW, so a file swapped for a symlink since the
+                // walk is refused rather than followed out of the repository.
+                let full = links.get(path).cloned().unwrap_or_else(|| root.join(path));
+                let io = |source| Error::Io {
                     path: full.clone(),
                     source,
-                })?;
-                if !real.starts_with(root) {
-                    return Err(Error::NotFound {
-                        path: path.to_string(),
-                    });
-                }
-                let bytes =
-                    std::fs::read(&real).map_err(|source| Error::Io { path: full, source })?;
+                };
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&full)
+                    .map_err(io)?;
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.by_ref()
+                    .take(limit + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(io)?;
                 if bytes.len() as u64 > limit {
                     return Err(Error::TooLarge {
                         path: path.to_string(),
@@ -359,17 +369,18 @@ fn path_to_repo(p: &Path) -> String {
         .join("/")
 }
 
-fn resolve_disk_symlink(root: &Path, link: &Path) -> Option<Kind> {
+fn resolve_disk_symlink(root: &Path, link: &Path) -> Option<(Kind, PathBuf)> {
     let real = link.canonicalize().ok()?;
     if !real.starts_with(root) {
         return None;
     }
     let meta = std::fs::metadata(&real).ok()?;
-    Some(if meta.is_dir() {
+    let kind = if meta.is_dir() {
         Kind::Dir
     } else {
         Kind::File { size: meta.len() }
-    })
+    };
+    Some((kind, real))
 }
 
 #[cfg(test)]

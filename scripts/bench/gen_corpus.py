@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate a synthetic, link-clean sopkit repository for benchmarks (see docs/format.md).
+"""Generate a synthetic, link-clean sopkit repository for benchmarks (see the README).
 
   gen_corpus.py --out DIR [--sops 5000] [--target-mb 60] [--seed 1] [--broken K] [--self-check]
   gen_corpus.py --out DIR --check-only (--self-check [--broken K] | --stats)

@@ -153,8 +153,13 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
     let mut in_image = 0usize;
     let mut code: Option<(String, String, Span)> = None;
 
+    // Whether the last event was prose (so the next text may extend the same prose span).
+    let mut prose_open = false;
     for (event, range) in parser.into_offset_iter() {
         let span = at(range.clone());
+        if !matches!(event, Event::Text(_) | Event::SoftBreak) {
+            prose_open = false;
+        }
         match event {
             Event::Start(tag) => {
                 let is_block = matches!(
@@ -267,7 +272,16 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
                         htext.push_str(&t);
                     }
                 } else if in_link == 0 && in_image == 0 {
-                    md.prose.push(span);
+                    // Text events split at soft breaks, entities and the like: extend the
+                    // last prose span when only such a break lies between.
+                    match md.prose.last_mut() {
+                        Some(last) if prose_open && span.start - last.end <= 1 => {
+                            last.end = span.end
+                        }
+                        _ => md.prose.push(span),
+                    }
+                    prose_open = true;
+                    continue;
                 }
             }
             Event::Code(t) => {
@@ -392,8 +406,9 @@ fn duplicate_definitions(
     // Only lines that contain `]:` can be definitions; find them without a line-anchored
     // regex over the whole body (which is slow), then match the pattern on those lines.
     let mut candidates = Vec::new();
+    let finder = memchr::memmem::Finder::new("]:");
     let mut from = 0;
-    while let Some(i) = body[from..].find("]:") {
+    while let Some(i) = finder.find(&body.as_bytes()[from..]) {
         let at = from + i;
         let line_start = body[..at].rfind('\n').map_or(0, |n| n + 1);
         let line_end = body[at..].find('\n').map_or(body.len(), |n| at + n);
