@@ -270,26 +270,19 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         head: Some(head.to_string()),
         ..History::default()
     };
+    let order: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
+
+    // Phase 1, in order: the trust chain. `judges` holds, per commit, the policy its
+    // signatures are judged against (its parent's trusted policy; the root's own).
     let mut trusted: HashMap<git2::Oid, Option<Arc<Policy>>> = HashMap::new();
+    let mut judges: HashMap<git2::Oid, Arc<Policy>> = HashMap::new();
     let mut fingerprints: HashMap<git2::Oid, policy::Fingerprint> = HashMap::new();
     let mut policies: HashMap<policy::Fingerprint, Arc<Policy>> = HashMap::new();
-    // Per commit: SOP path → id, and per id its current state.
-    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
-    let mut states: HashMap<String, SopState> = HashMap::new();
-    let strip = |p: &str| {
-        p.strip_prefix(&format!("{prefix}/"))
-            .unwrap_or(p)
-            .to_string()
-    };
-
-    for oid in walk {
-        let oid = oid?;
+    let mut signed: Vec<(git2::Oid, Vec<u8>, Vec<u8>)> = Vec::new();
+    for &oid in &order {
         let commit = repo.find_commit(oid)?;
         let tree = commit.tree()?;
-        let time = commit.time().seconds();
-        let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
-        let parent = commit.parents().next();
-        let parent_id = parent.as_ref().map(|p| p.id());
+        let parent_id = commit.parent_ids().next();
         let fp = policy::fingerprint(&tree, &paths);
         fingerprints.insert(oid, fp);
         let mut load_policy = |fp: policy::Fingerprint| {
@@ -300,8 +293,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         };
         let before: Option<Arc<Policy>> =
             parent_id.and_then(|p| trusted.get(&p).cloned().flatten());
-
-        // The trust chain.
+        let signature = repo
+            .extract_signature(&oid, None)
+            .ok()
+            .map(|(s, p)| (s.to_vec(), p.to_vec()));
         let now_trusted = match &before {
             None => {
                 let is_root = match &config.approval.trust_root {
@@ -320,10 +315,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 if !changed {
                     Some(prev.clone())
                 } else {
-                    let (ok, detail) = match repo.extract_signature(&oid, None) {
-                        Err(_) => (false, "the commit is not signed".to_string()),
-                        Ok((sig, payload)) => {
-                            let v = signature::verify(&prev.keyring, &sig, &payload);
+                    let (ok, detail) = match &signature {
+                        None => (false, "the commit is not signed".to_string()),
+                        Some((sig, payload)) => {
+                            let v = signature::verify(&prev.keyring, sig, payload);
                             match (&v.status, v.owner.as_deref().and_then(|o| prev.person(o))) {
                                 (signature::Status::Valid, Some(p)) if p.admin => {
                                     (true, format!("signed by admin {}", p.name))
@@ -337,10 +332,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     };
                     h.policy_changes.push(PolicyChange {
                         commit: oid.to_string(),
-                        time,
-                        summary: summary.clone(),
+                        time: commit.time().seconds(),
+                        summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
                         authorised: ok,
-                        detail: detail.clone(),
+                        detail,
                     });
                     if ok {
                         Some(load_policy(fp))
@@ -350,11 +345,45 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 }
             }
         };
-        trusted.insert(oid, now_trusted);
-        // Approvals are judged against the policy of the parent (or the root's own).
-        let judge: Option<Arc<Policy>> = before.or_else(|| trusted.get(&oid).cloned().flatten());
+        trusted.insert(oid, now_trusted.clone());
+        if let Some(judge) = before.or(now_trusted) {
+            judges.insert(oid, judge);
+            if let Some((sig, payload)) = signature {
+                signed.push((oid, sig, payload));
+            }
+        }
+    }
 
-        // SOP content changes, following renames.
+    // Phase 2: every signature, verified in parallel against its judging policy (keys were
+    // parsed once per distinct policy).
+    let verified: HashMap<git2::Oid, signature::Verification> = {
+        use rayon::prelude::*;
+        signed
+            .par_iter()
+            .map(|(oid, sig, payload)| {
+                (*oid, signature::verify(&judges[oid].keyring, sig, payload))
+            })
+            .collect()
+    };
+
+    // Phase 3, in order: revisions (following renames) and approvals.
+    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
+    let mut states: HashMap<String, SopState> = HashMap::new();
+    let strip = |p: &str| {
+        p.strip_prefix(&format!("{prefix}/"))
+            .unwrap_or(p)
+            .to_string()
+    };
+    for &oid in &order {
+        let commit = repo.find_commit(oid)?;
+        let tree = commit.tree()?;
+        let time = commit.time().seconds();
+        let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
+        let parent = commit.parents().next();
+        let parent_id = parent.as_ref().map(|p| p.id());
+        let judge = judges.get(&oid).cloned();
+        let verification = verified.get(&oid);
+
         let mut map = parent_id
             .and_then(|p| sop_paths.get(&p).cloned())
             .unwrap_or_default();
@@ -373,7 +402,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             author.email().unwrap_or("")
         );
         let author_person =
-            author_identity(&repo, oid, judge.as_deref(), author.email().unwrap_or(""));
+            author_identity(verification, judge.as_deref(), author.email().unwrap_or(""));
         for delta in diff.deltas() {
             let old = delta
                 .old_file()
@@ -454,11 +483,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 continue;
             }
         };
-        let signed = repo.extract_signature(&oid, None).ok();
-        let verification = match (&signed, &judge) {
-            (Some((sig, payload)), Some(p)) => Some(signature::verify(&p.keyring, sig, payload)),
-            _ => None,
-        };
+        let is_signed = repo.extract_signature(&oid, None).is_ok();
         for a in &approval.approves {
             let Some(sop) = h.sops.get_mut(&a.sop) else {
                 h.problems.push(Problem {
@@ -474,8 +499,8 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 time,
                 &approval.meaning,
                 &meanings,
-                signed.is_some(),
-                verification.as_ref(),
+                is_signed,
+                verification,
                 judge.as_deref(),
                 current.map(|s| s.sha256 == a.sha256).unwrap_or(false),
                 rev_index.map(|i| &sop.revisions[i]),
@@ -516,23 +541,18 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
 /// The person behind a commit: its signing key's owner when signed and valid, else the
 /// person with the author's e-mail, else the e-mail itself.
 fn author_identity(
-    repo: &git2::Repository,
-    oid: git2::Oid,
+    v: Option<&signature::Verification>,
     policy: Option<&Policy>,
     email: &str,
 ) -> String {
-    if let Some(p) = policy {
-        if let Ok((sig, payload)) = repo.extract_signature(&oid, None) {
-            let v = signature::verify(&p.keyring, &sig, &payload);
-            if v.status == signature::Status::Valid
-                && let Some(owner) = v.owner
-            {
-                return owner;
-            }
-        }
-        if let Some(person) = p.person_by_email(email) {
-            return person.id.value.clone();
-        }
+    if let Some(v) = v
+        && v.status == signature::Status::Valid
+        && let Some(owner) = &v.owner
+    {
+        return owner.clone();
+    }
+    if let Some(person) = policy.and_then(|p| p.person_by_email(email)) {
+        return person.id.value.clone();
     }
     email.to_string()
 }
