@@ -1,6 +1,8 @@
 //! Approvals: signed git commits as electronic signatures.
 
 pub mod approve;
+#[cfg(feature = "gpgme")]
+pub mod gnupg;
 pub mod history;
 pub mod policy;
 pub mod signature;

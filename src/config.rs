@@ -52,12 +52,26 @@ pub struct Links {
     pub exclude: Vec<String>,
 }
 
+/// Who checks the cryptography of OpenPGP signatures.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// sequoia-openpgp, in-process, against the repository's key files (the default).
+    #[default]
+    InProcess,
+    /// The user's GnuPG through gpgme (needs a sopkit built with the `gpgme` feature).
+    Gnupg,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Approval {
     pub meanings: Vec<String>,
     pub separation_of_duties: bool,
     pub trust_root: Option<String>,
+    pub backend: Backend,
+    /// GNUPGHOME for the `gnupg` backend (default: GnuPG's own).
+    pub gnupg_home: Option<String>,
 }
 
 impl Default for Approval {
@@ -68,6 +82,8 @@ impl Default for Approval {
                 .to_vec(),
             separation_of_duties: true,
             trust_root: None,
+            backend: Backend::InProcess,
+            gnupg_home: None,
         }
     }
 }

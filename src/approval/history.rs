@@ -28,6 +28,10 @@ pub enum Error {
     Git(#[from] git2::Error),
     #[error("{0} is not inside a git repository")]
     NotARepository(std::path::PathBuf),
+    #[error(
+        "sopkit.toml asks for `backend = \"gnupg\"`, but this sopkit was built without the `gpgme` feature"
+    )]
+    NoGnupg,
 }
 
 /// How one signature on an SOP revision was judged. Exactly one applies.
@@ -356,14 +360,31 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
 
     // Phase 2: every signature, verified in parallel against its judging policy (keys were
     // parsed once per distinct policy).
-    let verified: HashMap<git2::Oid, signature::Verification> = {
-        use rayon::prelude::*;
-        signed
-            .par_iter()
-            .map(|(oid, sig, payload)| {
-                (*oid, signature::verify(&judges[oid].keyring, sig, payload))
-            })
-            .collect()
+    let verified: HashMap<git2::Oid, signature::Verification> = match config.approval.backend {
+        crate::config::Backend::InProcess => {
+            use rayon::prelude::*;
+            signed
+                .par_iter()
+                .map(|(oid, sig, payload)| {
+                    (*oid, signature::verify(&judges[oid].keyring, sig, payload))
+                })
+                .collect()
+        }
+        #[cfg(feature = "gpgme")]
+        crate::config::Backend::Gnupg => {
+            let home = config.approval.gnupg_home.as_deref().map(Path::new);
+            signed
+                .iter()
+                .map(|(oid, sig, payload)| {
+                    (
+                        *oid,
+                        super::gnupg::verify(home, &judges[oid].keyring, sig, payload),
+                    )
+                })
+                .collect()
+        }
+        #[cfg(not(feature = "gpgme"))]
+        crate::config::Backend::Gnupg => return Err(Error::NoGnupg),
     };
 
     // Phase 3, in order: revisions (following renames) and approvals.

@@ -429,6 +429,19 @@ impl Keyring {
         false
     }
 
+    /// The person owning the OpenPGP key (primary or subkey) with this hex fingerprint, and
+    /// that certificate's primary fingerprint. Used when GnuPG checked the cryptography.
+    pub fn openpgp_owner(&self, fingerprint_hex: &str) -> Option<(String, String)> {
+        let fpr: openpgp::Fingerprint = fingerprint_hex.parse().ok()?;
+        for i in self.candidates(&[KeyHandle::from(fpr.clone())]) {
+            let e = &self.pgp[i];
+            if e.cert.keys().any(|k| k.key().fingerprint() == fpr) {
+                return Some((e.owner.clone(), e.cert.fingerprint().to_hex()));
+            }
+        }
+        None
+    }
+
     /// Indexes of certificates holding a key whose key id matches one of `issuers`.
     fn candidates(&self, issuers: &[KeyHandle]) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();

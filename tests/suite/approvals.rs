@@ -567,3 +567,13 @@ fn approve_refuses_unknown_meanings_and_uncommitted_edits() {
         Some(2)
     );
 }
+
+#[test]
+fn the_gnupg_backend_needs_the_gpgme_feature() {
+    let r = Repo::clean();
+    r.append("sopkit.toml", "[approval]\nbackend = \"gnupg\"\n");
+    let out = r.sopkit(&["check"]);
+    // The default build has no GnuPG backend: a clear fatal error, not silently another backend.
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("gpgme"), "{}", stderr(&out));
+}
