@@ -385,6 +385,10 @@ impl Corpus {
     }
 }
 
+fn invalid_front_matter(path: &str, p: front_matter::Problem) -> Diagnostic {
+    Diagnostic::new(Rule::InvalidFrontMatter, path, Some(p.span), p.message)
+}
+
 fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic>) -> Document {
     let path = file.path.clone();
     let mut front_matter_error = false;
@@ -411,35 +415,18 @@ fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic
         match kind {
             DocKind::Sop => match front_matter::parse_sop(&file, block) {
                 Ok((meta, ps)) => {
-                    for p in ps {
-                        problems.push(Diagnostic::new(
-                            Rule::InvalidFrontMatter,
-                            &path,
-                            Some(p.span),
-                            p.message,
-                        ));
-                    }
+                    problems.extend(ps.into_iter().map(|p| invalid_front_matter(&path, p)));
                     sop = Some(meta);
                 }
                 Err(p) => {
-                    problems.push(Diagnostic::new(
-                        Rule::InvalidFrontMatter,
-                        &path,
-                        Some(p.span),
-                        p.message,
-                    ));
+                    problems.push(invalid_front_matter(&path, p));
                     front_matter_error = true;
                 }
             },
             DocKind::Role => match front_matter::parse_role(&file, block) {
                 Ok(meta) => role = Some(meta),
                 Err(p) => {
-                    problems.push(Diagnostic::new(
-                        Rule::InvalidFrontMatter,
-                        &path,
-                        Some(p.span),
-                        p.message,
-                    ));
+                    problems.push(invalid_front_matter(&path, p));
                     front_matter_error = true;
                 }
             },
