@@ -577,3 +577,105 @@ fn the_gnupg_backend_needs_the_gpgme_feature() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stderr(&out).contains("gpgme"), "{}", stderr(&out));
 }
+
+#[test]
+fn separation_of_duties_can_be_switched_off() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    r.append(SOP, "\nAnn's change.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann edits", Some(&ann));
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(statuses(&r), ["self-approval"]);
+    r.append("sopkit.toml", "[approval]\nseparation_of_duties = false\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "allow self-approval", None);
+    assert_eq!(statuses(&r), ["valid"]);
+    assert_eq!(history(&r)["revisions"][1]["version"], 1);
+}
+
+#[test]
+fn an_explicit_trust_root_starts_the_chain_there() {
+    let keys = Keys::new();
+    let ann = keys.ssh("ann");
+    let r = Repo::empty();
+    for (path, text) in crate::support::CLEAN_FILES {
+        r.write(path, text);
+    }
+    r.commit("people without keys");
+    // An unsigned commit adds ann's key: not authorised from the first people.yaml on.
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(ann.with_extension("pub")).unwrap(),
+    );
+    r.replace("roles/people.yaml", "keys: []", "keys: [ann.pub]");
+    let root = r.commit("ann's key");
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(statuses(&r), ["unknown-key"]);
+    assert!(rules(&r).contains(&"unauthorised-policy-change".to_string()));
+    // Naming that commit as the trust root makes its policy the trusted one.
+    r.append(
+        "sopkit.toml",
+        &format!("[approval]\ntrust_root = \"{root}\"\n"),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "trust root", None);
+    assert_eq!(statuses(&r), ["valid"]);
+    assert!(!rules(&r).contains(&"unauthorised-policy-change".to_string()));
+}
+
+#[test]
+fn approve_signs_through_gnupg() {
+    let keys = Keys::new();
+    let (home, fpr) = keys.gpg("dora", "ed25519", None);
+    let r = Repo::empty();
+    for (path, text) in crate::support::CLEAN_FILES {
+        r.write(path, text);
+    }
+    r.write("roles/keys/dora.asc", &export(&home, &fpr));
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: dora\n    name: Dora Example\n    email: dora@example.com\n    admin: true\n    keys: [dora.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.commit("keys");
+    r.git(&["config", "user.name", "Dora Example"]);
+    r.git(&["config", "user.email", "dora@example.com"]);
+    r.git(&["config", "user.signingkey", &fpr]);
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "approve",
+            "QA-001",
+            "--meaning",
+            "approved",
+            "--comment",
+            "Checked against the policy.",
+        ])
+        .current_dir(r.path())
+        .env("GNUPGHOME", &home)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_NAME")
+        .env_remove("GIT_COMMITTER_EMAIL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = history(&r);
+    let sig = &h["revisions"][0]["signatures"][0];
+    assert_eq!(sig["status"], "valid");
+    assert_eq!(sig["kind"], "openpgp");
+    assert_eq!(sig["fingerprint"], fpr.as_str());
+    assert_eq!(h["revisions"][0]["version"], 1);
+    assert!(
+        r.git(&["log", "-1", "--format=%B"])
+            .contains("Checked against the policy.")
+    );
+}
