@@ -88,10 +88,7 @@ fn signed_fixture(keys: &Keys) -> (Repo, PathBuf, PathBuf) {
     let ann = keys.ssh("ann");
     let bob = keys.ssh("bob");
     // People and keys are in the first commit that has people.yaml: the trust root.
-    let r = Repo::empty();
-    for (path, text) in crate::support::CLEAN_FILES {
-        r.write(path, text);
-    }
+    let r = Repo::with_clean_files();
     r.write(
         "roles/keys/ann.pub",
         &std::fs::read_to_string(ann.with_extension("pub")).unwrap(),
@@ -134,15 +131,10 @@ fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) -> String {
     } else {
         args.push("--no-gpg-sign".into());
     }
-    let out = Command::new("git")
+    let out = own_identity(&mut Command::new("git"))
         .args(&args)
         .current_dir(r.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_AUTHOR_NAME")
-        .env_remove("GIT_AUTHOR_EMAIL")
-        .env_remove("GIT_COMMITTER_NAME")
-        .env_remove("GIT_COMMITTER_EMAIL")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -159,16 +151,27 @@ fn approve(r: &Repo, who: &str, key: &Path, sop: &str, meaning: &str) -> std::pr
         "user.signingkey",
         &key.with_extension("pub").display().to_string(),
     ]);
-    Command::new(crate::support::sopkit_bin())
+    own_identity(&mut Command::new(crate::support::sopkit_bin()))
         .args(["approve", sop, "--meaning", meaning])
         .current_dir(r.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap()
+}
+
+/// `sopkit approve QA-001 --meaning approved` as `who`, which must succeed.
+fn approve_ok(r: &Repo, who: &str, key: &Path) {
+    let out = approve(r, who, key, "QA-001", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Makes a git or sopkit run use the repository's own identity and signing config: no
+/// global config, and none of the author and committer variables the test harness sets.
+fn own_identity(cmd: &mut Command) -> &mut Command {
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env_remove("GIT_AUTHOR_NAME")
         .env_remove("GIT_AUTHOR_EMAIL")
         .env_remove("GIT_COMMITTER_NAME")
         .env_remove("GIT_COMMITTER_EMAIL")
-        .output()
-        .unwrap()
 }
 
 fn history(r: &Repo) -> serde_json::Value {
@@ -230,11 +233,7 @@ fn valid_approval_makes_a_revision_effective_and_later_edits_a_draft() {
         "{}",
         diags[0].message
     );
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     assert_eq!(rules(&r), Vec::<String>::new());
     assert_eq!(history(&r)["revisions"][1]["version"], 2);
     // An uncommitted edit of an effective SOP is an unapproved change too.
@@ -257,18 +256,10 @@ fn role_not_held_self_approval_unknown_key_and_meaning() {
     let keys = Keys::new();
     let (r, ann, bob) = signed_fixture(&keys);
     // bob holds no approver role.
-    assert!(
-        approve(&r, "bob", &bob, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "bob", &bob);
     // carol's key is in no people.yaml.
     let carol = keys.ssh("carol");
-    assert!(
-        approve(&r, "carol", &carol, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "carol", &carol);
     // A meaning outside the vocabulary, written by hand (sopkit approve refuses it).
     let sha = history(&r)["revisions"][0]["sha256"]
         .as_str()
@@ -296,11 +287,7 @@ fn role_not_held_self_approval_unknown_key_and_meaning() {
     r.append(SOP, "\nAnn's change.\n");
     r.git(&["add", "-A"]);
     author_commit(&r, "ann", "ann edits", Some(&ann));
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     assert_eq!(statuses(&r).last().unwrap(), "self-approval");
     assert!(history(&r)["revisions"][1]["version"].is_null());
 }
@@ -321,11 +308,7 @@ fn lost_and_forged_signatures() {
         None,
     );
     // A signed approval whose message is altered afterwards: the signature no longer matches.
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     let raw = r.git(&["cat-file", "commit", "HEAD"]);
     let forged = raw.replacen("Approve QA-001 (approved)", "Approve QA-001 (approved!)", 1);
     assert_ne!(raw, forged);
@@ -359,11 +342,7 @@ fn policy_changes_need_an_admin_signature() {
     r.append("roles/people.yaml", carol_entry);
     r.git(&["add", "-A"]);
     author_commit(&r, "bob", "bob adds carol", Some(&bob));
-    assert!(
-        approve(&r, "carol", &carol, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "carol", &carol);
     assert_eq!(statuses(&r), ["unknown-key"]);
     let f = rules(&r);
     assert!(
@@ -379,11 +358,7 @@ fn policy_changes_need_an_admin_signature() {
     r.append("roles/people.yaml", "\n");
     r.git(&["add", "-A"]);
     author_commit(&r, "ann", "ann confirms carol", Some(&ann));
-    assert!(
-        approve(&r, "carol", &carol, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "carol", &carol);
     assert_eq!(statuses(&r), ["unknown-key", "valid"]);
     assert_eq!(history(&r)["revisions"][0]["version"], 1);
 }
@@ -422,10 +397,7 @@ fn gnupg_keys_valid_expired_and_revoked() {
         .unwrap()
         .replace(":-----BEGIN", "-----BEGIN");
 
-    let r = Repo::empty();
-    for (path, text) in crate::support::CLEAN_FILES {
-        r.write(path, text);
-    }
+    let r = Repo::with_clean_files();
     r.write("roles/keys/dora.asc", &export(&ed_home, &ed));
     r.write("roles/keys/rita.asc", &export(&rsa_home, &rsa));
     r.write("roles/keys/eve.asc", &export(&copy, &exp));
@@ -503,11 +475,7 @@ fn gnupg_keys_valid_expired_and_revoked() {
 fn renames_are_followed_and_reviews_fall_due() {
     let keys = Keys::new();
     let (r, ann, _) = signed_fixture(&keys);
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     r.git(&["mv", SOP, "procedures/QA-001-renamed.md"]);
     author_commit(&r, "bob", "rename", None);
     let h = history(&r);
@@ -526,11 +494,7 @@ fn renames_are_followed_and_reviews_fall_due() {
     );
     r.git(&["add", "-A"]);
     author_commit(&r, "bob", "review yearly", None);
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     let out = Command::new(crate::support::sopkit_bin())
         .args(["check", "--format", "short"])
         .current_dir(r.path())
@@ -585,11 +549,7 @@ fn separation_of_duties_can_be_switched_off() {
     r.append(SOP, "\nAnn's change.\n");
     r.git(&["add", "-A"]);
     author_commit(&r, "ann", "ann edits", Some(&ann));
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     assert_eq!(statuses(&r), ["self-approval"]);
     r.append("sopkit.toml", "[approval]\nseparation_of_duties = false\n");
     r.git(&["add", "-A"]);
@@ -602,10 +562,7 @@ fn separation_of_duties_can_be_switched_off() {
 fn an_explicit_trust_root_starts_the_chain_there() {
     let keys = Keys::new();
     let ann = keys.ssh("ann");
-    let r = Repo::empty();
-    for (path, text) in crate::support::CLEAN_FILES {
-        r.write(path, text);
-    }
+    let r = Repo::with_clean_files();
     r.commit("people without keys");
     // An unsigned commit adds ann's key: not authorised from the first people.yaml on.
     r.write(
@@ -614,11 +571,7 @@ fn an_explicit_trust_root_starts_the_chain_there() {
     );
     r.replace("roles/people.yaml", "keys: []", "keys: [ann.pub]");
     let root = r.commit("ann's key");
-    assert!(
-        approve(&r, "ann", &ann, "QA-001", "approved")
-            .status
-            .success()
-    );
+    approve_ok(&r, "ann", &ann);
     assert_eq!(statuses(&r), ["unknown-key"]);
     assert!(rules(&r).contains(&"unauthorised-policy-change".to_string()));
     // Naming that commit as the trust root makes its policy the trusted one.
@@ -636,10 +589,7 @@ fn an_explicit_trust_root_starts_the_chain_there() {
 fn approve_signs_through_gnupg() {
     let keys = Keys::new();
     let (home, fpr) = keys.gpg("dora", "ed25519", None);
-    let r = Repo::empty();
-    for (path, text) in crate::support::CLEAN_FILES {
-        r.write(path, text);
-    }
+    let r = Repo::with_clean_files();
     r.write("roles/keys/dora.asc", &export(&home, &fpr));
     r.write(
         "roles/people.yaml",
@@ -649,7 +599,7 @@ fn approve_signs_through_gnupg() {
     r.git(&["config", "user.name", "Dora Example"]);
     r.git(&["config", "user.email", "dora@example.com"]);
     r.git(&["config", "user.signingkey", &fpr]);
-    let out = Command::new(crate::support::sopkit_bin())
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
         .args([
             "approve",
             "QA-001",
@@ -660,11 +610,6 @@ fn approve_signs_through_gnupg() {
         ])
         .current_dir(r.path())
         .env("GNUPGHOME", &home)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env_remove("GIT_AUTHOR_NAME")
-        .env_remove("GIT_AUTHOR_EMAIL")
-        .env_remove("GIT_COMMITTER_NAME")
-        .env_remove("GIT_COMMITTER_EMAIL")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

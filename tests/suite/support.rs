@@ -41,12 +41,18 @@ impl Repo {
         Repo { dir }
     }
 
-    /// A small, clean SOP repository (see `CLEAN_FILES`), committed.
-    pub fn clean() -> Repo {
+    /// A git repository holding the clean files (see `CLEAN_FILES`), not yet committed.
+    pub fn with_clean_files() -> Repo {
         let repo = Repo::empty();
         for (path, text) in CLEAN_FILES {
             repo.write(path, text);
         }
+        repo
+    }
+
+    /// A small, clean SOP repository (see `CLEAN_FILES`), committed.
+    pub fn clean() -> Repo {
+        let repo = Repo::with_clean_files();
         repo.commit("clean fixture");
         repo
     }
