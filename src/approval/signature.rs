@@ -22,7 +22,8 @@ use ssh_key::{HashAlg, PublicKey, SshSig};
 static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 
 /// The only SSH signature namespace git uses for commits and tags.
-const SSH_NAMESPACE: &str = "git";
+/// The sshsig namespace of git commit signatures.
+pub const GIT_NAMESPACE: &str = "git";
 
 /// Which kind of key made (or would have made) a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -507,10 +508,20 @@ fn find_line_start(text: &str, needle: &str) -> Option<usize> {
 /// Verifies a detached signature (ASCII-armored OpenPGP `-----BEGIN PGP SIGNATURE-----` or SSH
 /// `-----BEGIN SSH SIGNATURE-----` with namespace "git") over `payload`.
 pub fn verify(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verification {
+    verify_in(keyring, signature, payload, GIT_NAMESPACE)
+}
+
+/// [`verify`] for SSH signatures made in another namespace (OpenPGP has none).
+pub fn verify_in(
+    keyring: &Keyring,
+    signature: &[u8],
+    payload: &[u8],
+    namespace: &str,
+) -> Verification {
     // Sequoia and ssh-key are not expected to panic, but a panic on hostile input in a
     // dependency must not take a whole `check` down: it becomes a Bad signature.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify_inner(keyring, signature, payload)
+        verify_inner(keyring, signature, payload, namespace)
     }))
     .unwrap_or_else(|_| {
         Verification::unparsed(
@@ -520,14 +531,19 @@ pub fn verify(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verificati
     })
 }
 
-fn verify_inner(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verification {
+fn verify_inner(
+    keyring: &Keyring,
+    signature: &[u8],
+    payload: &[u8],
+    namespace: &str,
+) -> Verification {
     let start = signature
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(signature.len());
     let head = &signature[start..];
     if head.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
-        verify_ssh(keyring, signature, payload)
+        verify_ssh(keyring, signature, payload, namespace)
     } else if head.starts_with(b"-----BEGIN PGP SIGNATURE-----") || could_be_binary_openpgp(head) {
         verify_openpgp(keyring, signature, payload)
     } else if head.is_empty() {
@@ -548,7 +564,12 @@ fn verify_inner(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verifica
     }
 }
 
-fn verify_ssh(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verification {
+fn verify_ssh(
+    keyring: &Keyring,
+    signature: &[u8],
+    payload: &[u8],
+    namespace: &str,
+) -> Verification {
     let sig = match SshSig::from_pem(signature.trim_ascii()) {
         Ok(sig) => sig,
         Err(e) => {
@@ -579,12 +600,12 @@ fn verify_ssh(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verificati
         );
     };
     let owner = Some(entry.owner.as_str());
-    if sig.namespace() != SSH_NAMESPACE {
+    if sig.namespace() != namespace {
         return result(
             Status::Bad,
             owner,
             format!(
-                "SSH signature by {} is for namespace `{}`, not `{SSH_NAMESPACE}`",
+                "SSH signature by {} is for namespace `{}`, not `{namespace}`",
                 entry.owner,
                 sig.namespace()
             ),
@@ -605,7 +626,7 @@ fn verify_ssh(keyring: &Keyring, signature: &[u8], payload: &[u8]) -> Verificati
             ),
         );
     }
-    match entry.key.verify(SSH_NAMESPACE, payload, &sig) {
+    match entry.key.verify(namespace, payload, &sig) {
         Ok(()) => result(
             Status::Valid,
             owner,
