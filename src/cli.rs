@@ -25,6 +25,20 @@ pub enum Command {
     Approve(ApproveArgs),
     /// List an SOP's revisions with every signature and whether it counts.
     History(HistoryArgs),
+    /// Render one SOP to PDF as it stood at a revision (default: HEAD, or the working tree
+    /// when it has uncommitted changes).
+    Render(RenderArgs),
+    /// The main job: check everything, verify approvals, render every SOP and an index to
+    /// the output folder.
+    ///
+    /// Exit status: 0 when all went well, 1 when check found errors or an SOP could not be
+    /// rendered (the other PDFs are still written), 2 on a usage or fatal error.
+    Build(BuildArgs),
+    /// Check that a PDF is genuine: rebuild it from the commit it records and compare the
+    /// bytes; check its detached signature (FILE.sig or FILE.asc) when there is one.
+    ///
+    /// Exit status: 0 when identical (and any signature valid), 1 otherwise, 2 on error.
+    VerifyPdf(VerifyPdfArgs),
     /// Create a new SOP repository in DIR that passes `sopkit check`.
     Init {
         /// The folder to create (must be absent or empty).
@@ -91,6 +105,49 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "REV")]
     pub at: Option<String>,
     /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The SOP: its id (IT-245) or its path.
+    #[arg(value_name = "SOP")]
+    pub sop: String,
+    /// Render the SOP as it stood at this git revision.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// Where to write the PDF (default: `<ID>.pdf` in the current folder).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write a detached signature (FILE.sig for SSH, FILE.asc for OpenPGP) with your git
+    /// signing key (`gpg.format`, `user.signingkey`).
+    #[arg(long)]
+    pub sign: bool,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Build the repository as it stood at this git revision.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// The output folder (created when missing).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyPdfArgs {
+    /// The PDF to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The repository the PDF was rendered from.
     #[arg(long, short = 'C', default_value = ".")]
     pub path: PathBuf,
 }

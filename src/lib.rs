@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod fs_atomic;
 pub mod init;
+pub mod render;
 pub mod report;
 pub mod source;
 pub mod tree;

@@ -12,7 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use cli::{ApproveArgs, CheckArgs, Cli, Command, HistoryArgs, HistoryFormat};
+use cli::{
+    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, HistoryArgs, HistoryFormat, RenderArgs,
+    VerifyPdfArgs,
+};
 use sopkit::report::{self, Format};
 
 fn main() -> ExitCode {
@@ -36,6 +39,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Approve(args) => approve(args),
         Command::History(args) => history(args),
+        Command::Render(args) => render(args),
+        Command::Build(args) => build(args),
+        Command::VerifyPdf(args) => verify_pdf(args),
         Command::Init { dir } => {
             let written = sopkit::init::init(&dir)?;
             println!(
@@ -138,4 +144,157 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         HistoryFormat::Human => write!(out, "{}", sopkit::approval::render_history(sop))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::render::{self, Snapshot};
+    let snap = Snapshot::open(&args.path, args.at.as_deref())?;
+    let index = match snap.find_sop(&args.sop) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rendered = render::render(&snap, index)?;
+    let out = args
+        .output
+        .unwrap_or_else(|| std::path::PathBuf::from(render::pdf_name(&rendered.id)));
+    sopkit::fs_atomic::write(&out, &rendered.pdf)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{} {} ({}, {}) -> {}",
+        rendered.id,
+        rendered.title,
+        rendered.version_label,
+        rendered.status_label,
+        out.display()
+    );
+    if snap.uncommitted {
+        eprintln!(
+            "note: rendered from uncommitted changes; `sopkit verify-pdf` can only verify a render of a commit"
+        );
+    }
+    if args.sign {
+        let sig = sopkit::render::sign::sign(&args.path, &out)?;
+        println!("signature -> {}", sig.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::render::{self, Snapshot};
+    let snap = Snapshot::open(&args.path, args.at.as_deref())?;
+    // Check first: the same findings `sopkit check` gives, for this snapshot.
+    let mut diagnostics = sopkit::check::check(&snap.corpus);
+    if snap.corpus.mode != sopkit::corpus::Mode::ZeroConfig {
+        diagnostics.extend(sopkit::check::approvals::check(
+            &snap.corpus,
+            &snap.history,
+            sopkit::check::approvals::now(),
+        ));
+    }
+    sopkit::check::sort(&mut diagnostics);
+    let summary = sopkit::check::summarize(&diagnostics, snap.corpus.docs.len());
+    if !diagnostics.is_empty() {
+        let cx = report::Context {
+            corpus: &snap.corpus,
+            summary,
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let findings = report::locate(&diagnostics, &snap.corpus);
+        let mut buf = Vec::new();
+        report::write(Format::Human, &findings, &cx, &mut buf)?;
+        std::io::stderr().write_all(&buf)?;
+    }
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        args.path.join(&args.out)
+    };
+    let total = snap.corpus.sops.len() as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} SOPs  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let built = render::build(&snap, &out, &|id: &str| {
+        bar.set_message(id.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    for (r, path) in &built.rendered {
+        println!(
+            "{:<12} {:<28} {:<30} {}",
+            r.id,
+            r.version_label,
+            r.status_label,
+            path.display()
+        );
+    }
+    for (id, e) in &built.failures {
+        eprintln!("error: {id}: {e}");
+    }
+    println!(
+        "{} SOPs rendered, {} failed, index -> {}; check: {} errors, {} warnings",
+        built.rendered.len(),
+        built.failures.len(),
+        built.index.display(),
+        summary.errors,
+        summary.warnings
+    );
+    Ok(if summary.errors > 0 || !built.failures.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::render::{self, Verdict};
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut ok = match render::verify_pdf(&args.path, &bytes)? {
+        Verdict::Identical { sop, commit } => {
+            println!(
+                "{}: identical to the rebuild of {sop} at commit {commit}",
+                args.file.display()
+            );
+            true
+        }
+        Verdict::Differs {
+            sop,
+            commit,
+            detail,
+        } => {
+            println!(
+                "{}: NOT identical to the rebuild of {sop} at commit {commit}: {detail}",
+                args.file.display()
+            );
+            false
+        }
+        Verdict::NotReproducible(why) => {
+            println!("{}: cannot be verified: {why}", args.file.display());
+            false
+        }
+    };
+    match sopkit::render::sign::verify(&args.path, &args.file, &bytes)? {
+        None => println!(
+            "{}: no detached signature (.sig or .asc) beside it",
+            args.file.display()
+        ),
+        Some(v) => {
+            println!("{}: {}", v.file.display(), v.detail);
+            ok &= v.valid;
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

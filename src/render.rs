@@ -1,0 +1,890 @@
+//! Rendering: an SOP as it stood at a revision → a model (front matter, numbered sections,
+//! change history, verified signatures, the glossary terms and roles it uses) → a minijinja
+//! template producing typst source → typst, in-process → PDF. Every date comes from the
+//! commit, so the same revision and sopkit version always give the same bytes; the PDF
+//! records the commit, the SOP's content hash and the sopkit version, which is what
+//! `verify-pdf` rebuilds from.
+
+pub mod markup;
+pub mod pdf_meta;
+pub mod sign;
+pub mod template;
+pub mod typeset;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::approval::history::{self, History, Revision, Status as SigStatus, sha256_hex};
+use crate::check::links::{self, Target};
+use crate::check::terms::TermMatcher;
+use crate::corpus::front_matter::Status;
+use crate::corpus::{Corpus, DocKind, Document};
+use crate::tree::{self, Tree};
+use markup::{LinkView, Resolver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tree(#[from] tree::Error),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::Error),
+    #[error(transparent)]
+    History(#[from] history::Error),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error(
+        "no SOP `{0}` in this repository (give an id such as IT-245 or a path under the procedures folder)"
+    )]
+    UnknownSop(String),
+    #[error("template {name}: {message}")]
+    Template { name: String, message: String },
+    #[error("{sop}: {error}")]
+    Typeset { sop: String, error: typeset::Error },
+}
+
+/// A repository as it stood at one revision (or in the working tree), read once for any
+/// number of renders.
+pub struct Snapshot {
+    pub corpus: Corpus,
+    pub history: History,
+    /// The commit rendered (for the working tree: `HEAD`), if the repository has one.
+    pub commit: Option<String>,
+    /// The commit's time (UTC seconds): every date in the PDF comes from here.
+    pub time: i64,
+    /// Rendered from a working tree that differs from `commit`.
+    pub uncommitted: bool,
+    matcher: TermMatcher,
+    /// Section numbers by slug, per SOP document (cross-references show them).
+    sections: HashMap<usize, HashMap<String, String>>,
+}
+
+/// Whether the working tree of the repository holding `dir` differs from `HEAD` in anything
+/// a render reads: any change to a tracked file, and new Markdown, configuration and image
+/// files or anything new in the SOP folders. New PDFs and other output do not count, so
+/// rendering into the repository does not make the next render "uncommitted".
+fn working_tree_dirty(repo: &git2::Repository, prefix: &str, paths: &crate::config::Paths) -> bool {
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let Ok(statuses) = repo.statuses(Some(&mut opts)) else {
+        return true;
+    };
+    let folders = [
+        &paths.procedures,
+        &paths.glossary,
+        &paths.roles,
+        &paths.templates,
+    ];
+    statuses.iter().any(|s| {
+        let path = s.path().unwrap_or("");
+        let Some(rel) = path.strip_prefix(prefix) else {
+            return false;
+        };
+        if !s.status().is_wt_new() {
+            return true;
+        }
+        let lower = rel.to_ascii_lowercase();
+        [
+            ".md", ".toml", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".svg",
+        ]
+        .iter()
+        .any(|e| lower.ends_with(e))
+            || folders
+                .iter()
+                .any(|f| !f.is_empty() && crate::corpus::under(rel, f))
+    })
+}
+
+impl Snapshot {
+    /// Reads the repository at `dir`: at `at` when given; else `HEAD` when the working tree
+    /// is clean, else the working tree itself (marked as uncommitted).
+    pub fn open(dir: &Path, at: Option<&str>) -> Result<Snapshot, Error> {
+        let repo = git2::Repository::discover(dir).ok();
+        let prefix = repo
+            .as_ref()
+            .and_then(|r| r.workdir())
+            .and_then(|w| w.canonicalize().ok())
+            .and_then(|w| {
+                dir.canonicalize()
+                    .ok()
+                    .and_then(|d| d.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
+            })
+            .map(|p| {
+                let s = p.to_string_lossy().replace('\\', "/");
+                if s.is_empty() { s } else { format!("{s}/") }
+            })
+            .unwrap_or_default();
+        let head = repo
+            .as_ref()
+            .and_then(|r| r.head().ok())
+            .and_then(|h| h.peel_to_commit().ok());
+        let (tree, commit, time, uncommitted) = match (at, &repo) {
+            (Some(rev), Some(repo)) => {
+                let c = repo
+                    .revparse_single(rev)
+                    .and_then(|o| o.peel_to_commit())
+                    .map_err(|source| tree::Error::BadRevision {
+                        rev: rev.to_string(),
+                        source,
+                    })?;
+                let t = Tree::open_revision(dir, &c.id().to_string())?;
+                (t, Some(c.id().to_string()), c.time().seconds(), false)
+            }
+            (Some(rev), None) => {
+                return Err(tree::Error::NotARepository(PathBuf::from(rev)).into());
+            }
+            (None, _) => {
+                let dirty = match (&repo, &head) {
+                    (Some(r), Some(_)) => {
+                        let config = std::fs::read_to_string(dir.join(crate::config::FILE_NAME))
+                            .ok()
+                            .and_then(|text| {
+                                let file =
+                                    crate::source::SourceFile::new(crate::config::FILE_NAME, text);
+                                crate::config::Config::parse(&file).0
+                            })
+                            .unwrap_or_default();
+                        working_tree_dirty(r, &prefix, &config.paths)
+                    }
+                    _ => true,
+                };
+                match &head {
+                    Some(c) if !dirty => (
+                        Tree::open_revision(dir, &c.id().to_string())?,
+                        Some(c.id().to_string()),
+                        c.time().seconds(),
+                        false,
+                    ),
+                    Some(c) => (
+                        Tree::open_dir(dir)?,
+                        Some(c.id().to_string()),
+                        c.time().seconds(),
+                        true,
+                    ),
+                    None => (Tree::open_dir(dir)?, None, 0, true),
+                }
+            }
+        };
+        let corpus = Corpus::load(tree)?;
+        let history = match (&commit, &repo) {
+            (Some(c), Some(_)) => history::load(dir, Some(c), &corpus.config)?,
+            _ => History::default(),
+        };
+        let matcher = TermMatcher::new(&corpus);
+        let sections = corpus
+            .docs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == DocKind::Sop)
+            .map(|(i, d)| (i, markup::section_numbers(&d.file.text[d.body_start..])))
+            .collect();
+        Ok(Snapshot {
+            corpus,
+            history,
+            commit,
+            time,
+            uncommitted,
+            matcher,
+            sections,
+        })
+    }
+
+    /// The SOP named by an id (`IT-245`) or a repository path.
+    pub fn find_sop(&self, name: &str) -> Result<usize, Error> {
+        let wanted = name.trim_start_matches("./").replace('\\', "/");
+        self.corpus
+            .sops
+            .iter()
+            .position(|s| {
+                s.id == name
+                    || self.corpus.docs[s.doc].path() == wanted
+                    || self.corpus.docs[s.doc]
+                        .path()
+                        .ends_with(&format!("/{wanted}"))
+            })
+            .ok_or_else(|| Error::UnknownSop(name.to_string()))
+    }
+}
+
+/// One rendered SOP and what an index lists about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendered {
+    #[serde(skip)]
+    pub pdf: Vec<u8>,
+    pub id: String,
+    pub title: String,
+    pub path: String,
+    pub version_label: String,
+    pub status_label: String,
+    pub effective_date: Option<String>,
+    pub draft: bool,
+}
+
+fn date(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(fmt).ok())
+        .unwrap_or_default()
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}
+
+/// Links and images of one SOP, seen from the rendered snapshot.
+struct DocResolver<'a> {
+    snap: &'a Snapshot,
+    doc: &'a Document,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Resolver for DocResolver<'_> {
+    fn link(&self, dest: &str) -> LinkView {
+        let corpus = &self.snap.corpus;
+        match links::resolve(corpus, self.doc.path(), dest) {
+            Target::External => LinkView::Url(dest.to_string()),
+            Target::Empty | Target::Outside => LinkView::Plain,
+            Target::SameDocument { fragment } => {
+                let own = corpus.doc_id(self.doc.path());
+                match own
+                    .and_then(|i| self.snap.sections.get(&i))
+                    .and_then(|s| s.get(&fragment))
+                {
+                    Some(n) => LinkView::Note(format!("§{n}")),
+                    None => LinkView::Plain,
+                }
+            }
+            Target::Path { path, fragment, .. } => {
+                let Some(i) = corpus.doc_id(&path) else {
+                    return LinkView::Note(path);
+                };
+                let target = &corpus.docs[i];
+                match target.kind {
+                    DocKind::Glossary | DocKind::Role => LinkView::Plain,
+                    DocKind::Sop => {
+                        let id = corpus
+                            .sops
+                            .iter()
+                            .find(|s| s.doc == i)
+                            .map_or_else(|| path.clone(), |s| s.id.clone());
+                        let section = fragment
+                            .and_then(|f| self.snap.sections.get(&i).and_then(|s| s.get(&f)))
+                            .map(|n| format!(" §{n}"))
+                            .unwrap_or_default();
+                        LinkView::Note(format!("{id}{section}"))
+                    }
+                    DocKind::Other => LinkView::Note(path),
+                }
+            }
+        }
+    }
+
+    fn image(&mut self, dest: &str) -> Option<String> {
+        let Target::Path { path, .. } = links::resolve(&self.snap.corpus, self.doc.path(), dest)
+        else {
+            return None;
+        };
+        let lower = path.to_ascii_lowercase();
+        let ext = [".png", ".jpg", ".jpeg", ".svg"]
+            .into_iter()
+            .find(|e| lower.ends_with(e))?;
+        let bytes = self.snap.corpus.tree.read(&path, 32 << 20).ok()?;
+        let vpath = format!("/img/{}{ext}", &sha256_hex(&bytes)[..32]);
+        self.files.insert(vpath.clone(), bytes);
+        Some(vpath)
+    }
+}
+
+#[derive(Serialize)]
+struct RoleView {
+    id: String,
+    title: String,
+    acronym: Option<String>,
+    named_as: String,
+}
+
+#[derive(Serialize)]
+struct HistoryRow {
+    number: usize,
+    date: String,
+    commit: String,
+    commit_short: String,
+    author: String,
+    /// The author without the e-mail address.
+    author_name: String,
+    summary: String,
+    path: String,
+    renamed_from: Option<String>,
+    version: Option<u32>,
+    effective_date: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SignatureRow {
+    name: String,
+    role: String,
+    meaning: String,
+    time: String,
+    fingerprint: String,
+    status: String,
+    valid: bool,
+}
+
+#[derive(Serialize)]
+struct TermView {
+    name: String,
+    acronym: Option<String>,
+    #[serde(skip)]
+    definition: String,
+}
+
+/// The parts of the model every template gets about where the document came from.
+#[derive(Serialize)]
+struct SourceView {
+    commit: String,
+    commit_short: String,
+    date: String,
+    path: String,
+    sha256: String,
+    uncommitted: bool,
+    sopkit_version: &'static str,
+}
+
+fn role_title(corpus: &Corpus, id: &str) -> (String, Option<String>) {
+    corpus.roles.get(id).map_or_else(
+        || (id.to_string(), None),
+        |r| {
+            (
+                r.title.clone().unwrap_or_else(|| id.to_string()),
+                r.acronym.clone(),
+            )
+        },
+    )
+}
+
+fn source_view(snap: &Snapshot, path: &str, sha256: &str) -> SourceView {
+    let commit = snap.commit.clone().unwrap_or_else(|| "none".to_string());
+    SourceView {
+        commit_short: short(&commit),
+        commit,
+        date: crate::approval::utc(snap.time),
+        path: path.to_string(),
+        sha256: sha256.to_string(),
+        uncommitted: snap.uncommitted,
+        sopkit_version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// The PDF keywords that `verify-pdf` reads back.
+fn keywords(sop: &str, path: &str, snap: &Snapshot, sha256: &str) -> Vec<String> {
+    let commit = snap.commit.clone().unwrap_or_else(|| "none".to_string());
+    let commit = if snap.uncommitted {
+        format!("{commit}+uncommitted")
+    } else {
+        commit
+    };
+    vec![
+        format!("{}{}", pdf_meta::SOP, pdf_meta::encode(sop)),
+        format!("{}{}", pdf_meta::PATH, pdf_meta::encode(path)),
+        format!("{}{commit}", pdf_meta::COMMIT),
+        format!("{}{sha256}", pdf_meta::SHA256),
+        format!("{}{}", pdf_meta::VERSION, env!("CARGO_PKG_VERSION")),
+    ]
+}
+
+/// Renders SOP number `index` (into `snap.corpus.sops`) to PDF.
+pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
+    let corpus = &snap.corpus;
+    let sop = &corpus.sops[index];
+    let doc = &corpus.docs[sop.doc];
+    let path = doc.path().to_string();
+    let sha256 = sha256_hex(doc.file.text.as_bytes());
+    let meta = doc.sop.clone().unwrap_or_default();
+
+    // Body.
+    let mut resolver = DocResolver {
+        snap,
+        doc,
+        files: BTreeMap::new(),
+    };
+    let converted = markup::convert(&doc.file.text[doc.body_start..], &mut resolver);
+    let files = resolver.files;
+
+    // Approvals: the revision whose content this is.
+    let sop_history = snap.history.sops.get(&sop.id);
+    let revision: Option<&Revision> = sop_history.and_then(|h| h.revision_with(&sha256));
+    let version = revision.and_then(|r| r.version);
+    let retired = meta.status == Status::Retired;
+    let effective = version.is_some() && !snap.uncommitted && !retired;
+    let version_label = match (version, sop_history.and_then(|h| h.last_effective())) {
+        (Some(v), _) => format!("Version {v}"),
+        (None, Some(last)) => format!("Draft (after version {})", last.version.unwrap_or_default()),
+        (None, None) => "Draft".to_string(),
+    };
+    let status_label = if retired {
+        "Retired".to_string()
+    } else if effective {
+        "Effective".to_string()
+    } else if snap.uncommitted {
+        "Draft (uncommitted changes)".to_string()
+    } else {
+        "Draft (not approved)".to_string()
+    };
+    let effective_date = revision
+        .and_then(|r| r.effective_time)
+        .filter(|_| version.is_some())
+        .map(date);
+
+    let mut history_rows = Vec::new();
+    let mut previous_path: Option<&str> = None;
+    for r in sop_history.map_or(&[][..], |h| &h.revisions[..]) {
+        history_rows.push(HistoryRow {
+            number: r.number,
+            date: crate::approval::utc(r.time),
+            commit: r.commit.clone(),
+            commit_short: short(&r.commit),
+            author: r.author.clone(),
+            author_name: r
+                .author
+                .split_once(" <")
+                .map_or_else(|| r.author.clone(), |(n, _)| n.to_string()),
+            summary: r.summary.clone(),
+            path: r.path.clone(),
+            renamed_from: previous_path.filter(|p| *p != r.path).map(str::to_string),
+            version: r.version,
+            effective_date: r.effective_time.map(date),
+        });
+        previous_path = Some(&r.path);
+    }
+    let signatures: Vec<SignatureRow> = revision
+        .map_or(&[][..], |r| &r.signatures[..])
+        .iter()
+        .map(|s| SignatureRow {
+            name: s
+                .name
+                .clone()
+                .or_else(|| s.signer.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            role: s.role.clone().unwrap_or_else(|| "none".into()),
+            meaning: s.meaning.clone(),
+            time: crate::approval::utc(s.time),
+            fingerprint: s.fingerprint.clone().unwrap_or_else(|| "-".into()),
+            status: s.status.as_str().to_string(),
+            valid: s.status == SigStatus::Valid,
+        })
+        .collect();
+    let missing_roles = revision.map(|r| r.missing_roles()).unwrap_or_default();
+
+    // Glossary terms the SOP links to or uses.
+    let mut used: BTreeSet<usize> = BTreeSet::new();
+    for l in &doc.markdown.links {
+        if let Target::Path {
+            path,
+            fragment: Some(f),
+            ..
+        } = links::resolve(corpus, doc.path(), &l.dest)
+            && let Some(g) = corpus.doc_id(&path)
+            && let Some(t) = corpus.term_index_at(g, &f)
+        {
+            used.insert(t);
+        }
+    }
+    used.extend(snap.matcher.first_uses(doc).into_iter().map(|(t, _)| t));
+    let mut terms: Vec<TermView> = used
+        .into_iter()
+        .map(|t| {
+            let term = &corpus.terms[t];
+            TermView {
+                name: term.name.clone(),
+                acronym: term.acronym.clone(),
+                definition: term_definition(snap, t),
+            }
+        })
+        .collect();
+    terms.sort_by_key(|t| t.name.to_lowercase());
+
+    // Roles it names: owner, approvers, and links into the roles folder.
+    let mut named: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    if let Some(o) = &meta.owner {
+        named.entry(o.value.clone()).or_default().insert("owner");
+    }
+    for a in meta.approvers.iter().flat_map(|a| a.value.iter()) {
+        named.entry(a.value.clone()).or_default().insert("approver");
+    }
+    for l in &doc.markdown.links {
+        if let Target::Path { path, .. } = links::resolve(corpus, doc.path(), &l.dest)
+            && let Some(role) = corpus.roles.values().find(|r| r.path == path)
+        {
+            named
+                .entry(role.id.clone())
+                .or_default()
+                .insert("referenced");
+        }
+    }
+    let roles: Vec<RoleView> = named
+        .into_iter()
+        .map(|(id, how)| {
+            let (title, acronym) = role_title(corpus, &id);
+            RoleView {
+                id,
+                title,
+                acronym,
+                named_as: how.into_iter().collect::<Vec<_>>().join(", "),
+            }
+        })
+        .collect();
+
+    let role_ref = |id: &str| {
+        let (title, _) = role_title(corpus, id);
+        serde_json::json!({ "id": id, "title": title })
+    };
+    let front = match crate::corpus::front_matter::split(&doc.file.text) {
+        Ok(Some(block)) => {
+            crate::corpus::front_matter::values(&doc.file, block).unwrap_or_default()
+        }
+        _ => BTreeMap::new(),
+    };
+    let doc_view = serde_json::json!({
+        "id": sop.id,
+        "title": sop.title,
+        "version": version,
+        "version_label": version_label,
+        "status": if retired { "retired" } else if effective { "effective" } else { "draft" },
+        "status_label": status_label,
+        "effective_date": effective_date,
+        "owner": meta.owner.as_ref().map(|o| role_ref(&o.value)),
+        "approvers": meta.approvers.as_ref().map(|a| a.value.iter().map(|r| role_ref(&r.value)).collect::<Vec<_>>()).unwrap_or_default(),
+        "review_every": meta.review_every.map(|d| d.to_string()),
+        "retention": meta.retention.map(|d| d.to_string()),
+        "front_matter": front,
+    });
+    let draft = !effective;
+    let source = source_view(snap, &path, &sha256);
+    let terms_value: Vec<minijinja::Value> = terms
+        .iter()
+        .map(|t| {
+            minijinja::context! {
+                name => t.name.clone(),
+                acronym => t.acronym.clone(),
+                definition => minijinja::Value::from_safe_string(t.definition.clone()),
+            }
+        })
+        .collect();
+    let ctx = minijinja::context! {
+        doc => serde_value(&doc_view),
+        source => serde_value(&source),
+        draft => draft,
+        body => minijinja::Value::from_safe_string(converted.markup),
+        sections => serde_value(
+            converted.sections.iter().map(|s| serde_json::json!({"number": s.number, "level": s.level, "title": s.title})).collect::<Vec<_>>()),
+        history => serde_value(&history_rows),
+        signatures => serde_value(&signatures),
+        missing_roles => missing_roles,
+        terms => terms_value,
+        roles => serde_value(&roles),
+    };
+    let body = template::render(
+        &corpus.tree,
+        &corpus.config.paths.templates,
+        "sop.typ.j2",
+        ctx,
+    )?;
+    let source_text = format!(
+        "{}\n{body}",
+        template::prelude(
+            &format!("{} {}", sop.id, sop.title),
+            &keywords(&sop.id, &path, snap, &sha256)
+        )
+    );
+    let pdf = typeset::pdf(typeset::Job {
+        source: source_text,
+        files,
+        time: snap.time,
+        ident: format!("{}@{}", sop.id, snap.commit.as_deref().unwrap_or("none")),
+    })
+    .map_err(|error| Error::Typeset {
+        sop: path.clone(),
+        error,
+    })?;
+    Ok(Rendered {
+        pdf,
+        id: sop.id.clone(),
+        title: sop.title.clone(),
+        path,
+        version_label,
+        status_label,
+        effective_date,
+        draft,
+    })
+}
+
+/// The definition of term `t`: the glossary text below its heading, as typst markup.
+fn term_definition(snap: &Snapshot, t: usize) -> String {
+    let corpus = &snap.corpus;
+    let term = &corpus.terms[t];
+    let doc = &corpus.docs[term.doc];
+    let headings = &doc.markdown.headings;
+    let start = term.span.end;
+    let end = headings
+        .iter()
+        .map(|h| h.span.start)
+        .find(|&s| s > start)
+        .unwrap_or(doc.file.text.len());
+    struct Plain;
+    impl Resolver for Plain {
+        fn link(&self, _: &str) -> LinkView {
+            LinkView::Plain
+        }
+        fn image(&mut self, _: &str) -> Option<String> {
+            None
+        }
+    }
+    markup::convert(doc.file.text.get(start..end).unwrap_or(""), &mut Plain)
+        .markup
+        .trim()
+        .to_string()
+}
+
+fn serde_value<T: Serialize>(v: T) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(v))
+}
+
+/// The index PDF of a build.
+pub fn render_index(snap: &Snapshot, entries: &[(Rendered, String)]) -> Result<Vec<u8>, Error> {
+    let sops: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(r, pdf)| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["pdf"] = serde_json::Value::String(pdf.clone());
+            v
+        })
+        .collect();
+    let source = source_view(snap, "", "");
+    let ctx = minijinja::context! {
+        source => serde_value(&source),
+        sops => serde_value(&sops),
+    };
+    let corpus = &snap.corpus;
+    let body = template::render(
+        &corpus.tree,
+        &corpus.config.paths.templates,
+        "index.typ.j2",
+        ctx,
+    )?;
+    let commit = snap.commit.clone().unwrap_or_else(|| "none".into());
+    let kw = vec![
+        format!("{}index", pdf_meta::SOP),
+        format!(
+            "{}{commit}{}",
+            pdf_meta::COMMIT,
+            if snap.uncommitted { "+uncommitted" } else { "" }
+        ),
+        format!("{}{}", pdf_meta::VERSION, env!("CARGO_PKG_VERSION")),
+    ];
+    let source_text = format!("{}\n{body}", template::prelude("SOP index", &kw));
+    typeset::pdf(typeset::Job {
+        source: source_text,
+        files: BTreeMap::new(),
+        time: snap.time,
+        ident: format!("index@{commit}"),
+    })
+    .map_err(|error| Error::Typeset {
+        sop: "index".into(),
+        error,
+    })
+}
+
+/// The file name of an SOP's PDF in a build: its id, made safe for any file system.
+pub fn pdf_name(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}.pdf", safe.trim_start_matches('.'))
+}
+
+/// What `build` made.
+#[derive(Debug)]
+pub struct Built {
+    pub rendered: Vec<(Rendered, PathBuf)>,
+    pub index: PathBuf,
+    pub failures: Vec<(String, String)>,
+}
+
+/// Renders every SOP of `snap` into `out` (in parallel), then the index. Each file is
+/// written atomically. `progress` is called once per SOP as it finishes.
+pub fn build(
+    snap: &Snapshot,
+    out: &Path,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Built, BuildError> {
+    use rayon::prelude::*;
+    std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    typeset::warm_up();
+    let results: Vec<Result<(Rendered, PathBuf), (String, String)>> = (0..snap.corpus.sops.len())
+        .into_par_iter()
+        .map(|i| {
+            let id = snap.corpus.sops[i].id.clone();
+            let r = render(snap, i).map_err(|e| (id.clone(), e.to_string()));
+            let r = r.and_then(|r| {
+                let path = out.join(pdf_name(&r.id));
+                crate::fs_atomic::write(&path, &r.pdf)
+                    .map_err(|e| (id.clone(), format!("writing {}: {e}", path.display())))?;
+                Ok((r, path))
+            });
+            progress(&id);
+            r
+        })
+        .collect();
+    let mut rendered = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(x) => rendered.push(x),
+            Err(f) => failures.push(f),
+        }
+    }
+    rendered.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let entries: Vec<(Rendered, String)> = rendered
+        .iter()
+        .map(|(r, p)| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                Rendered {
+                    pdf: Vec::new(),
+                    ..r.clone()
+                },
+                name,
+            )
+        })
+        .collect();
+    let index_pdf = render_index(snap, &entries).map_err(BuildError::Render)?;
+    let index = out.join("index.pdf");
+    crate::fs_atomic::write(&index, &index_pdf).map_err(|source| BuildError::Write {
+        path: index.clone(),
+        source,
+    })?;
+    for (r, _) in &mut rendered {
+        r.pdf = Vec::new();
+    }
+    Ok(Built {
+        rendered,
+        index,
+        failures,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Render(#[from] Error),
+}
+
+/// The outcome of `verify-pdf`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The rebuild from the recorded commit is byte-identical.
+    Identical { sop: String, commit: String },
+    /// The rebuild differs (the PDF was changed, or made by another sopkit version).
+    Differs {
+        sop: String,
+        commit: String,
+        detail: String,
+    },
+    /// The PDF cannot be rebuilt: no sopkit provenance, or made from uncommitted changes.
+    NotReproducible(String),
+}
+
+/// Rebuilds the PDF at `pdf_path` from the commit it records, in the repository at `dir`,
+/// and compares the bytes.
+pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
+    let Some(p) = pdf_meta::read(pdf) else {
+        return Ok(Verdict::NotReproducible(
+            "the file carries no sopkit provenance (sopkit-commit keyword): it was not made by sopkit render".into(),
+        ));
+    };
+    if p.uncommitted() {
+        return Ok(Verdict::NotReproducible(format!(
+            "{} was rendered from uncommitted changes on top of {}; only a render of a commit can be verified",
+            p.sop,
+            p.commit.trim_end_matches("+uncommitted")
+        )));
+    }
+    if p.version != env!("CARGO_PKG_VERSION") {
+        return Ok(Verdict::Differs {
+            sop: p.sop,
+            commit: p.commit,
+            detail: format!(
+                "made by sopkit {}, this is sopkit {}: rebuild with that version",
+                p.version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        });
+    }
+    let snap = Snapshot::open(dir, Some(&p.commit))?;
+    let rebuilt = if p.sop == "index" {
+        // An index lists every SOP as rendered at that commit.
+        let mut entries = Vec::new();
+        for i in 0..snap.corpus.sops.len() {
+            let r = render(&snap, i)?;
+            let name = pdf_name(&r.id);
+            entries.push((
+                Rendered {
+                    pdf: Vec::new(),
+                    ..r
+                },
+                name,
+            ));
+        }
+        entries.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        render_index(&snap, &entries)?
+    } else {
+        let index = match p.path.as_deref().map(|path| snap.find_sop(path)) {
+            Some(Ok(i)) => i,
+            _ => snap.find_sop(&p.sop)?,
+        };
+        render(&snap, index)?.pdf
+    };
+    if rebuilt == pdf {
+        return Ok(Verdict::Identical {
+            sop: p.sop,
+            commit: p.commit,
+        });
+    }
+    let first = rebuilt
+        .iter()
+        .zip(pdf)
+        .position(|(a, b)| a != b)
+        .unwrap_or(rebuilt.len().min(pdf.len()));
+    Ok(Verdict::Differs {
+        sop: p.sop,
+        commit: p.commit,
+        detail: format!(
+            "the rebuild has {} bytes, the file {}; they first differ at byte {first}",
+            rebuilt.len(),
+            pdf.len()
+        ),
+    })
+}

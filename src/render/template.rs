@@ -1,0 +1,134 @@
+//! minijinja templates that produce typst source. Defaults are embedded in the binary; a
+//! repository overrides one by putting a file of the same name in its templates folder (read
+//! from the same revision as the SOP, so an old render stays reproducible).
+//!
+//! Every value a template prints is escaped as typst markup unless it is already markup
+//! (the converted body, term definitions); `| str` prints a value as a typst string literal.
+
+use minijinja::value::ValueKind;
+use minijinja::{Environment, Value};
+
+use super::markup;
+use crate::tree::Tree;
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("sop.typ.j2", include_str!("templates/sop.typ.j2")),
+    ("index.typ.j2", include_str!("templates/index.typ.j2")),
+];
+
+/// The embedded default template `name`.
+pub fn default(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// The typst lines sopkit puts before every template's output: document metadata that
+/// `verify-pdf` reads back.
+pub fn prelude(title: &str, keywords: &[String]) -> String {
+    let kw: Vec<String> = keywords.iter().map(|k| markup::string_literal(k)).collect();
+    format!(
+        "#set document(title: {}, author: \"sopkit\", keywords: ({},), date: auto)",
+        markup::string_literal(title),
+        kw.join(", ")
+    )
+}
+
+fn format_value(out: &mut minijinja::Output, value: &Value) -> std::fmt::Result {
+    if value.is_safe() {
+        return out.write_str(value.as_str().unwrap_or_default());
+    }
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok(()),
+        ValueKind::Bool => out.write_str(if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number => out.write_str(&value.to_string()),
+        _ => out.write_str(&markup::escape(&value.to_string())),
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // A template from the repository is code a reviewer may not have read closely: bound it.
+    env.set_fuel(Some(50_000_000));
+    env.set_formatter(|out, _state, value| {
+        format_value(out, value).map_err(|_| {
+            minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "could not write output")
+        })
+    });
+    env.add_filter("str", |v: Value| {
+        let s = if v.is_none() || v.is_undefined() {
+            String::new()
+        } else {
+            v.to_string()
+        };
+        Value::from_safe_string(markup::string_literal(&s))
+    });
+    env.add_filter("markup", |v: Value| {
+        Value::from_safe_string(markup::escape(&v.to_string()))
+    });
+    env
+}
+
+/// Renders template `name`: `templates/<name>` from `tree` when it exists, else the default.
+pub fn render(tree: &Tree, folder: &str, name: &str, ctx: Value) -> Result<String, super::Error> {
+    let path = format!("{}/{name}", folder.trim_end_matches('/'));
+    let err = |message: String| super::Error::Template {
+        name: if tree.is_file(&path) {
+            path.clone()
+        } else {
+            format!("{name} (built in)")
+        },
+        message,
+    };
+    let source = if tree.is_file(&path) {
+        let bytes = tree.read(&path, 4 << 20).map_err(|e| err(e.to_string()))?;
+        String::from_utf8(bytes).map_err(|_| err("is not valid UTF-8".into()))?
+    } else {
+        default(name)
+            .ok_or_else(|| err("no such template".into()))?
+            .to_string()
+    };
+    let env = environment();
+    let template = env
+        .template_from_str(&source)
+        .map_err(|e| err(describe(&e)))?;
+    template.render(ctx).map_err(|e| err(describe(&e)))
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("line {line}: {e}"),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped_unless_safe() {
+        let env = environment();
+        let t = env
+            .template_from_str("{{ a }}|{{ b }}|{{ a | str }}|{{ n }}|{{ none }}")
+            .unwrap();
+        let out = t
+            .render(minijinja::context! {
+                a => "#read(\"x\")",
+                b => Value::from_safe_string("#strong[b]".into()),
+                n => 3,
+                none => (),
+            })
+            .unwrap();
+        assert_eq!(
+            out,
+            "\\#read\\(\\\"x\\\"\\)|#strong[b]|\"#read(\\\"x\\\")\"|3|"
+        );
+    }
+
+    #[test]
+    fn undefined_values_are_errors() {
+        let env = environment();
+        let t = env.template_from_str("{{ missing.x }}").unwrap();
+        assert!(t.render(minijinja::context! {}).is_err());
+    }
+}
