@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::support::{Repo, SOP, stderr, stdout};
 
 /// Throwaway keys in a temp dir; GnuPG homes are shut down on drop.
-struct Keys {
+pub(crate) struct Keys {
     dir: tempfile::TempDir,
     homes: std::cell::RefCell<Vec<PathBuf>>,
 }
@@ -24,7 +24,7 @@ impl Drop for Keys {
 }
 
 impl Keys {
-    fn new() -> Keys {
+    pub(crate) fn new() -> Keys {
         Keys {
             dir: tempfile::tempdir().unwrap(),
             homes: Default::default(),
@@ -32,7 +32,7 @@ impl Keys {
     }
 
     /// An SSH ed25519 key; returns the private key path (the public key is beside it).
-    fn ssh(&self, name: &str) -> PathBuf {
+    pub(crate) fn ssh(&self, name: &str) -> PathBuf {
         let key = self.dir.path().join(name);
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -84,7 +84,7 @@ fn export(home: &Path, fpr: &str) -> String {
 }
 
 /// The fixture with people that have keys: ann (qa-lead, admin) and bob (operator).
-fn signed_fixture(keys: &Keys) -> (Repo, PathBuf, PathBuf) {
+pub(crate) fn signed_fixture(keys: &Keys) -> (Repo, PathBuf, PathBuf) {
     let ann = keys.ssh("ann");
     let bob = keys.ssh("bob");
     // People and keys are in the first commit that has people.yaml: the trust root.
@@ -107,7 +107,7 @@ fn signed_fixture(keys: &Keys) -> (Repo, PathBuf, PathBuf) {
 }
 
 /// A commit authored by `who`, signed with an SSH key when one is given.
-fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) -> String {
+pub(crate) fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) -> String {
     let name = format!("user.name={who}");
     let email = format!("user.email={who}@example.com");
     let mut args: Vec<String> = vec!["-c".into(), name, "-c".into(), email];
@@ -142,7 +142,13 @@ fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) -> String {
 }
 
 /// Runs `sopkit approve` as `who`, signing with an SSH key through the repository's git config.
-fn approve(r: &Repo, who: &str, key: &Path, sop: &str, meaning: &str) -> std::process::Output {
+pub(crate) fn approve(
+    r: &Repo,
+    who: &str,
+    key: &Path,
+    sop: &str,
+    meaning: &str,
+) -> std::process::Output {
     r.git(&["config", "user.name", who]);
     r.git(&["config", "user.email", &format!("{who}@example.com")]);
     r.git(&["config", "gpg.format", "ssh"]);
@@ -166,7 +172,7 @@ fn approve_ok(r: &Repo, who: &str, key: &Path) {
 
 /// Makes a git or sopkit run use the repository's own identity and signing config: no
 /// global config, and none of the author and committer variables the test harness sets.
-fn own_identity(cmd: &mut Command) -> &mut Command {
+pub(crate) fn own_identity(cmd: &mut Command) -> &mut Command {
     cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env_remove("GIT_AUTHOR_NAME")
         .env_remove("GIT_AUTHOR_EMAIL")

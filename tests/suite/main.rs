@@ -8,4 +8,5 @@ mod check_rules;
 mod ecosystem;
 mod formats;
 mod properties;
+mod render;
 mod zero_config;
