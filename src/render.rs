@@ -442,6 +442,11 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
     let mut history_rows = Vec::new();
     let mut previous_path: Option<&str> = None;
     for r in sop_history.map_or(&[][..], |h| &h.revisions[..]) {
+        // Where this content was before: the previous revision's path, and any renames of
+        // this revision itself.
+        let mut was: Vec<&str> = previous_path.filter(|p| *p != r.path).into_iter().collect();
+        was.extend(r.renamed_from.iter().map(String::as_str));
+        was.dedup();
         history_rows.push(HistoryRow {
             number: r.number,
             date: crate::approval::utc(r.time),
@@ -454,7 +459,7 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
                 .map_or_else(|| r.author.clone(), |(n, _)| n.to_string()),
             summary: r.summary.clone(),
             path: r.path.clone(),
-            renamed_from: previous_path.filter(|p| *p != r.path).map(str::to_string),
+            renamed_from: (!was.is_empty()).then(|| was.join(", ")),
             version: r.version,
             effective_date: r.effective_time.map(date),
         });

@@ -97,6 +97,8 @@ pub struct Revision {
     pub author: String,
     pub summary: String,
     pub path: String,
+    /// Earlier paths of this content, oldest first (renames that changed nothing else).
+    pub renamed_from: Vec<String>,
     pub sha256: String,
     pub approvers: Vec<String>,
     /// People (or e-mail addresses) who changed the SOP since the last effective revision.
@@ -475,6 +477,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     author: author_label.clone(),
                     summary: summary.clone(),
                     path: rel.clone(),
+                    renamed_from: Vec::new(),
                     sha256: state.sha256.clone(),
                     approvers: state.approvers.clone(),
                     authors,
@@ -483,8 +486,12 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     effective_commit: None,
                     signatures: Vec::new(),
                 });
-            } else if let Some(r) = entry.revisions.last_mut() {
-                r.path = rel.clone(); // a rename without a content change
+            } else if let Some(r) = entry.revisions.last_mut()
+                && r.path != rel
+            {
+                // A rename without a content change: the revision now lives at `rel`.
+                r.renamed_from
+                    .push(std::mem::replace(&mut r.path, rel.clone()));
             }
             states.insert(state.id.clone(), state);
         }

@@ -44,7 +44,7 @@ impl Keys {
     }
 
     /// A GnuPG home with one signing key; returns (home, fingerprint).
-    fn gpg(&self, name: &str, algo: &str, faked: Option<&str>) -> (PathBuf, String) {
+    pub(crate) fn gpg(&self, name: &str, algo: &str, faked: Option<&str>) -> (PathBuf, String) {
         let home = self.dir.path().join(format!("gnupg-{name}"));
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -79,7 +79,7 @@ fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
         .expect("gpg (gnupg) is needed")
 }
 
-fn export(home: &Path, fpr: &str) -> String {
+pub(crate) fn export(home: &Path, fpr: &str) -> String {
     stdout(&gpg(home, &["--armor", "--export", fpr]))
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::approvals::{Keys, approve, author_commit, own_identity, signed_fixture};
+use crate::approvals::{Keys, approve, author_commit, export, own_identity, signed_fixture};
 use crate::support::{Repo, SOP, stderr, stdout};
 
 fn tool(name: &str) -> Command {
@@ -13,8 +13,14 @@ fn tool(name: &str) -> Command {
 
 /// The text of a PDF, as poppler extracts it (layout kept, so table rows stay on one line).
 fn pdf_text(pdf: &Path) -> String {
+    pdf_text_with(pdf, "-layout")
+}
+
+/// The text of a PDF with `mode` (`-layout`, or `-raw` for content-stream order, which keeps
+/// a wrapped table cell's lines together).
+fn pdf_text_with(pdf: &Path, mode: &str) -> String {
     let out = tool("pdftotext")
-        .args(["-layout"])
+        .args([mode])
         .arg(pdf)
         .arg("-")
         .output()
@@ -312,4 +318,69 @@ fn a_signed_pdf_verifies_against_the_repositorys_keys() {
     let out = r.sopkit(&["verify-pdf", "QA-001.pdf"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("NOT valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_openpgp_signed_pdf_verifies_and_a_changed_pdf_does_not() {
+    let keys = Keys::new();
+    let (home, fpr) = keys.gpg("dora", "ed25519", None);
+    let r = Repo::with_clean_files();
+    r.write("roles/keys/dora.asc", &export(&home, &fpr));
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: dora\n    name: Dora Example\n    email: dora@example.com\n    admin: true\n    keys: [dora.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.commit("dora's key");
+    r.git(&["config", "user.signingkey", &fpr]);
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+        .args(["render", "QA-001", "--sign", "-o", "QA-001.pdf"])
+        .env("GNUPGHOME", &home)
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(r.path().join("QA-001.pdf.asc").is_file());
+    let out = r.sopkit(&["verify-pdf", "QA-001.pdf"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("valid signature by Dora Example"),
+        "{}",
+        stdout(&out)
+    );
+    // The signature covers the bytes: a changed PDF fails both the rebuild and the signature.
+    let pdf = r.path().join("QA-001.pdf");
+    let mut bytes = std::fs::read(&pdf).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x20;
+    std::fs::write(&pdf, &bytes).unwrap();
+    let out = r.sopkit(&["verify-pdf", "QA-001.pdf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("signature NOT valid"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_change_history_follows_renames() {
+    let r = Repo::clean();
+    r.git(&["mv", SOP, "procedures/QA-001-renamed.md"]);
+    r.commit("rename the demo SOP");
+    r.append("procedures/QA-001-renamed.md", "\nMore.\n");
+    r.commit("extend the renamed SOP");
+    let pdf = r.path().join("r.pdf");
+    std::fs::write(&pdf, render(&r, &["QA-001"])).unwrap();
+    let text = squash(&pdf_text_with(&pdf, "-raw"));
+    assert!(text.contains("clean fixture"), "{text}");
+    assert!(text.contains("extend the renamed SOP"), "{text}");
+    // The old path may wrap inside its table cell: compare without spaces.
+    assert!(
+        text.replace(' ', "")
+            .contains("(wasprocedures/QA-001-demo.md)")
+            || text
+                .replace(' ', "")
+                .contains("(wasprocedures/QA-001demo.md)"),
+        "{text}"
+    );
 }
