@@ -718,6 +718,8 @@ pub fn pdf_name(id: &str) -> String {
     format!("{}.pdf", safe.trim_start_matches('.'))
 }
 
+type SopResult = Result<(Rendered, PathBuf), (String, String)>;
+
 /// What `build` made.
 #[derive(Debug)]
 pub struct Built {
@@ -733,25 +735,57 @@ pub fn build(
     out: &Path,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Built, BuildError> {
-    use rayon::prelude::*;
     std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
         path: out.to_path_buf(),
         source,
     })?;
     typeset::warm_up();
-    let results: Vec<Result<(Rendered, PathBuf), (String, String)>> = (0..snap.corpus.sops.len())
-        .into_par_iter()
-        .map(|i| {
-            let id = snap.corpus.sops[i].id.clone();
-            let r = render(snap, i).map_err(|e| (id.clone(), e.to_string()));
-            let r = r.and_then(|r| {
-                let path = out.join(pdf_name(&r.id));
-                crate::fs_atomic::write(&path, &r.pdf)
-                    .map_err(|e| (id.clone(), format!("writing {}: {e}", path.display())))?;
-                Ok((r, path))
+    let one = |i: usize| {
+        let id = snap.corpus.sops[i].id.clone();
+        let r = render(snap, i).map_err(|e| (id.clone(), e.to_string()));
+        let r = r.and_then(|mut r| {
+            let path = out.join(pdf_name(&r.id));
+            crate::fs_atomic::write(&path, &r.pdf)
+                .map_err(|e| (id.clone(), format!("writing {}: {e}", path.display())))?;
+            r.pdf = Vec::new();
+            Ok((r, path))
+        });
+        progress(&id);
+        r
+    };
+    // Plain threads, not rayon: typst runs its own parallel work on rayon's global pool, and a
+    // rayon worker that waits for a compilation would starve it (measured: a deadlock).
+    let total = snap.corpus.sops.len();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(total.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<SopResult>>> =
+        (0..total).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let r = one(i);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
             });
-            progress(&id);
-            r
+        }
+    });
+    let results: Vec<SopResult> = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.into_inner().ok().flatten().unwrap_or_else(|| {
+                let id = snap.corpus.sops[i].id.clone();
+                Err((id, "the rendering thread failed".to_string()))
+            })
         })
         .collect();
     let mut rendered = Vec::new();
@@ -785,9 +819,6 @@ pub fn build(
         path: index.clone(),
         source,
     })?;
-    for (r, _) in &mut rendered {
-        r.pdf = Vec::new();
-    }
     Ok(Built {
         rendered,
         index,

@@ -108,8 +108,28 @@ pub fn warm_up() {
     LazyLock::force(&LIBRARY);
 }
 
-/// Typesets `job.source` into a PDF.
+/// The stack of the thread a compilation runs on. typst recurses deeply while laying out a
+/// long document: rayon's 2 MiB worker stacks overflowed on ordinary 5-page SOPs (measured),
+/// and a stack overflow aborts the process. Only the pages touched are ever committed.
+const STACK_SIZE: usize = 256 << 20;
+
+/// Typesets `job.source` into a PDF, on a thread of its own: with a stack large enough for
+/// typst, and whose per-thread caches go away with it (measured: compiling one SOP after
+/// another on one long-lived worker thread kept about 4 MB per SOP alive, however hard the
+/// memoisation cache was evicted).
 pub fn pdf(job: Job) -> Result<Vec<u8>, Error> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sopkit-typst".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(scope, || compile(job))
+            .map_err(|e| Error::Typst(format!("  could not start a thread: {e}\n")))?
+            .join()
+            .unwrap_or_else(|_| Err(Error::Typst("  typst panicked\n".into())))
+    })
+}
+
+fn compile(job: Job) -> Result<Vec<u8>, Error> {
     let main = Source::new(file_id("/sop.typ")?, job.source);
     let mut files = std::collections::HashMap::new();
     for (path, bytes) in job.files {

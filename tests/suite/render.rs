@@ -384,3 +384,23 @@ fn the_change_history_follows_renames() {
         "{text}"
     );
 }
+
+#[test]
+fn this_repositorys_own_sops_build_into_checked_pdfs() {
+    // The quick start's main job, on the real 14-page SOPs with their step blocks and tables
+    // (each compiled on a thread with room for typst's recursion; a 2 MiB stack overflowed).
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["build", "-C", env!("CARGO_MANIFEST_DIR"), "--out"])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    for f in ["IT-245.pdf", "IT-250.pdf", "index.pdf"] {
+        assert_qpdf_ok(&out_dir.path().join(f));
+    }
+    let text = squash(&pdf_text(&out_dir.path().join("IT-250.pdf")));
+    assert!(text.contains("Infrastructure Backups and Restoration"));
+    assert!(text.contains("6.13 System Restart and Recovery"), "{text}");
+    assert!(text.contains("Appendix A: Glossary"));
+}
