@@ -28,7 +28,11 @@ pub const FILES: &[(&str, &str)] = &[
         "procedures/EX-001-back-up-the-shared-folder.md",
         include_str!("init/procedure.md"),
     ),
-    ("templates/.gitkeep", ""),
+    (
+        "templates/README.md",
+        "# Templates\n\nPut `sop.typ.j2` or `index.typ.j2` here to replace the layout that `sopkit render`\nand `sopkit build` use; start from the built-in ones in sopkit's `src/render/templates/`.\n",
+    ),
+    (".gitignore", "/out/\n"),
     (
         "evidence/README.md",
         "# Evidence\n\nThe evidence ledger that `sopkit run` writes. Do not edit by hand.\n",

@@ -85,6 +85,19 @@ fn init_creates_a_repository_that_passes_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("no findings"), "{}", stdout(&out));
+    // It builds too, before it is even a git repository.
+    let out = std::process::Command::new(crate::support::sopkit_bin())
+        .args(["build", "-C"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert!(target.join("out/EX-001.pdf").is_file() && target.join("out/index.pdf").is_file());
     // A second init into the same, now non-empty, folder is refused.
     let out = std::process::Command::new(crate::support::sopkit_bin())
         .arg("init")
