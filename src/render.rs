@@ -105,17 +105,9 @@ impl Snapshot {
         let repo = git2::Repository::discover(dir).ok();
         let prefix = repo
             .as_ref()
-            .and_then(|r| r.workdir())
-            .and_then(|w| w.canonicalize().ok())
-            .and_then(|w| {
-                dir.canonicalize()
-                    .ok()
-                    .and_then(|d| d.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
-            })
-            .map(|p| {
-                let s = p.to_string_lossy().replace('\\', "/");
-                if s.is_empty() { s } else { format!("{s}/") }
-            })
+            .map(|r| tree::prefix_in(r, dir))
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{p}/"))
             .unwrap_or_default();
         let head = repo
             .as_ref()

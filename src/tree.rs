@@ -362,6 +362,19 @@ pub fn normalize(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Where `dir` lies inside the work tree of `repo`, as a repository path (`""` at the root,
+/// else `a/b` without a trailing slash).
+pub fn prefix_in(repo: &git2::Repository, dir: &Path) -> String {
+    repo.workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .and_then(|w| {
+            dir.canonicalize()
+                .ok()
+                .and_then(|d| d.strip_prefix(&w).ok().map(path_to_repo))
+        })
+        .unwrap_or_default()
+}
+
 fn path_to_repo(p: &Path) -> String {
     p.components()
         .map(|c| c.as_os_str().to_string_lossy())

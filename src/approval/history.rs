@@ -229,20 +229,10 @@ fn is_sop_path(path: &str, procedures: &str) -> bool {
 pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
     let repo =
         git2::Repository::discover(dir).map_err(|_| Error::NotARepository(dir.to_path_buf()))?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| Error::NotARepository(dir.to_path_buf()))?;
-    let prefix = dir
-        .canonicalize()
-        .ok()
-        .and_then(|d| {
-            workdir
-                .canonicalize()
-                .ok()
-                .and_then(|w| d.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
-        })
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default();
+    if repo.workdir().is_none() {
+        return Err(Error::NotARepository(dir.to_path_buf()));
+    }
+    let prefix = crate::tree::prefix_in(&repo, dir);
     let mut paths = config.paths.clone();
     if !prefix.is_empty() {
         for p in [

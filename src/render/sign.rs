@@ -155,17 +155,7 @@ pub fn verify(dir: &Path, pdf: &Path, bytes: &[u8]) -> Result<Option<Checked>, E
     let corpus_config =
         crate::corpus::Corpus::load(crate::tree::Tree::open_revision(dir, "HEAD")?)?;
     let mut paths = corpus_config.config.paths.clone();
-    let prefix = repo
-        .workdir()
-        .and_then(|w| w.canonicalize().ok())
-        .and_then(|w| {
-            dir.canonicalize().ok().and_then(|d| {
-                d.strip_prefix(&w)
-                    .ok()
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-            })
-        })
-        .unwrap_or_default();
+    let prefix = crate::tree::prefix_in(&repo, dir);
     if !prefix.is_empty() {
         for p in [&mut paths.people, &mut paths.keys, &mut paths.roles] {
             *p = format!("{prefix}/{p}");
