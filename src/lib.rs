@@ -11,10 +11,12 @@ pub mod config;
 pub mod corpus;
 pub mod diagnostic;
 pub mod duration;
+pub mod evidence;
 pub mod fs_atomic;
 pub mod init;
 pub mod render;
 pub mod report;
+pub mod run;
 pub mod source;
 pub mod tree;
 

@@ -1,0 +1,337 @@
+//! The evidence ledger: one chain of records per writer (operator@host) under `evidence/`,
+//! so that engineers on several machines merge their evidence through git without
+//! conflicts. Each record names the SHA-256 of the previous record file of its writer and
+//! carries a digest of its own canonical bytes; the logs it references are hashed in it.
+//! `verify` finds any changed byte, any deleted, added or reordered record, and any file it
+//! cannot account for.
+//!
+//! Layout: `evidence/<writer>/<seq>.json` (six digits), logs `evidence/<writer>/<run>.<stream>.log`,
+//! `evidence/<writer>/.lock` (serialises appends), `evidence/<writer>/.tmp-<run>/` (the logs
+//! of a step that is still running, or of one that was killed).
+
+pub mod log;
+pub mod verify;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The record format this sopkit writes.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a sopkit evidence record: {message}")]
+    Record { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Written before the step starts: a start without an end is an interrupted run.
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A file a record vouches for: a captured log (beside the record) or an artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// `stdout`, `stderr` or `artifact`.
+    pub role: String,
+    /// Logs: the file name beside the record; artifacts: the path as the step reported it.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One evidence record. Field order is the file's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub format: u32,
+    pub seq: u64,
+    /// SHA-256 of the previous record file of this writer (`None` for the first).
+    pub prev: Option<String>,
+    pub kind: Kind,
+    /// Identifies one execution of one step; its start and end records share it.
+    pub run: String,
+    pub sop: String,
+    pub sop_path: String,
+    /// The commit the SOP was read from, and its content hash.
+    pub commit: Option<String>,
+    pub content_sha256: String,
+    /// The effective version that ran; `None` for a draft run with `--allow-draft`.
+    pub version: Option<u32>,
+    pub allow_draft: bool,
+    pub step: String,
+    pub target: Option<String>,
+    pub operator: String,
+    pub host: String,
+    /// UTC, RFC 3339.
+    pub started: String,
+    pub ended: Option<String>,
+    pub exit_status: Option<i32>,
+    pub outcome: Option<Outcome>,
+    pub files: Vec<FileRef>,
+    /// Checks the step made of its own output (e.g. an archive re-read against its manifest).
+    pub verification: Vec<String>,
+    pub sopkit_version: String,
+    /// SHA-256 of this record's canonical bytes with `digest` empty.
+    pub digest: String,
+}
+
+impl Record {
+    /// The canonical bytes of the record (pretty JSON, a final newline), digest filled in.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut r = self.clone();
+        r.digest = String::new();
+        let unsigned = canonical(&r);
+        r.digest = sha256_hex(&unsigned);
+        canonical(&r)
+    }
+
+    /// Whether `digest` matches the record's content.
+    pub fn digest_ok(&self) -> bool {
+        let mut r = self.clone();
+        r.digest = String::new();
+        sha256_hex(&canonical(&r)) == self.digest
+    }
+}
+
+fn canonical(r: &Record) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(r).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::approval::history::sha256_hex(bytes)
+}
+
+/// Hashes a file as it is read (constant memory).
+pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
+    Ok((n, h.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+/// UTC now as RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    now.format(fmt).unwrap_or_default()
+}
+
+/// A writer name safe as a folder name: `operator@host` with anything unusual replaced.
+pub fn writer_name(operator: &str, host: &str) -> String {
+    format!("{operator}@{host}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The file name of record `seq`.
+pub fn record_name(seq: u64) -> String {
+    format!("{seq:06}.json")
+}
+
+fn parse_seq(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".json")?;
+    (stem.len() == 6 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+/// One writer's chain in a ledger folder.
+pub struct Writer {
+    pub dir: PathBuf,
+}
+
+/// Holds the writer's lock; appends happen only while it is held.
+pub struct Locked<'a> {
+    writer: &'a Writer,
+    _file: std::fs::File,
+}
+
+impl Writer {
+    pub fn open(evidence: &Path, name: &str) -> Result<Writer, Error> {
+        let dir = evidence.join(name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let ignore = evidence.join(".gitignore");
+        if !ignore.exists() {
+            crate::fs_atomic::write(
+                &ignore,
+                b"# running steps and locks, never evidence\n.tmp-*/\n.lock\n",
+            )
+            .map_err(io(&ignore))?;
+        }
+        Ok(Writer { dir })
+    }
+
+    /// Waits for the writer's lock (other runs of this writer append in turn).
+    pub fn lock(&self) -> Result<Locked<'_>, Error> {
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(Locked {
+            writer: self,
+            _file: file,
+        })
+    }
+
+    /// The folder for a running step's logs.
+    pub fn temp_dir(&self, run: &str) -> Result<PathBuf, Error> {
+        let d = self.dir.join(format!(".tmp-{run}"));
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+        Ok(d)
+    }
+}
+
+impl Locked<'_> {
+    /// The last record's sequence number and file hash.
+    fn last(&self) -> Result<Option<(u64, String)>, Error> {
+        let dir = &self.writer.dir;
+        let mut best: Option<u64> = None;
+        for e in std::fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            if let Some(seq) = e.file_name().to_str().and_then(parse_seq) {
+                best = best.max(Some(seq));
+            }
+        }
+        match best {
+            None => Ok(None),
+            Some(seq) => {
+                let path = dir.join(record_name(seq));
+                let bytes = std::fs::read(&path).map_err(io(&path))?;
+                Ok(Some((seq, sha256_hex(&bytes))))
+            }
+        }
+    }
+
+    /// Moves finished logs into the ledger (named by run), then appends `record` with the
+    /// next sequence number and the previous record's hash. Returns the record's path.
+    pub fn append(&self, mut record: Record, logs: &[(PathBuf, String)]) -> Result<PathBuf, Error> {
+        for (from, name) in logs {
+            let to = self.writer.dir.join(name);
+            std::fs::rename(from, &to).map_err(io(from))?;
+        }
+        let (seq, prev) = match self.last()? {
+            Some((s, h)) => (s + 1, Some(h)),
+            None => (1, None),
+        };
+        record.seq = seq;
+        record.prev = prev;
+        record.format = FORMAT;
+        let path = self.writer.dir.join(record_name(seq));
+        crate::fs_atomic::write(&path, &record.to_bytes()).map_err(io(&path))?;
+        Ok(path)
+    }
+}
+
+/// Writes `bytes` and syncs (logs are flushed before they are hashed).
+pub fn sync(file: &mut std::fs::File) -> std::io::Result<()> {
+    file.flush()?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn record() -> Record {
+        Record {
+            format: FORMAT,
+            seq: 0,
+            prev: None,
+            kind: Kind::Start,
+            run: "r1".into(),
+            sop: "IT-1".into(),
+            sop_path: "procedures/IT-1.md".into(),
+            commit: Some("abc".into()),
+            content_sha256: "00".into(),
+            version: Some(1),
+            allow_draft: false,
+            step: "s".into(),
+            target: None,
+            operator: "ann".into(),
+            host: "h".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            exit_status: None,
+            outcome: None,
+            files: vec![],
+            verification: vec![],
+            sopkit_version: "0".into(),
+            digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn records_chain_and_carry_their_digest() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Writer::open(d.path(), "ann@h").unwrap();
+        let l = w.lock().unwrap();
+        let p1 = l.append(record(), &[]).unwrap();
+        let p2 = l.append(record(), &[]).unwrap();
+        let r2: Record = serde_json::from_slice(&std::fs::read(&p2).unwrap()).unwrap();
+        assert_eq!(r2.seq, 2);
+        assert_eq!(r2.prev, Some(sha256_hex(&std::fs::read(&p1).unwrap())));
+        assert!(r2.digest_ok());
+        assert_eq!(r2.to_bytes(), std::fs::read(&p2).unwrap());
+    }
+
+    #[test]
+    fn writer_names_are_safe() {
+        assert_eq!(writer_name("ann/x", "host 1"), "ann_x@host_1");
+        assert_eq!(parse_seq("000012.json"), Some(12));
+        assert_eq!(parse_seq("12.json"), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! `sopkit evidence log`: the backup, restore-test and integrity-check log the policies ask
+//! for, one row per executed step (a start record without an end is an interrupted run).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Kind, Outcome, Record, parse_seq};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub started: String,
+    pub ended: Option<String>,
+    pub sop: String,
+    pub version: Option<u32>,
+    pub step: String,
+    pub target: Option<String>,
+    pub operator: String,
+    pub host: String,
+    /// Bytes of the artifacts the step produced.
+    pub size: u64,
+    pub result: String,
+    pub exit_status: Option<i32>,
+    pub issues: Vec<String>,
+    pub run: String,
+    /// The start record's place in its writer's chain (orders runs within one second).
+    #[serde(skip)]
+    pub seq: u64,
+}
+
+/// Filters for the log.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub sop: Option<String>,
+    pub step: Option<String>,
+    /// `YYYY-MM-DD`: runs started on or after that day.
+    pub since: Option<String>,
+}
+
+/// Reads every record of every writer (unreadable records are skipped: `verify` reports
+/// them) and pairs starts with ends.
+pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
+    let mut runs: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
+    let writers = std::fs::read_dir(evidence).into_iter().flatten().flatten();
+    for w in writers.filter(|w| w.file_type().is_ok_and(|t| t.is_dir())) {
+        for e in std::fs::read_dir(w.path()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if parse_seq(&name).is_none() {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_slice::<Record>(&bytes) else {
+                continue;
+            };
+            let slot = runs.entry(r.run.clone()).or_default();
+            match r.kind {
+                Kind::Start => slot.0 = Some(r),
+                Kind::End => slot.1 = Some(r),
+            }
+        }
+    }
+    let mut out: Vec<Row> = runs
+        .into_values()
+        .filter_map(|(start, end)| {
+            let base = end.as_ref().or(start.as_ref())?.clone();
+            let started = start
+                .as_ref()
+                .map_or(base.started.clone(), |s| s.started.clone());
+            let (result, issues) = match end.as_ref().and_then(|e| e.outcome) {
+                Some(o) => {
+                    let issues: Vec<String> = end
+                        .as_ref()
+                        .map(|e| {
+                            e.verification
+                                .iter()
+                                .filter(|v| v.starts_with("FAILED"))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (o.as_str().to_string(), issues)
+                }
+                None => (
+                    Outcome::Interrupted.as_str().to_string(),
+                    vec!["no end record: the run was killed or the machine stopped".to_string()],
+                ),
+            };
+            Some(Row {
+                started,
+                ended: end.as_ref().and_then(|e| e.ended.clone()),
+                sop: base.sop.clone(),
+                version: base.version,
+                step: base.step.clone(),
+                target: base.target.clone(),
+                operator: base.operator.clone(),
+                host: base.host.clone(),
+                size: base
+                    .files
+                    .iter()
+                    .filter(|f| f.role == "artifact")
+                    .map(|f| f.size)
+                    .sum(),
+                result,
+                exit_status: end.as_ref().and_then(|e| e.exit_status),
+                issues,
+                run: base.run.clone(),
+                seq: start.as_ref().map_or(base.seq, |s| s.seq),
+            })
+        })
+        .filter(|r| filter.sop.as_ref().is_none_or(|s| &r.sop == s))
+        .filter(|r| filter.step.as_ref().is_none_or(|s| &r.step == s))
+        .filter(|r| {
+            filter
+                .since
+                .as_ref()
+                .is_none_or(|d| r.started.as_str() >= d.as_str())
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.started, &a.host, &a.operator, a.seq).cmp(&(&b.started, &b.host, &b.operator, b.seq))
+    });
+    out
+}
+
+/// The rows as CSV (RFC 4180 quoting).
+pub fn csv(rows: &[Row]) -> String {
+    fn q(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut s = String::from(
+        "started,ended,sop,version,step,target,operator,host,size,result,exit_status,issues\n",
+    );
+    for r in rows {
+        let fields = [
+            r.started.clone(),
+            r.ended.clone().unwrap_or_default(),
+            r.sop.clone(),
+            r.version.map(|v| v.to_string()).unwrap_or_default(),
+            r.step.clone(),
+            r.target.clone().unwrap_or_default(),
+            r.operator.clone(),
+            r.host.clone(),
+            r.size.to_string(),
+            r.result.clone(),
+            r.exit_status.map(|v| v.to_string()).unwrap_or_default(),
+            r.issues.join("; "),
+        ];
+        s.push_str(&fields.iter().map(|f| q(f)).collect::<Vec<_>>().join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// The rows as a table for people.
+pub fn human(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<20} {:<10} {:<24} {:<14} {:<11} {:>6} {}\n",
+        "started (UTC)", "sop", "step", "target", "result", "exit", "issues"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<20} {:<10} {:<24} {:<14} {:<11} {:>6} {}\n",
+            r.started,
+            r.sop,
+            r.step,
+            r.target.as_deref().unwrap_or("-"),
+            r.result,
+            r.exit_status.map_or("-".to_string(), |v| v.to_string()),
+            r.issues.join("; ")
+        ));
+    }
+    s
+}

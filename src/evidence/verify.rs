@@ -1,0 +1,330 @@
+//! `sopkit evidence verify`: every record, every chain, every log, every file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::{Record, parse_seq, record_name, sha256_hex};
+
+/// Something wrong in the ledger, naming the file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// What was checked.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub writers: usize,
+    pub records: usize,
+    pub logs: usize,
+    pub problems: Vec<Problem>,
+}
+
+fn problem(out: &mut Vec<Problem>, path: &Path, message: impl Into<String>) {
+    out.push(Problem {
+        path: path.to_path_buf(),
+        message: message.into(),
+    });
+}
+
+/// Verifies the ledger in `evidence` (a folder of writer folders). `tracked` lists files under
+/// it that git's `HEAD` holds (relative to `evidence`): one of them missing is a deletion.
+pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
+    let mut report = Report::default();
+    let Ok(entries) = std::fs::read_dir(evidence) else {
+        problem(
+            &mut report.problems,
+            evidence,
+            "the evidence folder cannot be read",
+        );
+        return report;
+    };
+    let mut names: Vec<(String, bool)> = entries
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.file_type().is_ok_and(|t| t.is_dir()),
+            )
+        })
+        .collect();
+    names.sort();
+    for (name, is_dir) in names {
+        let path = evidence.join(&name);
+        if is_dir {
+            report.writers += 1;
+            verify_writer(&path, &mut report);
+        } else if !matches!(name.as_str(), "README.md" | ".gitignore" | ".gitkeep") {
+            problem(
+                &mut report.problems,
+                &path,
+                "a file that is not part of any evidence chain",
+            );
+        }
+    }
+    for t in tracked {
+        let p = evidence.join(t);
+        if !p.exists() {
+            problem(
+                &mut report.problems,
+                &p,
+                "committed at HEAD but deleted from the working tree",
+            );
+        }
+    }
+    report
+}
+
+fn verify_writer(dir: &Path, report: &mut Report) {
+    let out = &mut report.problems;
+    let mut records: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    let mut logs: BTreeSet<String> = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        problem(out, dir, "cannot be read");
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = dir.join(&name);
+        if name == ".lock" || name.starts_with(".tmp-") {
+            continue;
+        }
+        if let Some(seq) = parse_seq(&name) {
+            records.insert(seq, path);
+        } else if name.ends_with(".log") {
+            logs.insert(name);
+        } else {
+            problem(out, &path, "a file that is not part of the evidence chain");
+        }
+    }
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    let mut prev_hash: Option<String> = None;
+    let mut expected = 1u64;
+    for (&seq, path) in &records {
+        report.records += 1;
+        if seq != expected {
+            problem(
+                out,
+                &dir.join(record_name(expected)),
+                format!(
+                    "record {expected} is missing (deleted?): the chain jumps to {}",
+                    record_name(seq)
+                ),
+            );
+            prev_hash = None; // the next link cannot be checked against a missing record
+        }
+        expected = seq + 1;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                problem(out, path, format!("cannot be read: {e}"));
+                continue;
+            }
+        };
+        let hash = sha256_hex(&bytes);
+        let record: Record = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                problem(out, path, format!("is not a valid record: {e}"));
+                prev_hash = Some(hash);
+                continue;
+            }
+        };
+        if record.to_bytes() != bytes || !record.digest_ok() {
+            problem(
+                out,
+                path,
+                "was changed after it was written (its digest does not match its content)",
+            );
+        }
+        if record.seq != seq {
+            problem(
+                out,
+                path,
+                format!("says it is record {} (moved or reordered)", record.seq),
+            );
+        }
+        match (&prev_hash, &record.prev) {
+            (Some(p), Some(r)) if p != r => problem(
+                out,
+                path,
+                format!(
+                    "does not follow {}: the previous record was changed, replaced or reordered",
+                    record_name(seq.saturating_sub(1))
+                ),
+            ),
+            (None, Some(_)) if seq == 1 => {
+                problem(out, path, "the first record names a predecessor")
+            }
+            (Some(_), None) => problem(
+                out,
+                path,
+                "names no predecessor but is not the first record",
+            ),
+            _ => {}
+        }
+        for f in record.files.iter().filter(|f| f.role != "artifact") {
+            let log = dir.join(&f.name);
+            if f.name.contains('/') || f.name.starts_with('.') {
+                problem(
+                    out,
+                    path,
+                    format!("references a log outside its folder: {}", f.name),
+                );
+                continue;
+            }
+            referenced.insert(f.name.clone());
+            match super::hash_file(&log) {
+                Ok((size, sha)) if size == f.size && sha == f.sha256 => {}
+                Ok(_) => problem(
+                    out,
+                    &log,
+                    format!(
+                        "was changed: it does not match the hash in {}",
+                        record_name(seq)
+                    ),
+                ),
+                Err(_) => problem(
+                    out,
+                    &log,
+                    format!("is missing (named by {})", record_name(seq)),
+                ),
+            }
+        }
+        prev_hash = Some(hash);
+    }
+    for l in logs {
+        report.logs += 1;
+        if !referenced.contains(&l) {
+            problem(out, &dir.join(&l), "a log that no record names");
+        }
+    }
+}
+
+/// Files under `evidence` (relative to it) that git's HEAD holds, for the repository at `root`.
+pub fn tracked_at_head(root: &Path, evidence: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(repo) = git2::Repository::discover(root) else {
+        return out;
+    };
+    let prefix = crate::tree::prefix_in(&repo, root);
+    let full = if prefix.is_empty() {
+        evidence.to_string()
+    } else {
+        format!("{prefix}/{evidence}")
+    };
+    let Ok(tree) = repo.head().and_then(|h| h.peel_to_tree()) else {
+        return out;
+    };
+    let Ok(entry) = tree.get_path(Path::new(&full)) else {
+        return out;
+    };
+    let Ok(sub) = entry.to_object(&repo).and_then(|o| o.peel_to_tree()) else {
+        return out;
+    };
+    let _ = sub.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+        if e.kind() == Some(git2::ObjectType::Blob) {
+            out.insert(format!("{parent}{}", e.name().unwrap_or("")));
+        }
+        git2::TreeWalkResult::Ok
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::record;
+    use super::super::{FileRef, Writer};
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let w = Writer::open(d.path(), "ann@h").unwrap();
+        let l = w.lock().unwrap();
+        for i in 0..3 {
+            let tmp = w.temp_dir(&format!("r{i}")).unwrap();
+            let log = tmp.join("out");
+            std::fs::write(&log, format!("output {i}\n")).unwrap();
+            let (size, sha256) = super::super::hash_file(&log).unwrap();
+            let mut r = record();
+            r.files.push(FileRef {
+                role: "stdout".into(),
+                name: format!("r{i}.stdout.log"),
+                size,
+                sha256,
+            });
+            l.append(r, &[(log, format!("r{i}.stdout.log"))]).unwrap();
+        }
+        let dir = w.dir.clone();
+        (d, dir)
+    }
+
+    #[test]
+    fn a_clean_ledger_verifies() {
+        let (d, _) = ledger();
+        let r = verify(d.path(), &BTreeSet::new());
+        assert_eq!(r.problems, vec![]);
+        assert_eq!((r.writers, r.records, r.logs), (1, 3, 3));
+    }
+
+    #[test]
+    fn every_single_byte_edit_of_every_file_is_found() {
+        let (d, dir) = ledger();
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && !p.ends_with(".lock"))
+            .collect();
+        assert_eq!(files.len(), 6);
+        for f in files {
+            let original = std::fs::read(&f).unwrap();
+            for i in 0..original.len() {
+                let mut b = original.clone();
+                b[i] ^= 0x01;
+                std::fs::write(&f, &b).unwrap();
+                let r = verify(d.path(), &BTreeSet::new());
+                assert!(
+                    r.problems.iter().any(|p| p.path == f),
+                    "edit of byte {i} of {} not found: {:?}",
+                    f.display(),
+                    r.problems
+                );
+            }
+            std::fs::write(&f, &original).unwrap();
+        }
+    }
+
+    #[test]
+    fn deleted_and_reordered_records_are_found() {
+        let (d, dir) = ledger();
+        std::fs::remove_file(dir.join("000002.json")).unwrap();
+        let r = verify(d.path(), &BTreeSet::new());
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.message.contains("record 2 is missing")),
+            "{:?}",
+            r.problems
+        );
+
+        let (d, dir) = ledger();
+        let a = std::fs::read(dir.join("000001.json")).unwrap();
+        let b = std::fs::read(dir.join("000002.json")).unwrap();
+        std::fs::write(dir.join("000001.json"), b).unwrap();
+        std::fs::write(dir.join("000002.json"), a).unwrap();
+        assert!(!verify(d.path(), &BTreeSet::new()).problems.is_empty());
+
+        // The last record deleted: found when git's HEAD holds it.
+        let (d, dir) = ledger();
+        std::fs::remove_file(dir.join("000003.json")).unwrap();
+        let tracked: BTreeSet<String> = ["ann@h/000003.json".to_string()].into();
+        let r = verify(d.path(), &tracked);
+        assert!(
+            r.problems.iter().any(|p| p.message.contains("deleted")),
+            "{:?}",
+            r.problems
+        );
+    }
+}
