@@ -39,6 +39,15 @@ pub enum Command {
     ///
     /// Exit status: 0 when identical (and any signature valid), 1 otherwise, 2 on error.
     VerifyPdf(VerifyPdfArgs),
+    /// Run an SOP's steps (all, in order, or those named) and record evidence of each.
+    ///
+    /// Only an effective (approved) revision runs, unless --allow-draft. Exit status: 0 when
+    /// every step succeeded, 1 when one failed or timed out, 130 when interrupted, 2 on a
+    /// usage or fatal error.
+    Run(RunArgs),
+    /// The evidence ledger: verify it, or print the log of executed steps.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Create a new SOP repository in DIR that passes `sopkit check`.
     Init {
         /// The folder to create (must be absent or empty).
@@ -150,4 +159,64 @@ pub struct VerifyPdfArgs {
     /// The repository the PDF was rendered from.
     #[arg(long, short = 'C', default_value = ".")]
     pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The SOP: its id (IT-245) or its path.
+    #[arg(value_name = "SOP")]
+    pub sop: String,
+    /// Run only this step (repeatable; in the order given).
+    #[arg(long = "step", value_name = "ID")]
+    pub steps: Vec<String>,
+    /// Run against this target instead of the one each step names.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Show what would run, where, with which arguments (secrets masked); run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (needed when standard input is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Run a revision that is not effective; the evidence records that it was a draft.
+    #[arg(long)]
+    pub allow_draft: bool,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Check every record, chain and log under evidence/; exit 1 naming each problem.
+    Verify {
+        /// The repository (its root folder).
+        #[arg(long, short = 'C', default_value = ".")]
+        path: PathBuf,
+    },
+    /// The log of executed steps: date and time, SOP, step, target, size, result, issues.
+    Log(EvidenceLogArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvidenceLogArgs {
+    #[arg(long, value_name = "ID")]
+    pub sop: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub step: Option<String>,
+    /// Only runs started on or after this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub format: LogFormat,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+    Csv,
 }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use cli::{
-    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, HistoryArgs, HistoryFormat, RenderArgs,
-    VerifyPdfArgs,
+    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, EvidenceCommand, EvidenceLogArgs, HistoryArgs,
+    HistoryFormat, LogFormat, RenderArgs, RunArgs, VerifyPdfArgs,
 };
 use sopkit::report::{self, Format};
 
@@ -42,6 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render(args),
         Command::Build(args) => build(args),
         Command::VerifyPdf(args) => verify_pdf(args),
+        Command::Run(args) => run_steps(args),
+        Command::Evidence(EvidenceCommand::Verify { path }) => evidence_verify(&path),
+        Command::Evidence(EvidenceCommand::Log(args)) => evidence_log(args),
         Command::Init { dir } => {
             let written = sopkit::init::init(&dir)?;
             println!(
@@ -297,4 +300,125 @@ fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::evidence::Outcome;
+    use sopkit::run;
+    let opts = run::Options {
+        steps: args.steps.clone(),
+        target: args.target.clone(),
+        allow_draft: args.allow_draft,
+    };
+    let plan = match run::plan(&args.path, &args.sop, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.dry_run {
+        print!("{}", run::describe(&plan));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = plan.steps.iter().find_map(run::refusal) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: standard input is not a terminal; pass --yes to run without asking");
+            return Ok(ExitCode::from(2));
+        }
+        eprint!(
+            "{}\nRun these {} step(s)? [y/N] ",
+            run::describe(&plan),
+            plan.steps.len()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing ran");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let results = run::execute(&plan, &|msg: &str| eprintln!("== {msg}"))?;
+    let mut code = ExitCode::SUCCESS;
+    for r in &results {
+        eprintln!(
+            "== {}: {}{}  evidence {}",
+            r.step,
+            r.outcome.as_str(),
+            r.exit_status
+                .map(|c| format!(" (exit {c})"))
+                .unwrap_or_default(),
+            r.record.display()
+        );
+        code = match r.outcome {
+            Outcome::Succeeded => code,
+            Outcome::Interrupted => ExitCode::from(130),
+            Outcome::Failed | Outcome::TimedOut => ExitCode::from(1),
+        };
+    }
+    Ok(code)
+}
+
+fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
+    let rel = corpus.config.paths.evidence.clone();
+    Ok((path.join(&rel), rel))
+}
+
+fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (dir, rel) = evidence_dir(path)?;
+    let tracked = sopkit::evidence::verify::tracked_at_head(path, &rel);
+    let report = sopkit::evidence::verify::verify(&dir, &tracked);
+    for p in &report.problems {
+        println!("{}: {}", p.path.display(), p.message);
+    }
+    println!(
+        "{} writers, {} records, {} logs: {}",
+        report.writers,
+        report.records,
+        report.logs,
+        if report.problems.is_empty() {
+            "intact".to_string()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    );
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::evidence::log;
+    if let Some(d) = &args.since
+        && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
+    {
+        eprintln!("error: --since {d}: expected a date as YYYY-MM-DD");
+        return Ok(ExitCode::from(2));
+    }
+    let (dir, _) = evidence_dir(&args.path)?;
+    let rows = log::rows(
+        &dir,
+        &log::Filter {
+            sop: args.sop,
+            step: args.step,
+            since: args.since,
+        },
+    );
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        LogFormat::Human => write!(out, "{}", log::human(&rows))?,
+        LogFormat::Csv => write!(out, "{}", log::csv(&rows))?,
+        LogFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

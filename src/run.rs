@@ -1,0 +1,591 @@
+//! `sopkit run`: a procedure's steps, executed from the SOP itself, each leaving a start and
+//! an end record in the evidence ledger with its hashed logs and artifacts.
+//!
+//! Shell steps (```` ```sh {step=ID target=NAME timeout=30m env=A,B} ````) run with the
+//! operator's environment in their own process group, so that a timeout or Ctrl-C stops the
+//! whole step. A step lists what it produced by writing paths, one per line, to the file
+//! named by `$SOPKIT_ARTIFACTS`; sopkit hashes each into the end record.
+
+pub mod redact;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::approval::history::{self, sha256_hex};
+use crate::config::{Target, TargetKind};
+use crate::corpus::Corpus;
+use crate::corpus::step::Step;
+use crate::evidence::{self, FileRef, Kind, Outcome, Record, Writer};
+use redact::Redactor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::Error),
+    #[error(transparent)]
+    History(#[from] history::Error),
+    #[error(transparent)]
+    Evidence(#[from] evidence::Error),
+    #[error("no SOP `{0}` in this repository")]
+    UnknownSop(String),
+    #[error("{sop} has no step `{step}` (its steps: {known})")]
+    UnknownStep {
+        sop: String,
+        step: String,
+        known: String,
+    },
+    #[error("{sop} has no runnable steps")]
+    NoSteps { sop: String },
+    #[error(
+        "{sop}: this content is not an effective revision ({why}); only approved SOPs run, or pass --allow-draft (the evidence records it)"
+    )]
+    NotEffective { sop: String, why: String },
+    #[error("step {step}: target `{target}` is not defined in sopkit.toml")]
+    UnknownTarget { step: String, target: String },
+    #[error("step {step}: {kind} targets cannot run shell steps in this version of sopkit")]
+    UnsupportedTarget { step: String, kind: String },
+    #[error("step {step}: built-in action `{action}` is not available in this version of sopkit")]
+    UnsupportedAction { step: String, action: String },
+    #[error("step {step}: environment variable {var} is required (env= in the step) but not set")]
+    MissingEnv { step: String, var: String },
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// What the operator asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub steps: Vec<String>,
+    pub target: Option<String>,
+    pub allow_draft: bool,
+}
+
+/// One step ready to run.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub step: Step,
+    pub target_name: Option<String>,
+    pub target: Option<Target>,
+    /// Values of the step's `env=` variables and of the target's credential variables.
+    pub secrets: Vec<String>,
+    pub missing_env: Vec<String>,
+}
+
+/// Everything a run needs to know, resolved before anything runs.
+#[derive(Debug)]
+pub struct Plan {
+    pub root: PathBuf,
+    pub sop: String,
+    pub sop_path: String,
+    pub commit: Option<String>,
+    pub content_sha256: String,
+    pub version: Option<u32>,
+    pub allow_draft: bool,
+    pub evidence_dir: PathBuf,
+    pub steps: Vec<Planned>,
+}
+
+fn env_names(target: &Target) -> Vec<&str> {
+    [
+        &target.password_env,
+        &target.access_key_env,
+        &target.secret_key_env,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect()
+}
+
+/// Resolves SOP, revision, steps, targets and environment; runs nothing.
+pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
+    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
+    let s = corpus
+        .sops
+        .iter()
+        .find(|s| s.id == sop || corpus.docs[s.doc].path() == sop)
+        .ok_or_else(|| Error::UnknownSop(sop.to_string()))?;
+    let doc = &corpus.docs[s.doc];
+    let content_sha256 = sha256_hex(doc.file.text.as_bytes());
+    let history = history::load(root, None, &corpus.config).unwrap_or_default();
+    let sop_history = history.sops.get(&s.id);
+    let revision = sop_history.and_then(|h| h.revision_with(&content_sha256));
+    let version = revision.and_then(|r| r.version);
+    if version.is_none() && !opts.allow_draft {
+        let why = match revision {
+            None => "it is not committed".to_string(),
+            Some(r) => format!("approval missing from {}", r.missing_roles().join(", ")),
+        };
+        return Err(Error::NotEffective {
+            sop: s.id.clone(),
+            why,
+        });
+    }
+    let all: Vec<Step> = doc
+        .markdown
+        .steps
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .cloned()
+        .collect();
+    let chosen: Vec<Step> = if opts.steps.is_empty() {
+        all.clone()
+    } else {
+        let mut v = Vec::new();
+        for want in &opts.steps {
+            match all.iter().find(|st| &st.id == want) {
+                Some(st) => v.push(st.clone()),
+                None => {
+                    return Err(Error::UnknownStep {
+                        sop: s.id.clone(),
+                        step: want.clone(),
+                        known: all
+                            .iter()
+                            .map(|s| s.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        v
+    };
+    if chosen.is_empty() {
+        return Err(Error::NoSteps { sop: s.id.clone() });
+    }
+    let mut steps = Vec::new();
+    for step in chosen {
+        let target_name = opts.target.clone().or_else(|| step.target.clone());
+        let target =
+            match &target_name {
+                None => None,
+                Some(t) => Some(corpus.config.targets.get(t).cloned().ok_or_else(|| {
+                    Error::UnknownTarget {
+                        step: step.id.clone(),
+                        target: t.clone(),
+                    }
+                })?),
+            };
+        let mut names: Vec<String> = step.env.clone();
+        if let Some(t) = &target {
+            names.extend(env_names(t).into_iter().map(str::to_string));
+        }
+        let mut secrets = Vec::new();
+        let mut missing_env = Vec::new();
+        for n in &names {
+            match std::env::var(n) {
+                Ok(v) => secrets.push(v),
+                Err(_) if step.env.contains(n) => missing_env.push(n.clone()),
+                Err(_) => {}
+            }
+        }
+        steps.push(Planned {
+            step,
+            target_name,
+            target,
+            secrets,
+            missing_env,
+        });
+    }
+    let evidence_dir = root.join(&corpus.config.paths.evidence);
+    Ok(Plan {
+        root: root.to_path_buf(),
+        sop: s.id.clone(),
+        sop_path: doc.path().to_string(),
+        commit: history.head.clone(),
+        content_sha256,
+        version,
+        allow_draft: opts.allow_draft,
+        evidence_dir,
+        steps,
+    })
+}
+
+/// Why a planned step cannot run here, if it cannot.
+pub fn refusal(p: &Planned) -> Option<Error> {
+    let id = p.step.id.clone();
+    if let Some(action) = &p.step.action {
+        return Some(Error::UnsupportedAction {
+            step: id,
+            action: action.clone(),
+        });
+    }
+    if let Some(t) = &p.target
+        && t.kind != TargetKind::Local
+    {
+        return Some(Error::UnsupportedTarget {
+            step: id,
+            kind: format!("{:?}", t.kind).to_lowercase(),
+        });
+    }
+    p.missing_env.first().map(|var| Error::MissingEnv {
+        step: id,
+        var: var.clone(),
+    })
+}
+
+/// The dry-run description of a plan: what would run, where, with secrets masked.
+pub fn describe(plan: &Plan) -> String {
+    let mut s = format!(
+        "{} ({}), {}\n",
+        plan.sop,
+        plan.sop_path,
+        match plan.version {
+            Some(v) => format!("effective version {v}"),
+            None => "DRAFT (--allow-draft)".to_string(),
+        }
+    );
+    for (i, p) in plan.steps.iter().enumerate() {
+        let redactor = Redactor::new(&p.secrets);
+        let target = match (&p.target_name, &p.target) {
+            (Some(n), Some(t)) => format!(
+                "{n} ({:?}{})",
+                t.kind,
+                t.path
+                    .as_deref()
+                    .map(|x| format!(" {x}"))
+                    .unwrap_or_default()
+            )
+            .to_lowercase(),
+            _ => "this machine".to_string(),
+        };
+        s.push_str(&format!(
+            "\nstep {} of {}: {}  on {}{}\n",
+            i + 1,
+            plan.steps.len(),
+            p.step.id,
+            target,
+            p.step
+                .timeout
+                .map(|t| format!("  timeout {t}"))
+                .unwrap_or_default()
+        ));
+        for v in &p.step.env {
+            let state = if p.missing_env.contains(v) {
+                "MISSING"
+            } else {
+                "set (masked)"
+            };
+            s.push_str(&format!("  env {v}: {state}\n"));
+        }
+        if let Some(e) = refusal(p) {
+            s.push_str(&format!("  cannot run: {e}\n"));
+        }
+        for line in redactor.mask(&expand(&p.step.body)).lines() {
+            s.push_str(&format!("  | {line}\n"));
+        }
+    }
+    s
+}
+
+/// `${VAR}` expanded from the environment (for showing built-in action arguments).
+fn expand(text: &str) -> String {
+    let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        std::env::var(&c[1]).unwrap_or_else(|_| c[0].to_string())
+    })
+    .into_owned()
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C and SIGTERM stop the running step (its whole process group) and are recorded.
+fn catch_signals() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Who runs the step: git's user.email, else `$USER`.
+pub fn operator(root: &Path) -> String {
+    git2::Repository::discover(root)
+        .ok()
+        .and_then(|r| r.config().ok())
+        .and_then(|c| c.get_string("user.email").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we read up to the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub step: String,
+    pub outcome: Outcome,
+    pub exit_status: Option<i32>,
+    pub record: PathBuf,
+}
+
+fn run_id(step: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    sha256_hex(format!("{}-{}-{nanos}-{step}", hostname(), std::process::id()).as_bytes())[..16]
+        .to_string()
+}
+
+/// Copies one output stream to the operator and to a log file, secrets masked.
+fn pump(
+    mut from: impl Read,
+    mut log: std::fs::File,
+    mut echo: impl Write,
+    secrets: Vec<String>,
+) -> std::io::Result<std::fs::File> {
+    let mut r = Redactor::new(&secrets);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let out = r.push(&buf[..n]);
+        log.write_all(&out)?;
+        let _ = echo.write_all(&out);
+        let _ = echo.flush();
+    }
+    let out = r.finish();
+    log.write_all(&out)?;
+    let _ = echo.write_all(&out);
+    evidence::sync(&mut log)?;
+    Ok(log)
+}
+
+fn kill_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: sending a signal to a process group we created; no memory is touched.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+/// Runs the plan's steps in order, stopping at the first that does not succeed.
+pub fn execute(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<StepResult>, Error> {
+    for p in &plan.steps {
+        if let Some(e) = refusal(p) {
+            return Err(e);
+        }
+    }
+    catch_signals();
+    let operator = operator(&plan.root);
+    let host = hostname();
+    let writer = Writer::open(&plan.evidence_dir, &evidence::writer_name(&operator, &host))?;
+    let mut results = Vec::new();
+    for (i, p) in plan.steps.iter().enumerate() {
+        progress(&format!(
+            "step {}/{}: {}",
+            i + 1,
+            plan.steps.len(),
+            p.step.id
+        ));
+        let r = run_step(plan, p, &writer, &operator, &host)?;
+        let stop = r.outcome != Outcome::Succeeded;
+        results.push(r);
+        if stop {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+fn run_step(
+    plan: &Plan,
+    p: &Planned,
+    writer: &Writer,
+    operator: &str,
+    host: &str,
+) -> Result<StepResult, Error> {
+    let run = run_id(&p.step.id);
+    let base = Record {
+        format: evidence::FORMAT,
+        seq: 0,
+        prev: None,
+        kind: Kind::Start,
+        run: run.clone(),
+        sop: plan.sop.clone(),
+        sop_path: plan.sop_path.clone(),
+        commit: plan.commit.clone(),
+        content_sha256: plan.content_sha256.clone(),
+        version: plan.version,
+        allow_draft: plan.allow_draft,
+        step: p.step.id.clone(),
+        target: p.target_name.clone(),
+        operator: operator.to_string(),
+        host: host.to_string(),
+        started: evidence::now_rfc3339(),
+        ended: None,
+        exit_status: None,
+        outcome: None,
+        files: Vec::new(),
+        verification: Vec::new(),
+        sopkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        digest: String::new(),
+    };
+    writer.lock()?.append(base.clone(), &[])?;
+
+    let tmp = writer.temp_dir(&run)?;
+    let out_path = tmp.join("stdout.log");
+    let err_path = tmp.join("stderr.log");
+    let artifacts_list = tmp.join("artifacts");
+    std::fs::write(&artifacts_list, b"").map_err(io_err(&artifacts_list))?;
+    let out_file = std::fs::File::create(&out_path).map_err(io_err(&out_path))?;
+    let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
+
+    let shell = if p.step.lang == "bash" { "bash" } else { "sh" };
+    let mut cmd = Command::new(shell);
+    cmd.arg("-c")
+        .arg(&p.step.body)
+        .current_dir(&plan.root)
+        .env("SOPKIT_SOP", &plan.sop)
+        .env("SOPKIT_STEP", &p.step.id)
+        .env("SOPKIT_RUN", &run)
+        .env("SOPKIT_ARTIFACTS", &artifacts_list)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(name) = &p.target_name {
+        cmd.env("SOPKIT_TARGET", name);
+    }
+    if let Some(path) = p.target.as_ref().and_then(|t| t.path.as_ref()) {
+        cmd.env("SOPKIT_TARGET_PATH", path);
+    }
+    // SAFETY: setpgid is async-signal-safe; the child gets a process group of its own, so
+    // a timeout or Ctrl-C can stop everything the step started.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| Error::Io {
+        path: PathBuf::from(shell),
+        message: e.to_string(),
+    })?;
+    let pid = child.id();
+    let so = child.stdout.take().expect("piped");
+    let se = child.stderr.take().expect("piped");
+    let secrets = p.secrets.clone();
+    let t_out = std::thread::spawn(move || pump(so, out_file, std::io::stdout(), secrets));
+    let secrets = p.secrets.clone();
+    let t_err = std::thread::spawn(move || pump(se, err_file, std::io::stderr(), secrets));
+
+    let limit = p.step.timeout.map(|t| Duration::from_secs(t.seconds));
+    let mut outcome = None;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        let stop = if INTERRUPTED.load(Ordering::SeqCst) {
+            Some(Outcome::Interrupted)
+        } else if limit.is_some_and(|l| started.elapsed() >= l) {
+            Some(Outcome::TimedOut)
+        } else {
+            None
+        };
+        if let Some(o) = stop {
+            outcome = Some(o);
+            kill_group(pid, libc::SIGTERM);
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill_group(pid, libc::SIGKILL);
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = t_out.join();
+    let _ = t_err.join();
+    let code = status.and_then(|s| s.code());
+    let outcome = outcome.unwrap_or(if code == Some(0) {
+        Outcome::Succeeded
+    } else {
+        Outcome::Failed
+    });
+
+    // Logs and artifacts, hashed.
+    let mut files = Vec::new();
+    let mut moves = Vec::new();
+    for (role, path) in [("stdout", &out_path), ("stderr", &err_path)] {
+        let (size, sha256) = evidence::hash_file(path)?;
+        let name = format!("{run}.{role}.log");
+        files.push(FileRef {
+            role: role.to_string(),
+            name: name.clone(),
+            size,
+            sha256,
+        });
+        moves.push((path.clone(), name));
+    }
+    let mut verification = Vec::new();
+    let listed = std::fs::read_to_string(&artifacts_list).unwrap_or_default();
+    for line in listed.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = if Path::new(line).is_absolute() {
+            PathBuf::from(line)
+        } else {
+            plan.root.join(line)
+        };
+        match evidence::hash_file(&path) {
+            Ok((size, sha256)) => files.push(FileRef {
+                role: "artifact".into(),
+                name: line.to_string(),
+                size,
+                sha256,
+            }),
+            Err(_) => verification.push(format!("FAILED: artifact {line} does not exist")),
+        }
+    }
+    let mut end = base;
+    end.kind = Kind::End;
+    end.ended = Some(evidence::now_rfc3339());
+    end.exit_status = code;
+    end.outcome = Some(outcome);
+    end.files = files;
+    end.verification = verification;
+    let record = writer.lock()?.append(end, &moves)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(StepResult {
+        step: p.step.id.clone(),
+        outcome,
+        exit_status: code,
+        record,
+    })
+}
