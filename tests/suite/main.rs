@@ -9,4 +9,5 @@ mod ecosystem;
 mod formats;
 mod properties;
 mod render;
+mod run;
 mod zero_config;

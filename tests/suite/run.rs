@@ -1,0 +1,368 @@
+//! `sopkit run` and the evidence ledger over real shell steps in temp repositories.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::approvals::{Keys, approve, signed_fixture};
+use crate::support::{Repo, SOP, stderr, stdout};
+
+const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: /tmp/x\n```\n";
+
+fn steps_repo() -> Repo {
+    let r = Repo::empty();
+    r.write("procedures/OPS-001-steps.md", STEPS);
+    r.commit("steps");
+    r
+}
+
+fn run(r: &Repo, args: &[&str]) -> std::process::Output {
+    Command::new(crate::support::sopkit_bin())
+        .arg("run")
+        .args(args)
+        .env("SECRET_TOKEN", "s3cret-token-value")
+        .current_dir(r.path())
+        .output()
+        .unwrap()
+}
+
+fn verify(r: &Repo) -> std::process::Output {
+    r.sopkit(&["evidence", "verify"])
+}
+
+fn log_json(r: &Repo) -> Vec<serde_json::Value> {
+    let out = r.sopkit(&["evidence", "log", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_step_streams_its_output_and_leaves_verifiable_evidence_without_its_secrets() {
+    let r = steps_repo();
+    let out = run(
+        &r,
+        &["OPS-001", "--step", "hello", "--allow-draft", "--yes"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("hello [REDACTED] and again [REDACTED]"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("to-stderr"));
+    let all = files(&r.path().join("evidence"));
+    assert!(all.len() >= 4, "{all:?}");
+    for f in &all {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cret-token-value"),
+            "the secret reached {}",
+            f.display()
+        );
+    }
+    let v = verify(&r);
+    assert!(v.status.success(), "{}", stdout(&v));
+    let rows = log_json(&r);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["step"], "hello");
+    assert_eq!(rows[0]["result"], "succeeded");
+    assert_eq!(rows[0]["exit_status"], 0);
+    assert_eq!(
+        rows[0]["size"], 4,
+        "the artifact out.bin is hashed and counted"
+    );
+    assert_eq!(rows[0]["version"], serde_json::Value::Null, "a draft run");
+    // The end record names the artifact with its SHA-256, and the run as a draft.
+    let end = all
+        .iter()
+        .find(|p| p.ends_with("000002.json"))
+        .expect("an end record");
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(end).unwrap()).unwrap();
+    assert_eq!(rec["allow_draft"], true);
+    let art = rec["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["role"] == "artifact")
+        .unwrap();
+    assert_eq!(
+        art["sha256"],
+        "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"
+    );
+}
+
+#[test]
+fn a_failing_step_stops_the_run_and_a_timeout_kills_the_step() {
+    let r = steps_repo();
+    let out = run(
+        &r,
+        &[
+            "OPS-001",
+            "--step",
+            "fail",
+            "--step",
+            "hello",
+            "--allow-draft",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows = log_json(&r);
+    assert_eq!(rows.len(), 1, "the step after the failure did not run");
+    assert_eq!(rows[0]["result"], "failed");
+    assert_eq!(rows[0]["exit_status"], 3);
+
+    let t = Instant::now();
+    let out = run(&r, &["OPS-001", "--step", "slow", "--allow-draft", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the timeout did not stop the step"
+    );
+    assert_eq!(log_json(&r)[1]["result"], "timed out");
+    let pid = std::fs::read_to_string(r.path().join("slow.pid")).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the step's shell survived"
+    );
+    assert!(verify(&r).status.success());
+}
+
+/// Starts `sopkit run OPS-001 --step long` and waits until the step runs.
+fn start_long(r: &Repo) -> std::process::Child {
+    let child = Command::new(crate::support::sopkit_bin())
+        .args(["run", "OPS-001", "--step", "long", "--allow-draft", "--yes"])
+        .current_dir(r.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !r.path().join("long.pid").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn step_pid(r: &Repo) -> i32 {
+    std::fs::read_to_string(r.path().join("long.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_interrupts_the_step_and_is_recorded() {
+    let r = steps_repo();
+    let mut child = start_long(&r);
+    let pid = step_pid(&r);
+    // SAFETY: a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the step survived Ctrl-C"
+    );
+    assert_eq!(log_json(&r)[0]["result"], "interrupted");
+    assert!(verify(&r).status.success());
+}
+
+#[test]
+fn kill_9_mid_step_leaves_a_ledger_that_verifies_and_shows_the_run_interrupted() {
+    let r = steps_repo();
+    let mut child = start_long(&r);
+    let pid = step_pid(&r);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The step's own process group outlives sopkit; end it like an operator would.
+    // SAFETY: a signal to the process group the step ran in.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let v = verify(&r);
+    assert!(v.status.success(), "{}", stdout(&v));
+    let rows = log_json(&r);
+    assert_eq!(rows[0]["result"], "interrupted");
+    assert!(
+        rows[0]["issues"][0]
+            .as_str()
+            .unwrap()
+            .contains("no end record")
+    );
+    // The next run appends to the same chain.
+    let out = run(
+        &r,
+        &["OPS-001", "--step", "hello", "--allow-draft", "--yes"],
+    );
+    assert!(out.status.success());
+    assert!(verify(&r).status.success());
+}
+
+#[test]
+fn two_runs_at_once_keep_one_unbroken_chain() {
+    let r = steps_repo();
+    let spawn = || {
+        Command::new(crate::support::sopkit_bin())
+            .args([
+                "run",
+                "OPS-001",
+                "--step",
+                "hello",
+                "--step",
+                "hello",
+                "--allow-draft",
+                "--yes",
+            ])
+            .env("SECRET_TOKEN", "s3cret-token-value")
+            .current_dir(r.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let v = verify(&r);
+    assert!(v.status.success(), "{}", stdout(&v));
+    assert!(stdout(&v).contains("8 records"), "{}", stdout(&v));
+    assert_eq!(log_json(&r).len(), 4);
+}
+
+#[test]
+fn an_edited_or_deleted_evidence_file_fails_verification() {
+    let r = steps_repo();
+    for _ in 0..3 {
+        assert!(
+            run(
+                &r,
+                &["OPS-001", "--step", "hello", "--allow-draft", "--yes"]
+            )
+            .status
+            .success()
+        );
+    }
+    let writer = std::fs::read_dir(r.path().join("evidence"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    // A changed byte in a log.
+    let log = files(&writer)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".stdout.log"))
+        .unwrap();
+    let original = std::fs::read(&log).unwrap();
+    let mut b = original.clone();
+    b[0] ^= 0x20;
+    std::fs::write(&log, &b).unwrap();
+    let v = verify(&r);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        stdout(&v).contains(&log.file_name().unwrap().to_string_lossy().to_string()),
+        "{}",
+        stdout(&v)
+    );
+    std::fs::write(&log, &original).unwrap();
+    assert!(verify(&r).status.success());
+    // A deleted middle record.
+    std::fs::remove_file(writer.join("000003.json")).unwrap();
+    let v = verify(&r);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(stdout(&v).contains("record 3 is missing"), "{}", stdout(&v));
+}
+
+#[test]
+fn only_effective_sops_run_unless_allowed_and_bad_requests_are_refused() {
+    let r = steps_repo();
+    let out = run(&r, &["OPS-001", "--step", "hello", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not an effective revision"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&r, &["OPS-001", "--step", "nope", "--allow-draft", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no step `nope`"), "{}", stderr(&out));
+    let out = run(&r, &["OPS-001", "--step", "pack", "--allow-draft", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("action `archive`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "run",
+            "OPS-001",
+            "--step",
+            "hello",
+            "--allow-draft",
+            "--yes",
+        ])
+        .env_remove("SECRET_TOKEN")
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("SECRET_TOKEN is required"),
+        "{}",
+        stderr(&out)
+    );
+    // Without a terminal, --yes is required.
+    let out = run(&r, &["OPS-001", "--step", "hello", "--allow-draft"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing ran.
+    assert!(!r.path().join("evidence").exists());
+    // A dry run shows the step with the secret masked, and runs nothing.
+    let out = run(&r, &["OPS-001", "--allow-draft", "--dry-run"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("step 1 of 5: hello")
+            && stdout(&out).contains("env SECRET_TOKEN: set (masked)")
+    );
+    assert!(!stdout(&out).contains("s3cret-token-value"));
+    assert!(!r.path().join("evidence").exists());
+}
+
+#[test]
+fn an_approved_sop_runs_and_its_evidence_names_the_version() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["run", "QA-001", "--yes"])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("backup"));
+    let rows = log_json(&r);
+    assert_eq!(rows[0]["version"], 1);
+    assert_eq!(rows[0]["target"], "backups");
+    // An edit makes it a draft again: it no longer runs.
+    r.append(SOP, "\nAn edit.\n");
+    let out = r.sopkit(&["run", "QA-001", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+}
