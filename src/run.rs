@@ -6,6 +6,7 @@
 //! whole step. A step lists what it produced by writing paths, one per line, to the file
 //! named by `$SOPKIT_ARTIFACTS`; sopkit hashes each into the end record.
 
+pub mod action;
 pub mod redact;
 
 use std::io::{Read, Write};
@@ -111,6 +112,8 @@ fn env_names(target: &Target) -> Vec<&str> {
 
 /// Resolves SOP, revision, steps, targets and environment; runs nothing.
 pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
+    // Absolute, so that the paths recorded in evidence mean the same from anywhere.
+    let root = &root.canonicalize().map_err(io_err(root))?;
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
     let s = corpus
         .sops
@@ -216,7 +219,9 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
 /// Why a planned step cannot run here, if it cannot.
 pub fn refusal(p: &Planned) -> Option<Error> {
     let id = p.step.id.clone();
-    if let Some(action) = &p.step.action {
+    if let Some(action) = &p.step.action
+        && !action::AVAILABLE.contains(&action.as_str())
+    {
         return Some(Error::UnsupportedAction {
             step: id,
             action: action.clone(),
@@ -291,7 +296,7 @@ pub fn describe(plan: &Plan) -> String {
 }
 
 /// `${VAR}` expanded from the environment (for showing built-in action arguments).
-fn expand(text: &str) -> String {
+pub(crate) fn expand(text: &str) -> String {
     let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
     re.replace_all(text, |c: &regex::Captures<'_>| {
         std::env::var(&c[1]).unwrap_or_else(|_| c[0].to_string())
@@ -459,7 +464,94 @@ fn run_step(
     std::fs::write(&artifacts_list, b"").map_err(io_err(&artifacts_list))?;
     let out_file = std::fs::File::create(&out_path).map_err(io_err(&out_path))?;
     let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
+    let (outcome, code, mut verification) = match &p.step.action {
+        Some(name) => run_action(plan, p, name, out_file, &err_file, &artifacts_list),
+        None => run_shell(plan, p, &run, out_file, err_file, &artifacts_list)?,
+    };
 
+    finish(
+        plan,
+        writer,
+        base,
+        &tmp,
+        &run,
+        outcome,
+        code,
+        &mut verification,
+        &artifacts_list,
+    )
+}
+
+/// A built-in action, in this process; its messages go to the stdout log and the operator.
+fn run_action(
+    plan: &Plan,
+    p: &Planned,
+    name: &str,
+    out_file: std::fs::File,
+    err_file: &std::fs::File,
+    artifacts_list: &Path,
+) -> (Outcome, Option<i32>, Vec<String>) {
+    struct Tee(std::fs::File, Redactor);
+    impl Write for Tee {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let out = self.1.push(buf);
+            self.0.write_all(&out)?;
+            let _ = std::io::stdout().write_all(&out);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            let out = self.1.finish();
+            self.0.write_all(&out)?;
+            let _ = std::io::stdout().write_all(&out);
+            self.0.flush()
+        }
+    }
+    let mut log = Tee(out_file, Redactor::new(&p.secrets));
+    let earlier = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    let mut cx = action::Context {
+        root: &plan.root,
+        sop: &plan.sop,
+        step: &p.step.id,
+        earlier: &earlier,
+        log: &mut log,
+    };
+    let result = action::run(name, &p.step.args, &mut cx);
+    let _ = log.flush();
+    let _ = evidence::sync(&mut log.0);
+    if let Ok(mut f) = err_file.try_clone() {
+        let _ = evidence::sync(&mut f);
+    }
+    match result {
+        Ok(out) => {
+            let list: String = out
+                .artifacts
+                .iter()
+                .map(|a| format!("{}\n", a.display()))
+                .collect();
+            let _ = std::fs::write(artifacts_list, list);
+            (Outcome::Succeeded, Some(0), out.verification)
+        }
+        Err(e) => {
+            let line = format!("FAILED: {e}");
+            eprintln!("{}", Redactor::new(&p.secrets).mask(&line));
+            (
+                Outcome::Failed,
+                Some(1),
+                vec![Redactor::new(&p.secrets).mask(&line)],
+            )
+        }
+    }
+}
+
+/// A shell step, in its own process group.
+fn run_shell(
+    plan: &Plan,
+    p: &Planned,
+    run: &str,
+    out_file: std::fs::File,
+    err_file: std::fs::File,
+    artifacts_list: &Path,
+) -> Result<(Outcome, Option<i32>, Vec<String>), Error> {
     let shell = if p.step.lang == "bash" { "bash" } else { "sh" };
     let mut cmd = Command::new(shell);
     cmd.arg("-c")
@@ -467,8 +559,8 @@ fn run_step(
         .current_dir(&plan.root)
         .env("SOPKIT_SOP", &plan.sop)
         .env("SOPKIT_STEP", &p.step.id)
-        .env("SOPKIT_RUN", &run)
-        .env("SOPKIT_ARTIFACTS", &artifacts_list)
+        .env("SOPKIT_RUN", run)
+        .env("SOPKIT_ARTIFACTS", artifacts_list)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -540,7 +632,24 @@ fn run_step(
     } else {
         Outcome::Failed
     });
+    Ok((outcome, code, Vec::new()))
+}
 
+/// Hashes the logs and artifacts and appends the end record.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    plan: &Plan,
+    writer: &Writer,
+    base: Record,
+    tmp: &Path,
+    run: &str,
+    outcome: Outcome,
+    code: Option<i32>,
+    verification: &mut Vec<String>,
+    artifacts_list: &Path,
+) -> Result<StepResult, Error> {
+    let out_path = tmp.join("stdout.log");
+    let err_path = tmp.join("stderr.log");
     // Logs and artifacts, hashed.
     let mut files = Vec::new();
     let mut moves = Vec::new();
@@ -555,8 +664,7 @@ fn run_step(
         });
         moves.push((path.clone(), name));
     }
-    let mut verification = Vec::new();
-    let listed = std::fs::read_to_string(&artifacts_list).unwrap_or_default();
+    let listed = std::fs::read_to_string(artifacts_list).unwrap_or_default();
     for line in listed.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let path = if Path::new(line).is_absolute() {
             PathBuf::from(line)
@@ -579,11 +687,12 @@ fn run_step(
     end.exit_status = code;
     end.outcome = Some(outcome);
     end.files = files;
-    end.verification = verification;
+    end.verification = std::mem::take(verification);
+    let step = end.step.clone();
     let record = writer.lock()?.append(end, &moves)?;
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(tmp);
     Ok(StepResult {
-        step: p.step.id.clone(),
+        step,
         outcome,
         exit_status: code,
         record,

@@ -178,3 +178,39 @@ pub fn human(rows: &[Row]) -> String {
     }
     s
 }
+
+/// For each step of `sop`: the files its latest successful run produced (artifact names as
+/// recorded), so that a later step can refer to them by step id.
+pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<String>> {
+    let mut best: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    let writers = std::fs::read_dir(evidence).into_iter().flatten().flatten();
+    for w in writers.filter(|w| w.file_type().is_ok_and(|t| t.is_dir())) {
+        for e in std::fs::read_dir(w.path()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if parse_seq(&name).is_none() {
+                continue;
+            }
+            let Some(r) = std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            else {
+                continue;
+            };
+            if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
+                continue;
+            }
+            let ended = r.ended.clone().unwrap_or_default();
+            let files: Vec<String> = r
+                .files
+                .iter()
+                .filter(|f| f.role == "artifact")
+                .map(|f| f.name.clone())
+                .collect();
+            let newer = best.get(&r.step).is_none_or(|(t, _)| ended >= *t);
+            if newer {
+                best.insert(r.step.clone(), (ended, files));
+            }
+        }
+    }
+    best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}

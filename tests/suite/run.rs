@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::approvals::{Keys, approve, signed_fixture};
 use crate::support::{Repo, SOP, stderr, stdout};
 
-const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: /tmp/x\n```\n";
+const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump}\ndatabase: app\n```\n";
 
 fn steps_repo() -> Repo {
     let r = Repo::empty();
@@ -306,7 +306,7 @@ fn only_effective_sops_run_unless_allowed_and_bad_requests_are_refused() {
     let out = run(&r, &["OPS-001", "--step", "pack", "--allow-draft", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("action `archive`"),
+        stderr(&out).contains("action `db-dump`"),
         "{}",
         stderr(&out)
     );
@@ -365,4 +365,62 @@ fn an_approved_sop_runs_and_its_evidence_names_the_version() {
     r.append(SOP, "\nAn edit.\n");
     let out = r.sopkit(&["run", "QA-001", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+const ARCHIVE_SOP: &str = "---\nid: BK-001\ntitle: Archive\n---\n\n# Archive\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: ${BACKUP_DIR}\n```\n\n```sopkit {step=check action=verify}\narchive: pack\n```\n";
+
+#[test]
+fn archive_then_verify_and_a_corrupted_archive_is_caught() {
+    let r = Repo::empty();
+    r.write("procedures/BK-001-archive.md", ARCHIVE_SOP);
+    r.write("data/a.txt", "alpha\n");
+    r.write("data/sub/b.txt", &"b".repeat(100_000));
+    r.commit("archive SOP");
+    let backups = tempfile::tempdir().unwrap();
+    let run_bk = |extra: &[&str]| {
+        Command::new(crate::support::sopkit_bin())
+            .args(["run", "BK-001", "--allow-draft", "--yes"])
+            .args(extra)
+            .env("BACKUP_DIR", backups.path())
+            .current_dir(r.path())
+            .output()
+            .unwrap()
+    };
+    let out = run_bk(&[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("archived 2 files"),
+        "{}",
+        stdout(&out)
+    );
+    let rows = log_json(&r);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["result"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["succeeded", "succeeded"]
+    );
+    assert!(
+        rows[0]["size"].as_u64().unwrap() > 0,
+        "the archive is an artifact"
+    );
+    let archive = files(backups.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap();
+    // A byte flipped on disk: verify fails, and the log says why.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&archive, &bytes).unwrap();
+    let out = run_bk(&["--step", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rows = log_json(&r);
+    assert_eq!(rows[2]["result"], "failed");
+    assert!(
+        rows[2]["issues"][0].as_str().unwrap().contains("FAILED"),
+        "{:?}",
+        rows[2]
+    );
+    assert!(verify(&r).status.success());
 }
