@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The built-in actions this version runs.
-pub const AVAILABLE: &[&str] = &["archive", "verify"];
+pub const AVAILABLE: &[&str] = &["archive", "verify", "copy", "git-mirror"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,6 +81,8 @@ pub fn run(
     match action {
         "archive" => archive(args, cx),
         "verify" => verify(args, cx),
+        "copy" => copy(args, cx),
+        "git-mirror" => git_mirror(args, cx),
         other => Err(Error::Argument {
             name: "action",
             message: format!("`{other}` is not available in this version"),
@@ -506,6 +508,240 @@ fn verify(
     Ok(Output {
         artifacts: Vec::new(),
         verification: checks,
+    })
+}
+
+/// Files named by an argument: the artifacts of an earlier step of this SOP, or a path (a
+/// file, or every file below a folder).
+fn sources(arg: &str, cx: &Context<'_>) -> Result<Vec<PathBuf>, Error> {
+    if let Some(paths) = cx.earlier.get(arg) {
+        return Ok(paths.iter().map(PathBuf::from).collect());
+    }
+    let p = resolve(cx.root, arg);
+    if p.is_file() {
+        return Ok(vec![p]);
+    }
+    if !p.is_dir() {
+        return Err(Error::Argument {
+            name: "source",
+            message: format!(
+                "{} is neither a file, a folder nor an earlier step",
+                p.display()
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&p)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = e.map_err(|e| Error::Io {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        if e.file_type().is_file() {
+            out.push(e.into_path());
+        }
+    }
+    Ok(out)
+}
+
+fn hash_path(path: &Path) -> Result<(u64, String), Error> {
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = HashingReader {
+        inner: f,
+        hash: Sha256::new(),
+        count: 0,
+    };
+    std::io::copy(&mut h, &mut std::io::sink()).map_err(io(path))?;
+    Ok((h.count, hex(h.hash.finalize())))
+}
+
+/// `copy`: `source` (a file, a folder, or an earlier step's artifacts) → `dest` (a folder,
+/// e.g. an off-site or offline mount). Each file is hashed while it is read, written under a
+/// temporary name, synced and renamed, then read back from the destination and hashed again;
+/// any difference fails.
+fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let source_arg = string_arg(args, "source")?;
+    let dest = resolve(cx.root, &string_arg(args, "dest")?);
+    std::fs::create_dir_all(&dest).map_err(io(&dest))?;
+    let files = sources(&source_arg, cx)?;
+    let base = resolve(cx.root, &source_arg);
+    let mut out = Output::default();
+    for src in files {
+        let rel = src
+            .strip_prefix(&base)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(src.file_name().unwrap_or_default()));
+        let to = dest.join(&rel);
+        let dir = to.parent().unwrap_or(&dest).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".sopkit-copy-")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        let f = std::fs::File::open(&src).map_err(io(&src))?;
+        let mut reader = HashingReader {
+            inner: f,
+            hash: Sha256::new(),
+            count: 0,
+        };
+        std::io::copy(&mut reader, tmp.as_file_mut()).map_err(io(&to))?;
+        tmp.as_file().sync_all().map_err(io(&to))?;
+        tmp.persist(&to).map_err(|e| Error::Io {
+            path: to.clone(),
+            message: e.to_string(),
+        })?;
+        let wrote = (reader.count, hex(reader.hash.finalize()));
+        let read_back = hash_path(&to)?;
+        if wrote != read_back {
+            return Err(Error::Failed(format!(
+                "{} reads back as sha256 {} ({} bytes), not {} ({} bytes)",
+                to.display(),
+                read_back.1,
+                read_back.0,
+                wrote.1,
+                wrote.0
+            )));
+        }
+        let _ = writeln!(
+            cx.log,
+            "copied {} -> {} (sha256 {})",
+            src.display(),
+            to.display(),
+            wrote.1
+        );
+        out.verification.push(format!(
+            "ok: {} read back with sha256 {}",
+            to.display(),
+            wrote.1
+        ));
+        out.artifacts.push(to);
+    }
+    if out.artifacts.is_empty() {
+        return Err(Error::Argument {
+            name: "source",
+            message: format!("{source_arg} has no files to copy"),
+        });
+    }
+    Ok(out)
+}
+
+fn git(args: &[&str], cwd: Option<&Path>, log: &mut dyn Write) -> Result<String, Error> {
+    let mut cmd = std::process::Command::new("git");
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().map_err(|e| Error::Io {
+        path: PathBuf::from("git"),
+        message: e.to_string(),
+    })?;
+    let _ = log.write_all(&out.stderr);
+    if !out.status.success() {
+        return Err(Error::Failed(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `git-mirror`: `url` (a git remote) and `dest` (a folder): keeps a mirror clone
+/// (`dest/NAME.git`, created or updated with the system `git`), writes a bundle of all its
+/// refs (`dest/NAME-<UTC time>.bundle`), then proves the bundle whole by cloning it back and
+/// running `git fsck --full` on the clone, and compares its refs with the mirror's (`git
+/// bundle verify` alone accepts a bundle that was cut short).
+fn git_mirror(
+    args: &BTreeMap<String, serde_json::Value>,
+    cx: &mut Context<'_>,
+) -> Result<Output, Error> {
+    let url = string_arg(args, "url")?;
+    let dest = resolve(cx.root, &string_arg(args, "dest")?);
+    std::fs::create_dir_all(&dest).map_err(io(&dest))?;
+    let name = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo")
+        .trim_end_matches(".git")
+        .to_string();
+    let name = if name.is_empty() {
+        "repo".to_string()
+    } else {
+        name
+    };
+    let mirror = dest.join(format!("{name}.git"));
+    let mirror_s = mirror.to_string_lossy().into_owned();
+    if mirror.join("HEAD").is_file() {
+        git(
+            &["-C", &mirror_s, "remote", "update", "--prune"],
+            None,
+            cx.log,
+        )?;
+    } else {
+        git(
+            &["clone", "--quiet", "--mirror", "--", &url, &mirror_s],
+            None,
+            cx.log,
+        )?;
+    }
+    let bundle = dest.join(format!("{name}-{}.bundle", timestamp()));
+    let bundle_s = bundle.to_string_lossy().into_owned();
+    git(
+        &[
+            "-C", &mirror_s, "bundle", "create", "--quiet", &bundle_s, "--all",
+        ],
+        None,
+        cx.log,
+    )?;
+    let refs = |text: String| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| !l.ends_with(" HEAD") && !l.contains("refs/remotes/"))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let mirror_refs = refs(git(&["-C", &mirror_s, "show-ref"], None, cx.log)?);
+    let scratch = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
+    let back = scratch.path().join("back");
+    let back_s = back.to_string_lossy().into_owned();
+    git(
+        &["clone", "--quiet", "--mirror", "--", &bundle_s, &back_s],
+        None,
+        cx.log,
+    )?;
+    git(
+        &["-C", &back_s, "fsck", "--full", "--no-progress"],
+        None,
+        cx.log,
+    )?;
+    let back_refs = refs(git(&["-C", &back_s, "show-ref"], None, cx.log)?);
+    if back_refs != mirror_refs {
+        return Err(Error::Failed(format!(
+            "the bundle's refs ({}) differ from the mirror's ({})",
+            back_refs.len(),
+            mirror_refs.len()
+        )));
+    }
+    let _ = writeln!(
+        cx.log,
+        "mirrored {url} into {}; bundle {} cloned back, fsck --full clean, {} refs match",
+        mirror.display(),
+        bundle.display(),
+        mirror_refs.len()
+    );
+    Ok(Output {
+        artifacts: vec![bundle],
+        verification: vec![
+            "ok: bundle cloned back and git fsck --full found no problem".to_string(),
+            format!("ok: {} refs match the mirror", mirror_refs.len()),
+        ],
     })
 }
 

@@ -424,3 +424,69 @@ fn archive_then_verify_and_a_corrupted_archive_is_caught() {
     );
     assert!(verify(&r).status.success());
 }
+
+#[test]
+fn copy_and_git_mirror_leave_verified_artifacts() {
+    // A real repository to mirror, with a branch and a tag.
+    let remote = Repo::empty();
+    remote.write("code.txt", "fn main() {}\n");
+    remote.commit("code");
+    remote.git(&["tag", "v1"]);
+    remote.git(&["branch", "feature"]);
+    let sop = format!(
+        "---\nid: BK-002\ntitle: Copies\n---\n\n# Copies\n\n```sopkit {{step=pack action=archive}}\nsource: data\ndest: ${{BACKUP_DIR}}/local\n```\n\n```sopkit {{step=offsite action=copy}}\nsource: pack\ndest: ${{BACKUP_DIR}}/offsite\n```\n\n```sopkit {{step=code action=git-mirror}}\nurl: {}\ndest: ${{BACKUP_DIR}}/git\n```\n",
+        remote.path().display()
+    );
+    let r = Repo::empty();
+    r.write("procedures/BK-002-copies.md", &sop);
+    r.write("data/a.txt", "alpha\n");
+    r.commit("copies SOP");
+    let backups = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["run", "BK-002", "--allow-draft", "--yes"])
+        .env("BACKUP_DIR", backups.path())
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let rows = log_json(&r);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["result"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["succeeded"; 3]
+    );
+    // The off-site copy is byte-identical to the local archive and its manifest.
+    let local = files(&backups.path().join("local"));
+    let offsite = files(&backups.path().join("offsite"));
+    assert_eq!(local.len(), 2);
+    assert_eq!(offsite.len(), 2);
+    for f in &local {
+        let twin = backups.path().join("offsite").join(f.file_name().unwrap());
+        assert_eq!(std::fs::read(f).unwrap(), std::fs::read(twin).unwrap());
+    }
+    // The bundle holds every ref and clones into a repository that passes fsck.
+    let bundle = files(&backups.path().join("git"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "bundle"))
+        .unwrap();
+    let heads = Command::new("git")
+        .args(["bundle", "list-heads"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let heads = stdout(&heads);
+    assert!(
+        heads.contains("refs/heads/main")
+            && heads.contains("refs/heads/feature")
+            && heads.contains("refs/tags/v1"),
+        "{heads}"
+    );
+    let out = r.sopkit(&["evidence", "log", "--step", "code", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        rows[0]["size"].as_u64().unwrap() > 0,
+        "the bundle is an artifact"
+    );
+    assert!(verify(&r).status.success());
+}
