@@ -291,6 +291,22 @@ pub fn describe(plan: &Plan) -> String {
         for line in redactor.mask(&expand(&p.step.body)).lines() {
             s.push_str(&format!("  | {line}\n"));
         }
+        if p.step.action.as_deref() == Some("prune") {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match action::prune_plan(&p.step.args, &plan.root, now) {
+                Ok(decisions) => {
+                    for d in decisions {
+                        match d.keep {
+                            None => s.push_str(&format!("  would delete {}\n", d.path.display())),
+                            Some(why) => {
+                                s.push_str(&format!("  would keep {}: {why}\n", d.path.display()))
+                            }
+                        }
+                    }
+                }
+                Err(e) => s.push_str(&format!("  cannot plan the prune: {e}\n")),
+            }
+        }
     }
     s
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The built-in actions this version runs.
-pub const AVAILABLE: &[&str] = &["archive", "verify", "copy", "git-mirror"];
+pub const AVAILABLE: &[&str] = &["archive", "verify", "copy", "git-mirror", "prune"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -83,6 +83,7 @@ pub fn run(
         "verify" => verify(args, cx),
         "copy" => copy(args, cx),
         "git-mirror" => git_mirror(args, cx),
+        "prune" => prune(args, cx),
         other => Err(Error::Argument {
             name: "action",
             message: format!("`{other}` is not available in this version"),
@@ -745,6 +746,176 @@ fn git_mirror(
     })
 }
 
+/// One backup item a `prune` considers, and what becomes of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub path: PathBuf,
+    /// Modification time, UTC seconds.
+    pub time: i64,
+    /// `None`: deleted; otherwise why it is kept.
+    pub keep: Option<String>,
+}
+
+fn count_arg(
+    args: &BTreeMap<String, serde_json::Value>,
+    name: &'static str,
+) -> Result<usize, Error> {
+    match args.get(name) {
+        None => Ok(0),
+        Some(v) => v.as_u64().map(|n| n as usize).ok_or(Error::Argument {
+            name,
+            message: "expected a whole number".into(),
+        }),
+    }
+}
+
+/// What `prune` would do with the items in `path` at time `now` (UTC seconds); nothing is
+/// deleted here.
+pub fn prune_plan(
+    args: &BTreeMap<String, serde_json::Value>,
+    root: &Path,
+    now: i64,
+) -> Result<Vec<Decision>, Error> {
+    let dir = resolve(root, &string_arg(args, "path")?);
+    let retention: crate::duration::Duration =
+        string_arg(args, "retention")?
+            .parse()
+            .map_err(|e| Error::Argument {
+                name: "retention",
+                message: format!("{e}"),
+            })?;
+    let glob = match args.get("pattern") {
+        Some(_) => Some(
+            globset::Glob::new(&string_arg(args, "pattern")?)
+                .map_err(|e| Error::Argument {
+                    name: "pattern",
+                    message: e.to_string(),
+                })?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    let mut holds = globset::GlobSetBuilder::new();
+    if let Some(serde_json::Value::Array(list)) = args.get("legal_hold") {
+        for g in list.iter().filter_map(|v| v.as_str()) {
+            holds.add(globset::Glob::new(g).map_err(|e| Error::Argument {
+                name: "legal_hold",
+                message: e.to_string(),
+            })?);
+        }
+    }
+    let holds = holds.build().map_err(|e| Error::Argument {
+        name: "legal_hold",
+        message: e.to_string(),
+    })?;
+    let rules = [
+        (
+            "daily",
+            count_arg(args, "keep_daily")?,
+            "[year]-[month]-[day]",
+        ),
+        (
+            "weekly",
+            count_arg(args, "keep_weekly")?,
+            "[year]-W[week_number repr:iso]",
+        ),
+        (
+            "monthly",
+            count_arg(args, "keep_monthly")?,
+            "[year]-[month]",
+        ),
+    ];
+    let mut items = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let e = e.map_err(io(&dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Companions go with their item: a manifest, a legal-hold marker.
+        if name.ends_with(".manifest.json")
+            || name.ends_with(".legal-hold")
+            || name.starts_with('.')
+        {
+            continue;
+        }
+        if glob.as_ref().is_some_and(|g| !g.is_match(&name)) {
+            continue;
+        }
+        let meta = e.path().symlink_metadata().map_err(io(&e.path()))?;
+        let time = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        items.push((e.path(), name, time));
+    }
+    // Newest first: the keep rules keep the newest item of each period.
+    items.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
+    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); rules.len()];
+    let mut out = Vec::new();
+    for (path, name, time) in items {
+        let mut keep = None;
+        let mut hold_marker = path.as_os_str().to_owned();
+        hold_marker.push(".legal-hold");
+        if Path::new(&hold_marker).exists() || holds.is_match(&name) {
+            keep = Some("legal hold".to_string());
+        } else if now - time < retention.seconds as i64 {
+            keep = Some(format!("within retention {retention}"));
+        }
+        let dt = time::OffsetDateTime::from_unix_timestamp(time)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        for (i, (label, n, fmt)) in rules.iter().enumerate() {
+            let Ok(desc) = time::format_description::parse_borrowed::<2>(fmt) else {
+                continue;
+            };
+            let bucket = dt.format(&desc).unwrap_or_default();
+            if *n > 0 && !seen[i].contains(&bucket) && seen[i].len() < *n {
+                seen[i].insert(bucket.clone());
+                keep.get_or_insert_with(|| format!("newest of {bucket} (keep_{label})"));
+            }
+        }
+        out.push(Decision { path, time, keep });
+    }
+    Ok(out)
+}
+
+/// `prune`: in `path`, deletes the items (files or folders; `pattern` narrows them) older
+/// than `retention` that no `keep_daily`, `keep_weekly` or `keep_monthly` rule keeps. An
+/// item with a `ITEM.legal-hold` file beside it, or matching a `legal_hold` glob, is never
+/// deleted; an archive's manifest goes with it.
+fn prune(
+    args: &BTreeMap<String, serde_json::Value>,
+    cx: &mut Context<'_>,
+) -> Result<Output, Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let plan = prune_plan(args, cx.root, now)?;
+    let mut out = Output::default();
+    for d in &plan {
+        match &d.keep {
+            Some(why) => {
+                let _ = writeln!(cx.log, "kept {}: {why}", d.path.display());
+            }
+            None => {
+                let meta = d.path.symlink_metadata().map_err(io(&d.path))?;
+                if meta.is_dir() {
+                    std::fs::remove_dir_all(&d.path).map_err(io(&d.path))?;
+                } else {
+                    std::fs::remove_file(&d.path).map_err(io(&d.path))?;
+                }
+                let manifest = manifest_path(&d.path);
+                if manifest.exists() {
+                    std::fs::remove_file(&manifest).map_err(io(&manifest))?;
+                }
+                let _ = writeln!(cx.log, "deleted {}", d.path.display());
+                out.verification
+                    .push(format!("ok: deleted {}", d.path.display()));
+            }
+        }
+    }
+    let kept = plan.iter().filter(|d| d.keep.is_some()).count();
+    out.verification
+        .push(format!("ok: {kept} kept, {} deleted", plan.len() - kept));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,6 +970,64 @@ mod tests {
             &args(&[("archive", a.to_str().unwrap())]),
             &mut cx,
         )
+    }
+
+    #[test]
+    fn prune_keeps_recent_periodic_and_held_items() {
+        let d = tempfile::tempdir().unwrap();
+        let day = 86_400i64;
+        let now = 1_800_000_000i64; // 2027-01-15
+        for age in [1, 10, 40, 41, 70, 100, 400] {
+            let p = d.path().join(format!("b{age:03}.tar.zst"));
+            std::fs::write(&p, "x").unwrap();
+            std::fs::write(manifest_path(&p), "{}").unwrap();
+            let t =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs((now - age * day) as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        std::fs::write(d.path().join("b400.tar.zst.legal-hold"), "case 12").unwrap();
+        let mut a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
+        a.insert("keep_monthly".into(), serde_json::json!(2));
+        let plan = prune_plan(&a, d.path(), now).unwrap();
+        let deleted: Vec<String> = plan
+            .iter()
+            .filter(|x| x.keep.is_none())
+            .map(|x| x.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        // 1 and 10 days: within retention; 40 is the newest of its month, 70 of the month
+        // before (keep_monthly: 2, counting the retained ones' month first); 400: legal hold.
+        let kept: Vec<(String, String)> = plan
+            .iter()
+            .filter_map(|x| {
+                x.keep.clone().map(|k| {
+                    (
+                        x.path.file_name().unwrap().to_string_lossy().into_owned(),
+                        k,
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            kept.iter()
+                .any(|(n, k)| n == "b400.tar.zst" && k == "legal hold"),
+            "{kept:?}"
+        );
+        assert!(!deleted.contains(&"b400.tar.zst".to_string()));
+        assert!(deleted.contains(&"b100.tar.zst".to_string()), "{deleted:?}");
+        assert!(
+            !deleted.contains(&"b001.tar.zst".to_string())
+                && !deleted.contains(&"b010.tar.zst".to_string())
+        );
+        // Without keep rules, everything past retention goes except the held one.
+        let a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
+        let plan = prune_plan(&a, d.path(), now).unwrap();
+        let deleted = plan.iter().filter(|x| x.keep.is_none()).count();
+        assert_eq!(deleted, 4);
     }
 
     #[test]

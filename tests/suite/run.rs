@@ -490,3 +490,69 @@ fn copy_and_git_mirror_leave_verified_artifacts() {
     );
     assert!(verify(&r).status.success());
 }
+
+#[test]
+fn prune_lists_on_a_dry_run_and_never_deletes_a_legal_hold() {
+    let backups = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(90 * 86_400);
+    for name in [
+        "old-1.tar.zst",
+        "old-2.tar.zst",
+        "held.tar.zst",
+        "new.tar.zst",
+    ] {
+        let p = backups.path().join(name);
+        std::fs::write(&p, name).unwrap();
+        if name != "new.tar.zst" {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    }
+    std::fs::write(
+        backups.path().join("held.tar.zst.legal-hold"),
+        "litigation 2026-7",
+    )
+    .unwrap();
+    let r = Repo::empty();
+    r.write(
+        "procedures/BK-003-prune.md",
+        "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n",
+    );
+    r.commit("prune SOP");
+    let go = |extra: &[&str]| {
+        Command::new(crate::support::sopkit_bin())
+            .args(["run", "BK-003", "--allow-draft", "--yes"])
+            .args(extra)
+            .env("BACKUP_DIR", backups.path())
+            .current_dir(r.path())
+            .output()
+            .unwrap()
+    };
+    let out = go(&["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("would delete") && text.contains("old-1.tar.zst"),
+        "{text}"
+    );
+    assert!(text.contains("held.tar.zst: legal hold"), "{text}");
+    assert_eq!(files(backups.path()).len(), 5, "a dry run deletes nothing");
+    let out = go(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = files(backups.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.contains(&"held.tar.zst".to_string()) && left.contains(&"new.tar.zst".to_string())
+    );
+    assert!(
+        !left.contains(&"old-1.tar.zst".to_string())
+            && !left.contains(&"old-2.tar.zst".to_string())
+    );
+    assert!(verify(&r).status.success());
+}
