@@ -556,3 +556,44 @@ fn prune_lists_on_a_dry_run_and_never_deletes_a_legal_hold() {
     );
     assert!(verify(&r).status.success());
 }
+
+#[test]
+fn every_single_byte_edit_of_real_evidence_is_detected() {
+    let r = steps_repo();
+    for step in ["hello", "fail"] {
+        run(&r, &["OPS-001", "--step", step, "--allow-draft", "--yes"]);
+    }
+    let evidence = r.path().join("evidence");
+    let none = std::collections::BTreeSet::new();
+    assert!(
+        sopkit::evidence::verify::verify(&evidence, &none)
+            .problems
+            .is_empty()
+    );
+    let targets: Vec<_> = files(&evidence)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.ends_with(".json") || n.ends_with(".log")
+        })
+        .collect();
+    assert_eq!(targets.len(), 8, "4 records and 4 logs: {targets:?}");
+    let mut checked = 0;
+    for f in targets {
+        let original = std::fs::read(&f).unwrap();
+        for i in 0..original.len() {
+            let mut b = original.clone();
+            b[i] = b[i].wrapping_add(1);
+            std::fs::write(&f, &b).unwrap();
+            let report = sopkit::evidence::verify::verify(&evidence, &none);
+            assert!(
+                report.problems.iter().any(|p| p.path == f),
+                "byte {i} of {} changed unnoticed",
+                f.display()
+            );
+            checked += 1;
+        }
+        std::fs::write(&f, &original).unwrap();
+    }
+    assert!(checked > 1000, "{checked} edits");
+}
