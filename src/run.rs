@@ -96,6 +96,7 @@ pub struct Plan {
     pub allow_draft: bool,
     pub evidence_dir: PathBuf,
     pub steps: Vec<Planned>,
+    pub targets: std::collections::BTreeMap<String, Target>,
 }
 
 fn env_names(target: &Target) -> Vec<&str> {
@@ -213,6 +214,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         allow_draft: opts.allow_draft,
         evidence_dir,
         steps,
+        targets: corpus.config.targets.clone(),
     })
 }
 
@@ -529,6 +531,7 @@ fn run_action(
         sop: &plan.sop,
         step: &p.step.id,
         earlier: &earlier,
+        targets: &plan.targets,
         log: &mut log,
     };
     let result = action::run(name, &p.step.args, &mut cx);

@@ -47,6 +47,8 @@ pub struct Context<'a> {
     pub sop: &'a str,
     pub step: &'a str,
     pub earlier: &'a BTreeMap<String, Vec<String>>,
+    /// The targets of `sopkit.toml` (an argument `target: NAME` names one).
+    pub targets: &'a BTreeMap<String, crate::config::Target>,
     pub log: &'a mut dyn Write,
 }
 
@@ -651,7 +653,8 @@ fn git(args: &[&str], cwd: Option<&Path>, log: &mut dyn Write) -> Result<String,
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `git-mirror`: `url` (a git remote) and `dest` (a folder): keeps a mirror clone
+/// `git-mirror`: `url` (a git remote) or `target` (a `kind = "git"` target) and `dest` (a
+/// folder): keeps a mirror clone
 /// (`dest/NAME.git`, created or updated with the system `git`), writes a bundle of all its
 /// refs (`dest/NAME-<UTC time>.bundle`), then proves the bundle whole by cloning it back and
 /// running `git fsck --full` on the clone, and compares its refs with the mirror's (`git
@@ -660,7 +663,26 @@ fn git_mirror(
     args: &BTreeMap<String, serde_json::Value>,
     cx: &mut Context<'_>,
 ) -> Result<Output, Error> {
-    let url = string_arg(args, "url")?;
+    let url = match (args.get("url"), args.get("target")) {
+        (Some(_), _) => string_arg(args, "url")?,
+        (None, Some(_)) => {
+            let name = string_arg(args, "target")?;
+            let t = cx.targets.get(&name).ok_or_else(|| Error::Argument {
+                name: "target",
+                message: format!("`{name}` is not defined in sopkit.toml"),
+            })?;
+            match (&t.kind, &t.url) {
+                (crate::config::TargetKind::Git, Some(u)) => u.clone(),
+                _ => {
+                    return Err(Error::Argument {
+                        name: "target",
+                        message: format!("`{name}` is not a git target with a url"),
+                    });
+                }
+            }
+        }
+        (None, None) => return Err(Error::Missing("url")),
+    };
     let dest = resolve(cx.root, &string_arg(args, "dest")?);
     std::fs::create_dir_all(&dest).map_err(io(&dest))?;
     let name = url
@@ -938,12 +960,14 @@ mod tests {
     fn archive_of(root: &Path) -> PathBuf {
         tree(&root.join("data"));
         let earlier = BTreeMap::new();
+        let targets = BTreeMap::new();
         let mut log = Vec::new();
         let mut cx = Context {
             root,
             sop: "IT-1",
             step: "pack",
             earlier: &earlier,
+            targets: &targets,
             log: &mut log,
         };
         let out = run(
@@ -957,12 +981,14 @@ mod tests {
 
     fn verify_path(root: &Path, a: &Path) -> Result<Output, Error> {
         let earlier = BTreeMap::new();
+        let targets = BTreeMap::new();
         let mut log = Vec::new();
         let mut cx = Context {
             root,
             sop: "IT-1",
             step: "check",
             earlier: &earlier,
+            targets: &targets,
             log: &mut log,
         };
         run(

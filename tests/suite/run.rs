@@ -433,12 +433,16 @@ fn copy_and_git_mirror_leave_verified_artifacts() {
     remote.commit("code");
     remote.git(&["tag", "v1"]);
     remote.git(&["branch", "feature"]);
-    let sop = format!(
-        "---\nid: BK-002\ntitle: Copies\n---\n\n# Copies\n\n```sopkit {{step=pack action=archive}}\nsource: data\ndest: ${{BACKUP_DIR}}/local\n```\n\n```sopkit {{step=offsite action=copy}}\nsource: pack\ndest: ${{BACKUP_DIR}}/offsite\n```\n\n```sopkit {{step=code action=git-mirror}}\nurl: {}\ndest: ${{BACKUP_DIR}}/git\n```\n",
-        remote.path().display()
-    );
+    let sop = "---\nid: BK-002\ntitle: Copies\n---\n\n# Copies\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: ${BACKUP_DIR}/local\n```\n\n```sopkit {step=offsite action=copy}\nsource: pack\ndest: ${BACKUP_DIR}/offsite\n```\n\n```sopkit {step=code action=git-mirror}\ntarget: code\ndest: ${BACKUP_DIR}/git\n```\n";
     let r = Repo::empty();
-    r.write("procedures/BK-002-copies.md", &sop);
+    r.write(
+        "sopkit.toml",
+        &format!(
+            "[targets.code]\nkind = \"git\"\nurl = \"{}\"\n",
+            remote.path().display()
+        ),
+    );
+    r.write("procedures/BK-002-copies.md", sop);
     r.write("data/a.txt", "alpha\n");
     r.commit("copies SOP");
     let backups = tempfile::tempdir().unwrap();
