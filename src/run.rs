@@ -497,6 +497,7 @@ fn run_step(
         code,
         &mut verification,
         &artifacts_list,
+        &p.secrets,
     )
 }
 
@@ -548,7 +549,10 @@ fn run_action(
                 .map(|a| format!("{}\n", a.display()))
                 .collect();
             let _ = std::fs::write(artifacts_list, list);
-            (Outcome::Succeeded, Some(0), out.verification)
+            // Paths and messages may carry an expanded `${VAR}`: no secret reaches a record.
+            let mask = Redactor::new(&p.secrets);
+            let checks = out.verification.iter().map(|v| mask.mask(v)).collect();
+            (Outcome::Succeeded, Some(0), checks)
         }
         Err(e) => {
             let line = format!("FAILED: {e}");
@@ -666,7 +670,9 @@ fn finish(
     code: Option<i32>,
     verification: &mut Vec<String>,
     artifacts_list: &Path,
+    secrets: &[String],
 ) -> Result<StepResult, Error> {
+    let mask = Redactor::new(secrets);
     let out_path = tmp.join("stdout.log");
     let err_path = tmp.join("stderr.log");
     // Logs and artifacts, hashed.
@@ -693,11 +699,13 @@ fn finish(
         match evidence::hash_file(&path) {
             Ok((size, sha256)) => files.push(FileRef {
                 role: "artifact".into(),
-                name: line.to_string(),
+                name: mask.mask(line),
                 size,
                 sha256,
             }),
-            Err(_) => verification.push(format!("FAILED: artifact {line} does not exist")),
+            Err(_) => {
+                verification.push(mask.mask(&format!("FAILED: artifact {line} does not exist")))
+            }
         }
     }
     let mut end = base;
