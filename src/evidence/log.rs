@@ -38,28 +38,28 @@ pub struct Filter {
     pub since: Option<String>,
 }
 
-/// Reads every record of every writer (unreadable records are skipped: `verify` reports
-/// them) and pairs starts with ends.
+/// Every readable record of every writer (unreadable ones are skipped: `verify` reports
+/// them).
+fn records(evidence: &Path) -> impl Iterator<Item = Record> {
+    std::fs::read_dir(evidence)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|w| w.file_type().is_ok_and(|t| t.is_dir()))
+        .flat_map(|w| std::fs::read_dir(w.path()).into_iter().flatten().flatten())
+        .filter(|e| parse_seq(&e.file_name().to_string_lossy()).is_some())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+}
+
+/// The log rows: starts paired with ends.
 pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
     let mut runs: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
-    let writers = std::fs::read_dir(evidence).into_iter().flatten().flatten();
-    for w in writers.filter(|w| w.file_type().is_ok_and(|t| t.is_dir())) {
-        for e in std::fs::read_dir(w.path()).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if parse_seq(&name).is_none() {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let Ok(r) = serde_json::from_slice::<Record>(&bytes) else {
-                continue;
-            };
-            let slot = runs.entry(r.run.clone()).or_default();
-            match r.kind {
-                Kind::Start => slot.0 = Some(r),
-                Kind::End => slot.1 = Some(r),
-            }
+    for r in records(evidence) {
+        let slot = runs.entry(r.run.clone()).or_default();
+        match r.kind {
+            Kind::Start => slot.0 = Some(r),
+            Kind::End => slot.1 = Some(r),
         }
     }
     let mut out: Vec<Row> = runs
@@ -183,33 +183,19 @@ pub fn human(rows: &[Row]) -> String {
 /// recorded), so that a later step can refer to them by step id.
 pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<String>> {
     let mut best: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    let writers = std::fs::read_dir(evidence).into_iter().flatten().flatten();
-    for w in writers.filter(|w| w.file_type().is_ok_and(|t| t.is_dir())) {
-        for e in std::fs::read_dir(w.path()).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if parse_seq(&name).is_none() {
-                continue;
-            }
-            let Some(r) = std::fs::read(e.path())
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-            else {
-                continue;
-            };
-            if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
-                continue;
-            }
-            let ended = r.ended.clone().unwrap_or_default();
-            let files: Vec<String> = r
-                .files
-                .iter()
-                .filter(|f| f.role == "artifact")
-                .map(|f| f.name.clone())
-                .collect();
-            let newer = best.get(&r.step).is_none_or(|(t, _)| ended >= *t);
-            if newer {
-                best.insert(r.step.clone(), (ended, files));
-            }
+    for r in records(evidence) {
+        if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
+            continue;
+        }
+        let ended = r.ended.clone().unwrap_or_default();
+        let files: Vec<String> = r
+            .files
+            .iter()
+            .filter(|f| f.role == "artifact")
+            .map(|f| f.name.clone())
+            .collect();
+        if best.get(&r.step).is_none_or(|(t, _)| ended >= *t) {
+            best.insert(r.step.clone(), (ended, files));
         }
     }
     best.into_iter().map(|(k, (_, v))| (k, v)).collect()

@@ -957,45 +957,29 @@ mod tests {
         std::os::unix::fs::symlink("../a.txt", dir.join("sub/link")).unwrap();
     }
 
-    fn archive_of(root: &Path) -> PathBuf {
-        tree(&root.join("data"));
-        let earlier = BTreeMap::new();
-        let targets = BTreeMap::new();
+    /// Runs `action` with `pairs` in a context with no earlier steps and no targets.
+    fn act(root: &Path, action: &str, pairs: &[(&str, &str)]) -> Result<Output, Error> {
+        let (earlier, targets) = (BTreeMap::new(), BTreeMap::new());
         let mut log = Vec::new();
         let mut cx = Context {
             root,
             sop: "IT-1",
-            step: "pack",
+            step: action,
             earlier: &earlier,
             targets: &targets,
             log: &mut log,
         };
-        let out = run(
-            "archive",
-            &args(&[("source", "data"), ("dest", "backups")]),
-            &mut cx,
-        )
-        .unwrap();
+        run(action, &args(pairs), &mut cx)
+    }
+
+    fn archive_of(root: &Path) -> PathBuf {
+        tree(&root.join("data"));
+        let out = act(root, "archive", &[("source", "data"), ("dest", "backups")]).unwrap();
         out.artifacts[0].clone()
     }
 
     fn verify_path(root: &Path, a: &Path) -> Result<Output, Error> {
-        let earlier = BTreeMap::new();
-        let targets = BTreeMap::new();
-        let mut log = Vec::new();
-        let mut cx = Context {
-            root,
-            sop: "IT-1",
-            step: "check",
-            earlier: &earlier,
-            targets: &targets,
-            log: &mut log,
-        };
-        run(
-            "verify",
-            &args(&[("archive", a.to_str().unwrap())]),
-            &mut cx,
-        )
+        act(root, "verify", &[("archive", a.to_str().unwrap())])
     }
 
     #[test]
