@@ -752,34 +752,27 @@ pub fn build(
         .map_or(1, |n| n.get())
         .min(total.max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<SopResult>>> =
-        (0..total).map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= total {
-                        break;
+    let results: Vec<SopResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total {
+                            return done;
+                        }
+                        done.push(one(i));
                     }
-                    let r = one(i);
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    let results: Vec<SopResult> = slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            m.into_inner().ok().flatten().unwrap_or_else(|| {
-                let id = snap.corpus.sops[i].id.clone();
-                Err((id, "the rendering thread failed".to_string()))
+                })
             })
-        })
-        .collect();
+            .collect();
+        // A worker only panics if rendering does; that is a bug worth its message.
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
     let mut rendered = Vec::new();
     let mut failures = Vec::new();
     for r in results {
@@ -789,6 +782,7 @@ pub fn build(
         }
     }
     rendered.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    failures.sort();
     let entries: Vec<(Rendered, String)> = rendered
         .iter()
         .map(|(r, p)| {

@@ -315,8 +315,10 @@ pub fn describe(plan: &Plan) -> String {
 
 /// `${VAR}` expanded from the environment (for showing built-in action arguments).
 pub(crate) fn expand(text: &str) -> String {
-    let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
-    re.replace_all(text, |c: &regex::Captures<'_>| {
+    static VAR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex")
+    });
+    VAR.replace_all(text, |c: &regex::Captures<'_>| {
         std::env::var(&c[1]).unwrap_or_else(|_| c[0].to_string())
     })
     .into_owned()

@@ -26,6 +26,17 @@ fn run(r: &Repo, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `sopkit run SOP --allow-draft --yes EXTRA...` with `$BACKUP_DIR` set to `backups`.
+fn run_backup(r: &Repo, sop: &str, backups: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(crate::support::sopkit_bin())
+        .args(["run", sop, "--allow-draft", "--yes"])
+        .args(extra)
+        .env("BACKUP_DIR", backups)
+        .current_dir(r.path())
+        .output()
+        .unwrap()
+}
+
 fn verify(r: &Repo) -> std::process::Output {
     r.sopkit(&["evidence", "verify"])
 }
@@ -377,15 +388,7 @@ fn archive_then_verify_and_a_corrupted_archive_is_caught() {
     r.write("data/sub/b.txt", &"b".repeat(100_000));
     r.commit("archive SOP");
     let backups = tempfile::tempdir().unwrap();
-    let run_bk = |extra: &[&str]| {
-        Command::new(crate::support::sopkit_bin())
-            .args(["run", "BK-001", "--allow-draft", "--yes"])
-            .args(extra)
-            .env("BACKUP_DIR", backups.path())
-            .current_dir(r.path())
-            .output()
-            .unwrap()
-    };
+    let run_bk = |extra: &[&str]| run_backup(&r, "BK-001", backups.path(), extra);
     let out = run_bk(&[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -446,12 +449,7 @@ fn copy_and_git_mirror_leave_verified_artifacts() {
     r.write("data/a.txt", "alpha\n");
     r.commit("copies SOP");
     let backups = tempfile::tempdir().unwrap();
-    let out = Command::new(crate::support::sopkit_bin())
-        .args(["run", "BK-002", "--allow-draft", "--yes"])
-        .env("BACKUP_DIR", backups.path())
-        .current_dir(r.path())
-        .output()
-        .unwrap();
+    let out = run_backup(&r, "BK-002", backups.path(), &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let rows = log_json(&r);
     assert_eq!(
@@ -527,15 +525,7 @@ fn prune_lists_on_a_dry_run_and_never_deletes_a_legal_hold() {
         "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n",
     );
     r.commit("prune SOP");
-    let go = |extra: &[&str]| {
-        Command::new(crate::support::sopkit_bin())
-            .args(["run", "BK-003", "--allow-draft", "--yes"])
-            .args(extra)
-            .env("BACKUP_DIR", backups.path())
-            .current_dir(r.path())
-            .output()
-            .unwrap()
-    };
+    let go = |extra: &[&str]| run_backup(&r, "BK-003", backups.path(), extra);
     let out = go(&["--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
