@@ -7,6 +7,7 @@
 
 pub mod approval;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod corpus;
 pub mod diagnostic;

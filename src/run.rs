@@ -7,7 +7,10 @@
 //! named by `$SOPKIT_ARTIFACTS`; sopkit hashes each into the end record.
 
 pub mod action;
+pub mod mysql;
 pub mod redact;
+pub mod s3;
+pub mod ssh;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,8 +51,6 @@ pub enum Error {
     NotEffective { sop: String, why: String },
     #[error("step {step}: target `{target}` is not defined in sopkit.toml")]
     UnknownTarget { step: String, target: String },
-    #[error("step {step}: {kind} targets cannot run shell steps in this version of sopkit")]
-    UnsupportedTarget { step: String, kind: String },
     #[error("step {step}: built-in action `{action}` is not available in this version of sopkit")]
     UnsupportedAction { step: String, action: String },
     #[error("step {step}: environment variable {var} is required (env= in the step) but not set")]
@@ -137,13 +138,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             why,
         });
     }
-    let all: Vec<Step> = doc
-        .markdown
-        .steps
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .cloned()
-        .collect();
+    let all: Vec<Step> = doc.markdown.valid_steps().cloned().collect();
     let chosen: Vec<Step> = if opts.steps.is_empty() {
         all.clone()
     } else {
@@ -170,8 +165,35 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         return Err(Error::NoSteps { sop: s.id.clone() });
     }
     let mut steps = Vec::new();
-    for step in chosen {
+    for mut step in chosen {
         let target_name = opts.target.clone().or_else(|| step.target.clone());
+        // An action's `target` argument: `--target` overrides it, and a step's `target=`
+        // attribute supplies it when the arguments do not name one.
+        if step.action.is_some() {
+            let named = step.args.contains_key("target");
+            let from_attr = step
+                .target
+                .as_ref()
+                .and_then(|t| corpus.config.targets.get(t))
+                .is_some_and(|t| t.kind != TargetKind::Local);
+            if let Some(t) = &opts.target
+                && (named || step.target.is_some())
+            {
+                step.args
+                    .insert("target".into(), serde_json::Value::String(t.clone()));
+            } else if !named && from_attr {
+                let t = step.target.clone().unwrap_or_default();
+                step.args
+                    .insert("target".into(), serde_json::Value::String(t));
+            }
+        }
+        // The target an action works on is recorded with its evidence too.
+        let target_name = target_name.or_else(|| {
+            step.args
+                .get("target")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
         let target =
             match &target_name {
                 None => None,
@@ -184,6 +206,14 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             };
         let mut names: Vec<String> = step.env.clone();
         if let Some(t) = &target {
+            names.extend(env_names(t).into_iter().map(str::to_string));
+        }
+        if let Some(t) = step
+            .args
+            .get("target")
+            .and_then(|v| v.as_str())
+            .and_then(|n| corpus.config.targets.get(n))
+        {
             names.extend(env_names(t).into_iter().map(str::to_string));
         }
         let mut secrets = Vec::new();
@@ -229,14 +259,6 @@ pub fn refusal(p: &Planned) -> Option<Error> {
             action: action.clone(),
         });
     }
-    if let Some(t) = &p.target
-        && t.kind != TargetKind::Local
-    {
-        return Some(Error::UnsupportedTarget {
-            step: id,
-            kind: format!("{:?}", t.kind).to_lowercase(),
-        });
-    }
     p.missing_env.first().map(|var| Error::MissingEnv {
         step: id,
         var: var.clone(),
@@ -257,15 +279,7 @@ pub fn describe(plan: &Plan) -> String {
     for (i, p) in plan.steps.iter().enumerate() {
         let redactor = Redactor::new(&p.secrets);
         let target = match (&p.target_name, &p.target) {
-            (Some(n), Some(t)) => format!(
-                "{n} ({:?}{})",
-                t.kind,
-                t.path
-                    .as_deref()
-                    .map(|x| format!(" {x}"))
-                    .unwrap_or_default()
-            )
-            .to_lowercase(),
+            (Some(n), Some(t)) => format!("{n} ({})", describe_target(t)),
             _ => "this machine".to_string(),
         };
         s.push_str(&format!(
@@ -293,9 +307,20 @@ pub fn describe(plan: &Plan) -> String {
         for line in redactor.mask(&expand(&p.step.body)).lines() {
             s.push_str(&format!("  | {line}\n"));
         }
-        if p.step.action.as_deref() == Some("prune") {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            match action::prune_plan(&p.step.args, &plan.root, now) {
+        let on_s3 = action::target_kind(&p.step.args, &plan.targets) == Some(TargetKind::S3);
+        if p.step.action.as_deref() == Some("prune") && on_s3 {
+            match s3::describe_prune(&p.step.args, &plan.targets) {
+                Ok(lines) => {
+                    for l in lines {
+                        s.push_str(&format!("  {l}\n"));
+                    }
+                }
+                Err(e) => s.push_str(&format!("  cannot plan the prune: {e}\n")),
+            }
+        } else if p.step.action.as_deref() == Some("prune") {
+            let now = crate::clock::now();
+            let args = action::local_prune_args(&p.step.args, &plan.targets);
+            match action::prune_plan(&args, &plan.root, now) {
                 Ok(decisions) => {
                     for d in decisions {
                         match d.keep {
@@ -311,6 +336,29 @@ pub fn describe(plan: &Plan) -> String {
         }
     }
     s
+}
+
+/// A target in a few words: its kind and where it is (never a credential).
+fn describe_target(t: &Target) -> String {
+    let kind = format!("{:?}", t.kind).to_lowercase();
+    let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let user = t.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+    let place = match t.kind {
+        TargetKind::Local => t.path.clone().unwrap_or_default(),
+        TargetKind::Ssh | TargetKind::Mysql => match (&t.host, &t.socket) {
+            (Some(h), _) => format!("{user}{h}{port}"),
+            (None, Some(sock)) => format!("{user}{sock}"),
+            (None, None) => String::new(),
+        },
+        TargetKind::S3 => format!(
+            "s3://{}/{} at {}",
+            t.bucket.as_deref().unwrap_or_default(),
+            t.prefix.as_deref().unwrap_or_default(),
+            t.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        TargetKind::Git => t.url.clone().unwrap_or_default(),
+    };
+    format!("{kind} {place}").trim_end().to_string()
 }
 
 /// `${VAR}` expanded from the environment (for showing built-in action arguments).
@@ -432,13 +480,21 @@ pub fn execute(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<StepResult>, 
             plan.steps.len(),
             p.step.id
         ));
-        let r = run_step(plan, p, &writer, &operator, &host)?;
+        let r = run_step(plan, p, &writer, &operator, &host);
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                ssh::close_all();
+                return Err(e);
+            }
+        };
         let stop = r.outcome != Outcome::Succeeded;
         results.push(r);
         if stop {
             break;
         }
     }
+    ssh::close_all();
     Ok(results)
 }
 
@@ -484,23 +540,40 @@ fn run_step(
     std::fs::write(&artifacts_list, b"").map_err(io_err(&artifacts_list))?;
     let out_file = std::fs::File::create(&out_path).map_err(io_err(&out_path))?;
     let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
-    let (outcome, code, mut verification) = match &p.step.action {
+    let end = match &p.step.action {
         Some(name) => run_action(plan, p, name, out_file, &err_file, &artifacts_list),
         None => run_shell(plan, p, &run, out_file, err_file, &artifacts_list)?,
     };
-
     finish(
         plan,
         writer,
         base,
         &tmp,
         &run,
-        outcome,
-        code,
-        &mut verification,
+        end,
         &artifacts_list,
         &p.secrets,
     )
+}
+
+/// How a step's execution ended, before its end record is written.
+struct StepEnd {
+    outcome: Outcome,
+    code: Option<i32>,
+    verification: Vec<String>,
+    /// Files hashed elsewhere (on an ssh host), recorded as they are.
+    files: Vec<FileRef>,
+}
+
+impl StepEnd {
+    fn new(outcome: Outcome, code: Option<i32>, verification: Vec<String>) -> StepEnd {
+        StepEnd {
+            outcome,
+            code,
+            verification,
+            files: Vec::new(),
+        }
+    }
 }
 
 /// A built-in action, in this process; its messages go to the stdout log and the operator.
@@ -511,7 +584,7 @@ fn run_action(
     out_file: std::fs::File,
     err_file: &std::fs::File,
     artifacts_list: &Path,
-) -> (Outcome, Option<i32>, Vec<String>) {
+) -> StepEnd {
     struct Tee(std::fs::File, Redactor);
     impl Write for Tee {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -554,12 +627,12 @@ fn run_action(
             // Paths and messages may carry an expanded `${VAR}`: no secret reaches a record.
             let mask = Redactor::new(&p.secrets);
             let checks = out.verification.iter().map(|v| mask.mask(v)).collect();
-            (Outcome::Succeeded, Some(0), checks)
+            StepEnd::new(Outcome::Succeeded, Some(0), checks)
         }
         Err(e) => {
             let line = format!("FAILED: {e}");
             eprintln!("{}", Redactor::new(&p.secrets).mask(&line));
-            (
+            StepEnd::new(
                 Outcome::Failed,
                 Some(1),
                 vec![Redactor::new(&p.secrets).mask(&line)],
@@ -568,33 +641,125 @@ fn run_action(
     }
 }
 
-/// A shell step, in its own process group.
+/// Environment for a step that runs here against a target: where it is (`SOPKIT_TARGET_*`)
+/// and, for databases and buckets, the variables their standard clients read, with the
+/// credentials taken from the variables the target names.
+fn target_env(t: &Target) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    let kind = format!("{:?}", t.kind).to_lowercase();
+    v.push(("SOPKIT_TARGET_KIND".into(), kind));
+    let port = t.port.map(|p| p.to_string());
+    let path_style = t.path_style.map(|b| b.to_string());
+    for (name, value) in [
+        ("PATH", &t.path),
+        ("HOST", &t.host),
+        ("PORT", &port),
+        ("USER", &t.user),
+        ("SOCKET", &t.socket),
+        ("URL", &t.url),
+        ("ENDPOINT", &t.endpoint),
+        ("REGION", &t.region),
+        ("BUCKET", &t.bucket),
+        ("PREFIX", &t.prefix),
+        ("PATH_STYLE", &path_style),
+    ] {
+        if let Some(x) = value {
+            v.push((format!("SOPKIT_TARGET_{name}"), x.clone()));
+        }
+    }
+    let from_env = |name: &Option<String>| name.as_ref().and_then(|n| std::env::var(n).ok());
+    match t.kind {
+        TargetKind::Mysql => {
+            for (name, value) in [
+                ("MYSQL_HOST", t.host.clone()),
+                ("MYSQL_TCP_PORT", port.clone()),
+                ("MYSQL_UNIX_PORT", t.socket.clone()),
+                ("MYSQL_PWD", from_env(&t.password_env)),
+            ] {
+                if let Some(x) = value {
+                    v.push((name.into(), x));
+                }
+            }
+        }
+        TargetKind::S3 => {
+            for (name, value) in [
+                ("AWS_ACCESS_KEY_ID", from_env(&t.access_key_env)),
+                ("AWS_SECRET_ACCESS_KEY", from_env(&t.secret_key_env)),
+                ("AWS_ENDPOINT_URL", t.endpoint.clone()),
+                ("AWS_DEFAULT_REGION", t.region.clone()),
+            ] {
+                if let Some(x) = value {
+                    v.push((name.into(), x));
+                }
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// A shell step, in its own process group: here, or on an ssh target's host.
 fn run_shell(
     plan: &Plan,
     p: &Planned,
     run: &str,
     out_file: std::fs::File,
-    err_file: std::fs::File,
+    mut err_file: std::fs::File,
     artifacts_list: &Path,
-) -> Result<(Outcome, Option<i32>, Vec<String>), Error> {
+) -> Result<StepEnd, Error> {
     let shell = if p.step.lang == "bash" { "bash" } else { "sh" };
-    let mut cmd = Command::new(shell);
-    cmd.arg("-c")
-        .arg(&p.step.body)
-        .current_dir(&plan.root)
-        .env("SOPKIT_SOP", &plan.sop)
-        .env("SOPKIT_STEP", &p.step.id)
-        .env("SOPKIT_RUN", run)
-        .env("SOPKIT_ARTIFACTS", artifacts_list)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut vars: Vec<(String, String)> = vec![
+        ("SOPKIT_SOP".into(), plan.sop.clone()),
+        ("SOPKIT_STEP".into(), p.step.id.clone()),
+        ("SOPKIT_RUN".into(), run.to_string()),
+    ];
     if let Some(name) = &p.target_name {
-        cmd.env("SOPKIT_TARGET", name);
+        vars.push(("SOPKIT_TARGET".into(), name.clone()));
     }
-    if let Some(path) = p.target.as_ref().and_then(|t| t.path.as_ref()) {
-        cmd.env("SOPKIT_TARGET_PATH", path);
-    }
+    let remote = match (&p.target_name, &p.target) {
+        (Some(name), Some(t)) if t.kind == TargetKind::Ssh => {
+            let host = ssh::Host::new(name, t).and_then(|h| h.connect().map(|()| h));
+            match host {
+                Ok(h) => Some((h, ssh::RemoteStep::new(run))),
+                Err(e) => {
+                    let line = format!("FAILED: {e}");
+                    let _ = writeln!(err_file, "{line}");
+                    let _ = evidence::sync(&mut err_file);
+                    eprintln!("{line}");
+                    return Ok(StepEnd::new(Outcome::Failed, Some(255), vec![line]));
+                }
+            }
+        }
+        (_, Some(t)) => {
+            vars.extend(target_env(t));
+            None
+        }
+        _ => None,
+    };
+    let mut cmd = match &remote {
+        Some((host, step)) => {
+            // The step's own variables travel inside the script, on the encrypted channel.
+            for v in &p.step.env {
+                if let Ok(x) = std::env::var(v) {
+                    vars.push((v.clone(), x));
+                }
+            }
+            let mut c = host.ssh();
+            c.arg(step.command(shell)).stdin(Stdio::piped());
+            c
+        }
+        None => {
+            let mut c = Command::new(shell);
+            c.arg("-c")
+                .arg(&p.step.body)
+                .current_dir(&plan.root)
+                .env("SOPKIT_ARTIFACTS", artifacts_list)
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null());
+            c
+        }
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: setpgid is async-signal-safe; the child gets a process group of its own, so
     // a timeout or Ctrl-C can stop everything the step started.
     unsafe {
@@ -608,9 +773,16 @@ fn run_shell(
     }
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| Error::Io {
-        path: PathBuf::from(shell),
+        path: PathBuf::from(if remote.is_some() { "ssh" } else { shell }),
         message: e.to_string(),
     })?;
+    if let Some((_, step)) = &remote
+        && let Some(mut stdin) = child.stdin.take()
+    {
+        let script = step.script(&vars, &p.step.body);
+        // A write error shows as the step failing: ssh reports why on stderr.
+        let _ = stdin.write_all(script.as_bytes());
+    }
     let pid = child.id();
     let so = child.stdout.take().expect("piped");
     let se = child.stderr.take().expect("piped");
@@ -636,6 +808,9 @@ fn run_shell(
         };
         if let Some(o) = stop {
             outcome = Some(o);
+            if let Some((host, step)) = &remote {
+                step.kill(host);
+            }
             kill_group(pid, libc::SIGTERM);
             let grace = Instant::now();
             while grace.elapsed() < Duration::from_secs(5) {
@@ -657,10 +832,43 @@ fn run_shell(
     } else {
         Outcome::Failed
     });
-    Ok((outcome, code, Vec::new()))
+    let mut end = StepEnd::new(outcome, code, Vec::new());
+    if let Some((host, step)) = &remote {
+        if code == Some(255) {
+            end.verification.push(format!(
+                "FAILED: ssh to {} exited 255 (the connection failed or was cut, or the step exited 255): see the stderr log",
+                host.destination()
+            ));
+        }
+        let mask = Redactor::new(&p.secrets);
+        match step.collect(host) {
+            Ok(list) => {
+                for (path, found) in list {
+                    let name = mask.mask(&format!("{}:{path}", host.name));
+                    match found {
+                        Some((size, sha256)) => end.files.push(FileRef {
+                            role: "artifact".into(),
+                            name,
+                            size,
+                            sha256,
+                        }),
+                        None => end
+                            .verification
+                            .push(format!("FAILED: artifact {name} does not exist")),
+                    }
+                }
+            }
+            Err(e) => end.verification.push(mask.mask(&format!(
+                "FAILED: the step's artifacts could not be hashed on {}: {e}",
+                host.name
+            ))),
+        }
+    }
+    Ok(end)
 }
 
-/// Hashes the logs and artifacts and appends the end record.
+/// Hashes the logs and artifacts and appends the end record. A listed artifact that does
+/// not exist, or any failed check, makes a step that exited 0 a failed one.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     plan: &Plan,
@@ -668,12 +876,17 @@ fn finish(
     base: Record,
     tmp: &Path,
     run: &str,
-    outcome: Outcome,
-    code: Option<i32>,
-    verification: &mut Vec<String>,
+    step_end: StepEnd,
     artifacts_list: &Path,
     secrets: &[String],
 ) -> Result<StepResult, Error> {
+    let StepEnd {
+        mut outcome,
+        code,
+        mut verification,
+        files: remote_files,
+    } = step_end;
+    let verification = &mut verification;
     let mask = Redactor::new(secrets);
     let out_path = tmp.join("stdout.log");
     let err_path = tmp.join("stderr.log");
@@ -709,6 +922,10 @@ fn finish(
                 verification.push(mask.mask(&format!("FAILED: artifact {line} does not exist")))
             }
         }
+    }
+    files.extend(remote_files);
+    if outcome == Outcome::Succeeded && verification.iter().any(|v| v.starts_with("FAILED")) {
+        outcome = Outcome::Failed;
     }
     let mut end = base;
     end.kind = Kind::End;

@@ -73,6 +73,13 @@ pub struct Markdown {
     pub prose: Vec<Span>,
 }
 
+impl Markdown {
+    /// The steps that parsed (malformed ones are reported by `check`).
+    pub fn valid_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter_map(|s| s.as_ref().ok())
+    }
+}
+
 /// Normalizes a reference label the way CommonMark matches them.
 pub fn normalize_label(label: &str) -> String {
     label

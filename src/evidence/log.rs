@@ -40,7 +40,7 @@ pub struct Filter {
 
 /// Every readable record of every writer (unreadable ones are skipped: `verify` reports
 /// them).
-fn records(evidence: &Path) -> impl Iterator<Item = Record> {
+pub fn records(evidence: &Path) -> impl Iterator<Item = Record> {
     std::fs::read_dir(evidence)
         .into_iter()
         .flatten()

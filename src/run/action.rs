@@ -9,8 +9,20 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::TargetKind;
+
 /// The built-in actions this version runs.
-pub const AVAILABLE: &[&str] = &["archive", "verify", "copy", "git-mirror", "prune"];
+pub const AVAILABLE: &[&str] = &[
+    "archive",
+    "verify",
+    "copy",
+    "git-mirror",
+    "prune",
+    "db-dump",
+    "restore-test",
+    "upload",
+    "restore",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -24,7 +36,7 @@ pub enum Error {
     Failed(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -52,7 +64,7 @@ pub struct Context<'a> {
     pub log: &'a mut dyn Write,
 }
 
-fn string_arg(
+pub(crate) fn string_arg(
     args: &BTreeMap<String, serde_json::Value>,
     name: &'static str,
 ) -> Result<String, Error> {
@@ -66,7 +78,7 @@ fn string_arg(
     }
 }
 
-fn resolve(root: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(root: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -82,15 +94,52 @@ pub fn run(
 ) -> Result<Output, Error> {
     match action {
         "archive" => archive(args, cx),
+        // With `key`, an object in a bucket; otherwise an archive.
+        "verify" if args.contains_key("key") => super::s3::verify(args, cx),
         "verify" => verify(args, cx),
         "copy" => copy(args, cx),
         "git-mirror" => git_mirror(args, cx),
-        "prune" => prune(args, cx),
+        // On an s3 target, object versions in a bucket; otherwise items in a folder.
+        "prune" if target_kind(args, cx.targets) == Some(TargetKind::S3) => {
+            super::s3::prune(args, cx)
+        }
+        "prune" => prune(&local_prune_args(args, cx.targets), cx),
+        "db-dump" => super::mysql::db_dump(args, cx),
+        "restore-test" => super::mysql::restore_test(args, cx),
+        "upload" => super::s3::upload(args, cx),
+        "restore" => super::s3::restore(args, cx),
         other => Err(Error::Argument {
             name: "action",
             message: format!("`{other}` is not available in this version"),
         }),
     }
+}
+
+/// The kind of the target an action's `target` argument names, if it names one.
+pub fn target_kind(
+    args: &BTreeMap<String, serde_json::Value>,
+    targets: &BTreeMap<String, crate::config::Target>,
+) -> Option<TargetKind> {
+    let name = args.get("target")?.as_str()?;
+    targets.get(name).map(|t| t.kind)
+}
+
+/// A local `prune` may name a local target instead of a `path`: its path is used.
+pub fn local_prune_args(
+    args: &BTreeMap<String, serde_json::Value>,
+    targets: &BTreeMap<String, crate::config::Target>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut args = args.clone();
+    if !args.contains_key("path")
+        && let Some(path) = args
+            .get("target")
+            .and_then(|v| v.as_str())
+            .and_then(|n| targets.get(n))
+            .and_then(|t| t.path.clone())
+    {
+        args.insert("path".into(), serde_json::Value::String(path));
+    }
+    args
 }
 
 /// One file of an archive, as the manifest records it.
@@ -140,10 +189,10 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// A reader that hashes what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-    count: u64,
+pub(crate) struct HashingReader<R> {
+    pub inner: R,
+    pub hash: Sha256,
+    pub count: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -155,25 +204,179 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-fn hex(d: impl AsRef<[u8]>) -> String {
+pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     time::OffsetDateTime::now_utc()
         .format(fmt)
         .unwrap_or_default()
 }
 
-/// `archive`: `source` (a folder) → `dest` (a folder, or a `.tar.zst` file name): tar +
-/// zstd in one streaming pass that hashes every file as it is read and the archive as it is
-/// written, plus a manifest of per-file SHA-256 beside it.
+type Encoder = zstd::stream::write::Encoder<'static, Hashing<std::io::BufWriter<std::fs::File>>>;
+
+/// An archive being written: tar + zstd streamed into a temporary file beside its final
+/// name, hashing each file as it goes in and the archive as it goes out.
+struct ArchiveWriter {
+    tar: tar::Builder<Encoder>,
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+    entries: Vec<Entry>,
+    files: u64,
+    bytes: u64,
+}
+
+impl ArchiveWriter {
+    fn create(dest: PathBuf, level: i32) -> Result<ArchiveWriter, Error> {
+        let dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".sopkit-archive-")
+            .tempfile_in(&dir)
+            .map_err(io(&dest))?;
+        let file = tmp.reopen().map_err(io(&dest))?;
+        let hashing = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            count: 0,
+        };
+        let mut enc = zstd::stream::write::Encoder::new(hashing, level).map_err(io(&dest))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let _ = enc.multithread(threads);
+        let mut tar = tar::Builder::new(enc);
+        tar.follow_symlinks(false);
+        Ok(ArchiveWriter {
+            tar,
+            tmp,
+            dest,
+            entries: Vec::new(),
+            files: 0,
+            bytes: 0,
+        })
+    }
+
+    fn add_symlink(
+        &mut self,
+        header: &mut tar::Header,
+        rel: String,
+        target: &Path,
+        mode: u32,
+    ) -> Result<(), Error> {
+        header.set_size(0);
+        self.tar
+            .append_link(header, &rel, target)
+            .map_err(io(&self.dest))?;
+        self.entries.push(Entry {
+            path: rel,
+            kind: "symlink".into(),
+            size: 0,
+            mode,
+            sha256: None,
+            target: Some(target.to_string_lossy().into_owned()),
+        });
+        Ok(())
+    }
+
+    fn add_dir(&mut self, header: &mut tar::Header, rel: String, mode: u32) -> Result<(), Error> {
+        header.set_size(0);
+        self.tar
+            .append_data(header, format!("{rel}/"), std::io::empty())
+            .map_err(io(&self.dest))?;
+        self.entries.push(Entry {
+            path: rel,
+            kind: "dir".into(),
+            size: 0,
+            mode,
+            sha256: None,
+            target: None,
+        });
+        Ok(())
+    }
+
+    /// Adds a file of `size` bytes read from `data`; a different length is an error.
+    fn add_file(
+        &mut self,
+        header: &mut tar::Header,
+        rel: String,
+        data: impl Read,
+        size: u64,
+        mode: u32,
+        origin: &Path,
+    ) -> Result<(), Error> {
+        let mut reader = HashingReader {
+            inner: data,
+            hash: Sha256::new(),
+            count: 0,
+        };
+        header.set_size(size);
+        self.tar
+            .append_data(header, &rel, &mut reader)
+            .map_err(io(origin))?;
+        if reader.count != size {
+            return Err(Error::Io {
+                path: origin.to_path_buf(),
+                message: "changed size while being archived".into(),
+            });
+        }
+        self.files += 1;
+        self.bytes += reader.count;
+        self.entries.push(Entry {
+            path: rel,
+            kind: "file".into(),
+            size: reader.count,
+            mode,
+            sha256: Some(hex(reader.hash.finalize())),
+            target: None,
+        });
+        Ok(())
+    }
+
+    /// Completes the archive, syncs it, gives it its name and writes its manifest.
+    fn finish(self, source: String) -> Result<(PathBuf, PathBuf, Manifest), Error> {
+        let dest = self.dest;
+        let enc = self.tar.into_inner().map_err(io(&dest))?;
+        let mut hashing = enc.finish().map_err(io(&dest))?;
+        hashing.flush().map_err(io(&dest))?;
+        let archive_sha256 = hex(hashing.hash.finalize());
+        let archive_size = hashing.count;
+        let file = hashing.inner.into_inner().map_err(|e| Error::Io {
+            path: dest.clone(),
+            message: e.to_string(),
+        })?;
+        file.sync_all().map_err(io(&dest))?;
+        self.tmp.persist(&dest).map_err(|e| Error::Io {
+            path: dest.clone(),
+            message: e.to_string(),
+        })?;
+        let manifest = Manifest {
+            format: 1,
+            source,
+            archive_sha256,
+            archive_size,
+            files: self.files,
+            bytes: self.bytes,
+            entries: self.entries,
+        };
+        let manifest_path = manifest_path(&dest);
+        let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        json.push(b'\n');
+        crate::fs_atomic::write(&manifest_path, &json).map_err(io(&manifest_path))?;
+        Ok((dest, manifest_path, manifest))
+    }
+}
+
+/// `archive`: `source` (a folder here, or `TARGET:/path` on an ssh target) → `dest` (a
+/// folder, or a `.tar.zst` file name): tar + zstd in one streaming pass that hashes every
+/// file as it is read and the archive as it is written, plus a manifest of per-file SHA-256
+/// beside it. From an ssh host the files arrive as a tar stream over ssh, and every file's
+/// hash is also computed on the host with `sha256sum`; the two sides must agree.
 fn archive(
     args: &BTreeMap<String, serde_json::Value>,
     cx: &mut Context<'_>,
 ) -> Result<Output, Error> {
-    let source = resolve(cx.root, &string_arg(args, "source")?);
+    let source_arg = string_arg(args, "source")?;
     let dest_arg = resolve(cx.root, &string_arg(args, "dest")?);
     let level = match args.get("level") {
         Some(v) => v.as_i64().ok_or(Error::Argument {
@@ -184,7 +387,9 @@ fn archive(
         // sets `level`.
         None => 1,
     };
-    if !source.is_dir() {
+    let remote = super::ssh::remote_path(&source_arg, cx.targets);
+    let source = resolve(cx.root, &source_arg);
+    if remote.is_none() && !source.is_dir() {
         return Err(Error::Argument {
             name: "source",
             message: format!("{} is not a folder", source.display()),
@@ -196,39 +401,49 @@ fn archive(
         std::fs::create_dir_all(&dest_arg).map_err(io(&dest_arg))?;
         dest_arg.join(format!("{}-{}-{}.tar.zst", cx.sop, cx.step, timestamp()))
     };
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    // Written under a temporary name in the same folder, renamed when complete.
-    let tmp = tempfile::Builder::new()
-        .prefix(".sopkit-archive-")
-        .tempfile_in(dest.parent().unwrap_or(Path::new(".")))
-        .map_err(io(&dest))?;
-    let file = tmp.reopen().map_err(io(&dest))?;
-    let hashing = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-        count: 0,
+    let mut w = ArchiveWriter::create(dest, level)?;
+    let (label, mut verification) = match remote {
+        Some((host, path)) => {
+            let checks = archive_remote(&mut w, &host, path)?;
+            (format!("{}:{path}", host.name), checks)
+        }
+        None => {
+            archive_local(&mut w, &source)?;
+            (
+                source.to_string_lossy().into_owned(),
+                vec![format!("ok: {} files hashed while archiving", w.files)],
+            )
+        }
     };
-    let mut enc = zstd::stream::write::Encoder::new(hashing, level).map_err(io(&dest))?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let _ = enc.multithread(threads);
-    let mut tar = tar::Builder::new(enc);
-    tar.follow_symlinks(false);
-    let mut entries = Vec::new();
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let walker = walkdir::WalkDir::new(&source)
+    let (files, bytes) = (w.files, w.bytes);
+    let (dest, manifest_path, manifest) = w.finish(label.clone())?;
+    let _ = writeln!(
+        cx.log,
+        "archived {files} files ({bytes} bytes) from {label} into {} ({} bytes, sha256 {})",
+        dest.display(),
+        manifest.archive_size,
+        manifest.archive_sha256
+    );
+    verification.push(format!("ok: archive sha256 {}", manifest.archive_sha256));
+    Ok(Output {
+        artifacts: vec![dest, manifest_path],
+        verification,
+    })
+}
+
+fn archive_local(w: &mut ArchiveWriter, source: &Path) -> Result<(), Error> {
+    let walker = walkdir::WalkDir::new(source)
         .follow_links(false)
         .sort_by_file_name()
         .min_depth(1);
     for e in walker {
         let e = e.map_err(|e| Error::Io {
-            path: source.clone(),
+            path: source.to_path_buf(),
             message: e.to_string(),
         })?;
         let rel = e
             .path()
-            .strip_prefix(&source)
+            .strip_prefix(source)
             .unwrap_or(e.path())
             .to_string_lossy()
             .replace('\\', "/");
@@ -239,94 +454,122 @@ fn archive(
         header.set_mode(mode & 0o7777);
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(e.path()).map_err(io(e.path()))?;
-            header.set_size(0);
-            tar.append_link(&mut header, &rel, &target)
-                .map_err(io(e.path()))?;
-            entries.push(Entry {
-                path: rel,
-                kind: "symlink".into(),
-                size: 0,
-                mode,
-                sha256: None,
-                target: Some(target.to_string_lossy().into_owned()),
-            });
+            w.add_symlink(&mut header, rel, &target, mode)?;
         } else if meta.is_dir() {
-            header.set_size(0);
-            tar.append_data(&mut header, format!("{rel}/"), std::io::empty())
-                .map_err(io(e.path()))?;
-            entries.push(Entry {
-                path: rel,
-                kind: "dir".into(),
-                size: 0,
-                mode,
-                sha256: None,
-                target: None,
-            });
+            w.add_dir(&mut header, rel, mode)?;
         } else if meta.is_file() {
             let f = std::fs::File::open(e.path()).map_err(io(e.path()))?;
-            let mut reader = HashingReader {
-                inner: f,
-                hash: Sha256::new(),
-                count: 0,
-            };
-            header.set_size(meta.len());
-            tar.append_data(&mut header, &rel, &mut reader)
-                .map_err(io(e.path()))?;
-            if reader.count != meta.len() {
-                return Err(Error::Io {
-                    path: e.path().to_path_buf(),
-                    message: "changed size while being archived".into(),
-                });
-            }
-            files += 1;
-            bytes += reader.count;
-            entries.push(Entry {
-                path: rel,
-                kind: "file".into(),
-                size: reader.count,
-                mode,
-                sha256: Some(hex(reader.hash.finalize())),
-                target: None,
-            });
+            w.add_file(&mut header, rel, f, meta.len(), mode, e.path())?;
         }
     }
-    let enc = tar.into_inner().map_err(io(&dest))?;
-    let mut hashing = enc.finish().map_err(io(&dest))?;
-    hashing.flush().map_err(io(&dest))?;
-    let archive_sha256 = hex(hashing.hash.finalize());
-    let archive_size = hashing.count;
-    let file = hashing.inner.into_inner().map_err(|e| Error::Io {
-        path: dest.clone(),
-        message: e.to_string(),
-    })?;
-    file.sync_all().map_err(io(&dest))?;
-    tmp.persist(&dest).map_err(|e| Error::Io {
-        path: dest.clone(),
-        message: e.to_string(),
-    })?;
-    let manifest = Manifest {
-        format: 1,
-        source: source.to_string_lossy().into_owned(),
-        archive_sha256: archive_sha256.clone(),
-        archive_size,
-        files,
-        bytes,
-        entries,
-    };
-    let manifest_path = manifest_path(&dest);
-    let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    json.push(b'\n');
-    crate::fs_atomic::write(&manifest_path, &json).map_err(io(&manifest_path))?;
-    let _ = writeln!(
-        cx.log,
-        "archived {files} files ({bytes} bytes) from {} into {} ({archive_size} bytes, sha256 {archive_sha256})",
-        source.display(),
-        dest.display()
-    );
-    Ok(Output {
-        artifacts: vec![dest, manifest_path],
-        verification: vec![format!("ok: {files} files hashed while archiving")],
-    })
+    Ok(())
+}
+
+/// Streams `path` from an ssh host (`tar -c` there) into the archive, then compares every
+/// file's size and hash with what `sha256sum` computed on the host.
+fn archive_remote(
+    w: &mut ArchiveWriter,
+    host: &super::ssh::Host,
+    path: &str,
+) -> Result<Vec<String>, Error> {
+    let remote_err = |e: super::ssh::Error| Error::Failed(e.to_string());
+    host.connect().map_err(remote_err)?;
+    let label = PathBuf::from(format!("{}:{path}", host.name));
+    let mut child = host
+        .ssh()
+        .arg(format!("tar -cf - -C {} .", super::ssh::quote(path)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io(&label))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let streamed = (|| -> Result<(), Error> {
+        let mut archive = tar::Archive::new(stdout);
+        for entry in archive.entries().map_err(io(&label))? {
+            let entry = entry.map_err(|e| Error::Failed(format!("{}: {e}", label.display())))?;
+            let raw = entry
+                .path()
+                .map_err(|e| Error::Failed(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let rel = raw
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            if rel.is_empty() || rel == "." {
+                continue;
+            }
+            let mut header = entry.header().clone();
+            let mode = header.mode().unwrap_or(0);
+            let kind = header.entry_type();
+            if kind.is_symlink() {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| Error::Failed(e.to_string()))?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                w.add_symlink(&mut header, rel, &target, mode)?;
+            } else if kind.is_dir() {
+                w.add_dir(&mut header, rel, mode)?;
+            } else if kind.is_file() {
+                let size = entry.size();
+                w.add_file(&mut header, rel, entry, size, mode, &label)?;
+            }
+        }
+        Ok(())
+    })();
+    if streamed.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(io(&label))?;
+    let errors = err_thread.join().unwrap_or_default();
+    streamed?;
+    if !status.success() {
+        return Err(Error::Failed(format!(
+            "tar on {} failed ({status}): {}",
+            host.name,
+            errors.trim()
+        )));
+    }
+    let theirs = host.hashes(path).map_err(remote_err)?;
+    let mut ours: Vec<(String, u64, String)> = w
+        .entries
+        .iter()
+        .filter(|e| e.kind == "file")
+        .map(|e| (e.path.clone(), e.size, e.sha256.clone().unwrap_or_default()))
+        .collect();
+    ours.sort();
+    if ours != theirs {
+        let differ: Vec<&str> = ours
+            .iter()
+            .filter(|o| !theirs.contains(o))
+            .map(|o| o.0.as_str())
+            .chain(
+                theirs
+                    .iter()
+                    .filter(|t| !ours.contains(t))
+                    .map(|t| t.0.as_str()),
+            )
+            .take(10)
+            .collect();
+        return Err(Error::Failed(format!(
+            "the files received from {} differ from their hashes there (changed meanwhile, or damaged on the way): {}",
+            host.name,
+            differ.join(", ")
+        )));
+    }
+    Ok(vec![format!(
+        "ok: {} files hashed here and on {} with sha256sum, all equal",
+        ours.len(),
+        host.name
+    )])
 }
 
 pub fn manifest_path(archive: &Path) -> PathBuf {
@@ -502,8 +745,18 @@ fn verify(
         manifest.entries.len(),
         failures.len()
     );
-    for f in &failures {
-        let _ = writeln!(cx.log, "{f}");
+    conclude(cx.log, &failures, checks)
+}
+
+/// The end of a check: every failure to the log and, if there is any, the step fails with
+/// all of them; otherwise the checks made are the output.
+pub(crate) fn conclude(
+    log: &mut dyn Write,
+    failures: &[String],
+    checks: Vec<String>,
+) -> Result<Output, Error> {
+    for f in failures {
+        let _ = writeln!(log, "{f}");
     }
     if !failures.is_empty() {
         return Err(Error::Failed(failures.join("; ")));
@@ -516,7 +769,7 @@ fn verify(
 
 /// Files named by an argument: the artifacts of an earlier step of this SOP, or a path (a
 /// file, or every file below a folder).
-fn sources(arg: &str, cx: &Context<'_>) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn sources(arg: &str, cx: &Context<'_>) -> Result<Vec<PathBuf>, Error> {
     if let Some(paths) = cx.earlier.get(arg) {
         return Ok(paths.iter().map(PathBuf::from).collect());
     }
@@ -549,7 +802,7 @@ fn sources(arg: &str, cx: &Context<'_>) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-fn hash_path(path: &Path) -> Result<(u64, String), Error> {
+pub(crate) fn hash_path(path: &Path) -> Result<(u64, String), Error> {
     let f = std::fs::File::open(path).map_err(io(path))?;
     let mut h = HashingReader {
         inner: f,
@@ -563,41 +816,93 @@ fn hash_path(path: &Path) -> Result<(u64, String), Error> {
 /// `copy`: `source` (a file, a folder, or an earlier step's artifacts) → `dest` (a folder,
 /// e.g. an off-site or offline mount). Each file is hashed while it is read, written under a
 /// temporary name, synced and renamed, then read back from the destination and hashed again;
-/// any difference fails.
+/// any difference fails. Either side may be `TARGET:/path` on an ssh target: the file then
+/// travels over ssh and is hashed on the host with `sha256sum` before it gets its name.
 fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Result<Output, Error> {
     let source_arg = string_arg(args, "source")?;
-    let dest = resolve(cx.root, &string_arg(args, "dest")?);
-    std::fs::create_dir_all(&dest).map_err(io(&dest))?;
-    let files = sources(&source_arg, cx)?;
-    let base = resolve(cx.root, &source_arg);
+    let dest_arg = string_arg(args, "dest")?;
+    let from = super::ssh::remote_path(&source_arg, cx.targets);
+    let to = super::ssh::remote_path(&dest_arg, cx.targets);
+    let out = match (from, to) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Argument {
+                name: "dest",
+                message: "copying from one ssh host to another is not supported: copy to this machine first".into(),
+            });
+        }
+        (None, Some((host, dir))) => copy_to_host(&source_arg, &host, dir, cx)?,
+        (Some((host, path)), None) => {
+            copy_from_host(&host, path, &resolve(cx.root, &dest_arg), cx)?
+        }
+        (None, None) => copy_local(&source_arg, &resolve(cx.root, &dest_arg), cx)?,
+    };
+    if out.artifacts.is_empty() && out.verification.is_empty() {
+        return Err(Error::Argument {
+            name: "source",
+            message: format!("{source_arg} has no files to copy"),
+        });
+    }
+    Ok(out)
+}
+
+/// Where a copied file goes: its path below the source folder, or its name.
+fn relative_to(src: &Path, base: &Path) -> PathBuf {
+    src.strip_prefix(base)
+        .ok()
+        .filter(|r| !r.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(src.file_name().unwrap_or_default()))
+}
+
+/// Writes `data` to `to` through a synced temporary file and returns its size and hash;
+/// with `expect`, the file gets its name only when size and hash are those.
+fn receive(
+    data: impl Read,
+    to: &Path,
+    expect: Option<&(u64, String)>,
+) -> Result<(u64, String), Error> {
+    let dir = to.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sopkit-copy-")
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+    let mut reader = HashingReader {
+        inner: data,
+        hash: Sha256::new(),
+        count: 0,
+    };
+    std::io::copy(&mut reader, tmp.as_file_mut()).map_err(io(to))?;
+    let got = (reader.count, hex(reader.hash.finalize()));
+    if let Some(want) = expect
+        && *want != got
+    {
+        return Err(Error::Failed(format!(
+            "{}: received {} bytes with sha256 {}; expected {} bytes with sha256 {}",
+            to.display(),
+            got.0,
+            got.1,
+            want.0,
+            want.1
+        )));
+    }
+    tmp.as_file().sync_all().map_err(io(to))?;
+    tmp.persist(to).map_err(|e| Error::Io {
+        path: to.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(got)
+}
+
+fn copy_local(source_arg: &str, dest: &Path, cx: &mut Context<'_>) -> Result<Output, Error> {
+    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    let files = sources(source_arg, cx)?;
+    let base = resolve(cx.root, source_arg);
     let mut out = Output::default();
     for src in files {
-        let rel = src
-            .strip_prefix(&base)
-            .ok()
-            .filter(|r| !r.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(src.file_name().unwrap_or_default()));
-        let to = dest.join(&rel);
-        let dir = to.parent().unwrap_or(&dest).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".sopkit-copy-")
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?;
+        let to = dest.join(relative_to(&src, &base));
         let f = std::fs::File::open(&src).map_err(io(&src))?;
-        let mut reader = HashingReader {
-            inner: f,
-            hash: Sha256::new(),
-            count: 0,
-        };
-        std::io::copy(&mut reader, tmp.as_file_mut()).map_err(io(&to))?;
-        tmp.as_file().sync_all().map_err(io(&to))?;
-        tmp.persist(&to).map_err(|e| Error::Io {
-            path: to.clone(),
-            message: e.to_string(),
-        })?;
-        let wrote = (reader.count, hex(reader.hash.finalize()));
+        let wrote = receive(f, &to, None)?;
         let read_back = hash_path(&to)?;
         if wrote != read_back {
             return Err(Error::Failed(format!(
@@ -623,11 +928,174 @@ fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Res
         ));
         out.artifacts.push(to);
     }
-    if out.artifacts.is_empty() {
-        return Err(Error::Argument {
-            name: "source",
-            message: format!("{source_arg} has no files to copy"),
-        });
+    Ok(out)
+}
+
+/// Sends each file with `cat` over ssh into a temporary name on the host, has the host hash
+/// it, and renames it only when size and hash match what was sent.
+fn copy_to_host(
+    source_arg: &str,
+    host: &super::ssh::Host,
+    dir: &str,
+    cx: &mut Context<'_>,
+) -> Result<Output, Error> {
+    use super::ssh::quote;
+    let remote_err = |e: super::ssh::Error| Error::Failed(e.to_string());
+    host.connect().map_err(remote_err)?;
+    let files = sources(source_arg, cx)?;
+    let base = resolve(cx.root, source_arg);
+    let mut out = Output::default();
+    for (i, src) in files.iter().enumerate() {
+        let rel = relative_to(src, &base).to_string_lossy().into_owned();
+        let final_path = format!("{}/{rel}", dir.trim_end_matches('/'));
+        let tmp_path = format!(
+            "{}/.sopkit-copy-{}-{i}",
+            Path::new(&final_path)
+                .parent()
+                .map_or(String::from("."), |p| p.to_string_lossy().into_owned()),
+            std::process::id()
+        );
+        let (t, f) = (quote(&tmp_path), quote(&final_path));
+        let script = format!(
+            "umask 077 && mkdir -p \"$(dirname {f})\" && cat > {t} && sync {t} && printf '%s %s\\n' \"$(wc -c < {t})\" \"$(sha256sum < {t} | cut -d' ' -f1)\""
+        );
+        let label = PathBuf::from(format!("{}:{final_path}", host.name));
+        let mut child = host
+            .ssh()
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(io(&label))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let file = std::fs::File::open(src).map_err(io(src))?;
+        let mut reader = HashingReader {
+            inner: file,
+            hash: Sha256::new(),
+            count: 0,
+        };
+        let sent = std::io::copy(&mut reader, &mut stdin);
+        drop(stdin);
+        let result = child.wait_with_output().map_err(io(&label))?;
+        let sent_sum = (reader.count, hex(reader.hash.finalize()));
+        let reply = String::from_utf8_lossy(&result.stdout).trim().to_string();
+        let theirs = reply
+            .split_once(' ')
+            .and_then(|(n, h)| Some((n.trim().parse::<u64>().ok()?, h.trim().to_string())));
+        let ok = sent.is_ok() && result.status.success() && theirs.as_ref() == Some(&sent_sum);
+        if !ok {
+            let _ = host.output(&format!("rm -f -- {t}"));
+            let why = match (&sent, result.status.success()) {
+                (Err(e), _) => format!("sending failed: {e}"),
+                (_, false) => format!(
+                    "the host failed ({}): {}",
+                    result.status,
+                    String::from_utf8_lossy(&result.stderr).trim()
+                ),
+                _ => format!(
+                    "it arrived as {reply:?}, not {} bytes with sha256 {}",
+                    sent_sum.0, sent_sum.1
+                ),
+            };
+            return Err(Error::Failed(format!(
+                "copy of {} to {}: {why}",
+                src.display(),
+                label.display()
+            )));
+        }
+        host.output(&format!("mv -f -- {t} {f}"))
+            .map_err(remote_err)?;
+        let _ = writeln!(
+            cx.log,
+            "copied {} -> {} (sha256 {}, checked on {})",
+            src.display(),
+            label.display(),
+            sent_sum.1,
+            host.name
+        );
+        out.verification.push(format!(
+            "ok: {} hashed on {} with sha256 {}",
+            label.display(),
+            host.name,
+            sent_sum.1
+        ));
+    }
+    Ok(out)
+}
+
+/// Hashes the files on the host, fetches each with `cat` over ssh into a synced temporary
+/// file here, and keeps it only when size and hash match the host's.
+fn copy_from_host(
+    host: &super::ssh::Host,
+    path: &str,
+    dest: &Path,
+    cx: &mut Context<'_>,
+) -> Result<Output, Error> {
+    let remote_err = |e: super::ssh::Error| Error::Failed(e.to_string());
+    host.connect().map_err(remote_err)?;
+    let listed = host.hashes(path).map_err(remote_err)?;
+    let is_dir = host
+        .output(&format!("test -d {}", super::ssh::quote(path)))
+        .is_ok();
+    let mut out = Output::default();
+    for (rel, size, sha) in listed {
+        let remote_file = if is_dir {
+            format!("{}/{rel}", path.trim_end_matches('/'))
+        } else {
+            path.to_string()
+        };
+        let safe = Path::new(&rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !safe {
+            return Err(Error::Failed(format!(
+                "{rel} on {} would land outside {}",
+                host.name,
+                dest.display()
+            )));
+        }
+        let to = dest.join(&rel);
+        let label = PathBuf::from(format!("{}:{remote_file}", host.name));
+        let mut child = host
+            .ssh()
+            .arg(format!("cat -- {}", super::ssh::quote(&remote_file)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(io(&label))?;
+        let stdout = child.stdout.take().expect("piped");
+        let got = receive(stdout, &to, Some(&(size, sha.clone())));
+        let status = child.wait_with_output().map_err(io(&label))?;
+        if let Err(e) = got {
+            let why = if status.status.success() {
+                String::new()
+            } else {
+                format!(
+                    " ({}: {})",
+                    status.status,
+                    String::from_utf8_lossy(&status.stderr).trim()
+                )
+            };
+            return Err(Error::Failed(format!(
+                "copy of {} to {}: {e}{why}",
+                label.display(),
+                to.display()
+            )));
+        }
+        let _ = writeln!(
+            cx.log,
+            "copied {} -> {} (sha256 {sha}, hashed on both sides)",
+            label.display(),
+            to.display()
+        );
+        out.verification.push(format!(
+            "ok: {} matches {} (sha256 {sha})",
+            to.display(),
+            label.display()
+        ));
+        out.artifacts.push(to);
     }
     Ok(out)
 }

@@ -10,4 +10,7 @@ mod formats;
 mod properties;
 mod render;
 mod run;
+mod s3;
+mod services;
+mod targets;
 mod zero_config;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::approvals::{Keys, approve, signed_fixture};
 use crate::support::{Repo, SOP, stderr, stdout};
 
-const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump}\ndatabase: app\n```\n";
+const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump target=nowhere}\ndatabase: app\n```\n";
 
 fn steps_repo() -> Repo {
     let r = Repo::empty();
@@ -317,7 +317,7 @@ fn only_effective_sops_run_unless_allowed_and_bad_requests_are_refused() {
     let out = run(&r, &["OPS-001", "--step", "pack", "--allow-draft", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("action `db-dump`"),
+        stderr(&out).contains("target `nowhere` is not defined"),
         "{}",
         stderr(&out)
     );
@@ -346,10 +346,21 @@ fn only_effective_sops_run_unless_allowed_and_bad_requests_are_refused() {
     // Nothing ran.
     assert!(!r.path().join("evidence").exists());
     // A dry run shows the step with the secret masked, and runs nothing.
-    let out = run(&r, &["OPS-001", "--allow-draft", "--dry-run"]);
-    assert!(out.status.success());
+    let out = run(
+        &r,
+        &[
+            "OPS-001",
+            "--allow-draft",
+            "--dry-run",
+            "--step",
+            "hello",
+            "--step",
+            "fail",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("step 1 of 5: hello")
+        stdout(&out).contains("step 1 of 2: hello")
             && stdout(&out).contains("env SECRET_TOKEN: set (masked)")
     );
     assert!(!stdout(&out).contains("s3cret-token-value"));

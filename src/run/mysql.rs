@@ -1,0 +1,667 @@
+//! MySQL/MariaDB targets: `db-dump` and `restore-test`, through the servers' own clients
+//! (`mariadb-dump`/`mysqldump` and `mariadb`/`mysql`), which know every version's SQL
+//! better than any reimplementation would. Connections come from the target alone
+//! (`--no-defaults`), the password from the variable the target names (passed as
+//! `MYSQL_PWD`, never on a command line).
+//!
+//! A dump records, beside the compressed SQL, every table's row count and `CHECKSUM TABLE`
+//! taken just before and just after the dump; a table that changed meanwhile is marked so,
+//! because its checksum cannot be compared with the dump's snapshot. A restore test loads
+//! the dump into a scratch database, compares counts and checksums with that record, and
+//! drops the scratch database whatever happens.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::action::{
+    Context, Error, HashingReader, Output, hex, io, resolve, string_arg, timestamp,
+};
+use crate::config::{Target, TargetKind};
+
+type Args = BTreeMap<String, serde_json::Value>;
+
+/// One table as the dump's record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: String,
+    pub rows: u64,
+    /// `CHECKSUM TABLE … EXTENDED`; `None` when the server could not compute it.
+    pub checksum: Option<String>,
+    /// False when the table changed while it was being dumped.
+    pub stable: bool,
+}
+
+/// The record written beside a dump (`DUMP.dump.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpRecord {
+    pub format: u32,
+    pub target: String,
+    pub database: String,
+    pub server_version: String,
+    pub tool: String,
+    /// The SQL as the dump tool wrote it.
+    pub sql_sha256: String,
+    pub sql_size: u64,
+    /// The compressed file.
+    pub file_sha256: String,
+    pub file_size: u64,
+    pub dump_seconds: f64,
+    pub tables: Vec<Table>,
+}
+
+pub fn record_path(dump: &Path) -> PathBuf {
+    let mut s = dump.as_os_str().to_owned();
+    s.push(".dump.json");
+    PathBuf::from(s)
+}
+
+fn failed(what: impl std::fmt::Display) -> Error {
+    Error::Failed(what.to_string())
+}
+
+/// Finds the first client program of `names` that runs.
+fn program(names: &[&str]) -> Result<String, Error> {
+    for n in names {
+        let ok = Command::new(n)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(n.to_string());
+        }
+    }
+    Err(failed(format!(
+        "none of {} is installed (Debian: mariadb-client)",
+        names.join(", ")
+    )))
+}
+
+/// `name` quoted as an identifier.
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `s` quoted as a string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A database server named by a target.
+pub struct Server {
+    pub name: String,
+    target: Target,
+    password: Option<String>,
+}
+
+impl Server {
+    pub fn from_args(args: &Args, cx: &Context<'_>) -> Result<Server, Error> {
+        let name = string_arg(args, "target")?;
+        let target = cx.targets.get(&name).ok_or_else(|| Error::Argument {
+            name: "target",
+            message: format!("`{name}` is not defined in sopkit.toml"),
+        })?;
+        if target.kind != TargetKind::Mysql {
+            return Err(Error::Argument {
+                name: "target",
+                message: format!("`{name}` is not a mysql target"),
+            });
+        }
+        let password = match &target.password_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| Error::Argument {
+                name: "target",
+                message: format!("`{name}` takes its password from ${var}, which is not set"),
+            })?),
+        };
+        Ok(Server {
+            name,
+            target: target.clone(),
+            password,
+        })
+    }
+
+    /// A client program with this server's connection options.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("--no-defaults");
+        match (&self.target.socket, &self.target.host) {
+            (Some(sock), None) => {
+                cmd.arg(format!("--socket={sock}"));
+            }
+            (_, Some(host)) => {
+                cmd.arg(format!("--host={host}")).arg("--protocol=TCP");
+                if let Some(p) = self.target.port {
+                    cmd.arg(format!("--port={p}"));
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(u) = &self.target.user {
+            cmd.arg(format!("--user={u}"));
+        }
+        match &self.password {
+            Some(pw) => cmd.env("MYSQL_PWD", pw),
+            None => cmd.env_remove("MYSQL_PWD"),
+        };
+        cmd
+    }
+
+    /// Runs SQL and returns the rows, tab-separated fields.
+    fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, Error> {
+        let client = program(&["mariadb", "mysql"])?;
+        let out = self
+            .command(&client)
+            .args(["--batch", "--skip-column-names", "--raw", "-e", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("{client}: {e}")))?;
+        if !out.status.success() {
+            return Err(failed(format!(
+                "{} on `{}`: {}",
+                client,
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+
+    fn version(&self) -> Result<String, Error> {
+        Ok(self
+            .query("SELECT VERSION()")?
+            .first()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default())
+    }
+
+    /// Row counts and checksums of every base table of `db`.
+    fn tables(&self, db: &str) -> Result<Vec<Table>, Error> {
+        let names: Vec<String> = self
+            .query(&format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                literal(db)
+            ))?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts = names
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT {}, COUNT(*) FROM {}.{}",
+                    literal(t),
+                    ident(db),
+                    ident(t)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let counts: BTreeMap<String, u64> = self
+            .query(&counts)?
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.parse().ok()?)))
+            .collect();
+        let list = names
+            .iter()
+            .map(|t| format!("{}.{}", ident(db), ident(t)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sums: BTreeMap<String, String> = self
+            .query(&format!("CHECKSUM TABLE {list} EXTENDED"))?
+            .into_iter()
+            .filter_map(|r| {
+                let full = r.first()?;
+                let table = full.split_once('.').map_or(full.as_str(), |(_, t)| t);
+                Some((table.to_string(), r.get(1)?.clone()))
+            })
+            .collect();
+        Ok(names
+            .into_iter()
+            .map(|n| Table {
+                rows: counts.get(&n).copied().unwrap_or(0),
+                checksum: sums.get(&n).filter(|c| *c != "NULL").cloned(),
+                stable: true,
+                name: n,
+            })
+            .collect())
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Tally<W> {
+    inner: W,
+    hash: Sha256,
+    count: u64,
+    /// The last bytes written (to find the dump tool's completion line).
+    tail: Vec<u8>,
+}
+
+impl<W: Write> Write for Tally<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        self.tail.extend_from_slice(&buf[..n]);
+        if self.tail.len() > 4096 {
+            self.tail.drain(..self.tail.len() - 256);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `db-dump`: `target` (a mysql target), `database`, `dest` (a folder, or a `.sql.zst` file
+/// name). Dumps with `--single-transaction` (a consistent snapshot without locking InnoDB
+/// tables), compresses with zstd as it streams, hashes the SQL and the file, checks the dump
+/// tool finished (its exit status and its closing `-- Dump completed` line), and writes the
+/// record of tables, counts and checksums beside it. Nothing is left under the final name
+/// unless all of that succeeded.
+pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let server = Server::from_args(args, cx)?;
+    let database = string_arg(args, "database")?;
+    let dest_arg = resolve(cx.root, &string_arg(args, "dest")?);
+    let exists = server.query(&format!(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+        literal(&database)
+    ))?;
+    if exists.is_empty() {
+        return Err(failed(format!(
+            "database `{database}` does not exist on `{}` (or the user cannot see it)",
+            server.name
+        )));
+    }
+    let dest = if dest_arg.to_string_lossy().ends_with(".sql.zst") {
+        dest_arg
+    } else {
+        std::fs::create_dir_all(&dest_arg).map_err(io(&dest_arg))?;
+        dest_arg.join(format!(
+            "{}-{}-{}-{}.sql.zst",
+            cx.sop,
+            cx.step,
+            database,
+            timestamp()
+        ))
+    };
+    let dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let version = server.version()?;
+    let before = server.tables(&database)?;
+
+    let tool = program(&["mariadb-dump", "mysqldump"])?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".sopkit-dump-")
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+    let started = Instant::now();
+    let mut child = server
+        .command(&tool)
+        .args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--quick",
+        ])
+        .arg("--")
+        .arg(&database)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("{tool}: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let file = tmp.reopen().map_err(io(&dest))?;
+    let compressed = Tally {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+        count: 0,
+        tail: Vec::new(),
+    };
+    // Level 1 on one worker thread keeps up with the dump tool (which, with the server,
+    // needs the other cores) and still shrinks SQL about 2.5 times.
+    let mut enc = zstd::stream::write::Encoder::new(compressed, 1).map_err(io(&dest))?;
+    let _ = enc.multithread(1);
+    let mut sql = Tally {
+        inner: enc,
+        hash: Sha256::new(),
+        count: 0,
+        tail: Vec::new(),
+    };
+    let mut stdout = child.stdout.take().expect("piped");
+    let copied = std::io::copy(&mut stdout, &mut sql);
+    if copied.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| failed(format!("{tool}: {e}")))?;
+    let errors = err_thread.join().unwrap_or_default();
+    copied.map_err(io(&dest))?;
+    if !status.success() {
+        return Err(failed(format!(
+            "{tool} of `{database}` on `{}` failed ({status}): {}",
+            server.name,
+            errors.trim()
+        )));
+    }
+    let tail = String::from_utf8_lossy(&sql.tail).into_owned();
+    if !tail.contains("-- Dump completed") {
+        return Err(failed(format!(
+            "{tool} exited 0 but the dump does not end with its `-- Dump completed` line: it is incomplete"
+        )));
+    }
+    let dump_seconds = started.elapsed().as_secs_f64();
+    let checks_started = Instant::now();
+    let (sql_sha256, sql_size) = (hex(sql.hash.finalize()), sql.count);
+    let mut compressed = sql.inner.finish().map_err(io(&dest))?;
+    compressed.flush().map_err(io(&dest))?;
+    let (file_sha256, file_size) = (hex(compressed.hash.finalize()), compressed.count);
+    let file = compressed.inner.into_inner().map_err(|e| Error::Io {
+        path: dest.clone(),
+        message: e.to_string(),
+    })?;
+    file.sync_all().map_err(io(&dest))?;
+
+    let after = server.tables(&database)?;
+    let check_seconds = checks_started.elapsed().as_secs_f64();
+    let mut tables = before;
+    let mut changed = Vec::new();
+    for t in &mut tables {
+        let same = after.iter().any(|a| a == t);
+        if !same {
+            t.stable = false;
+            changed.push(t.name.clone());
+        }
+    }
+    tmp.persist(&dest).map_err(|e| Error::Io {
+        path: dest.clone(),
+        message: e.to_string(),
+    })?;
+    let record = DumpRecord {
+        format: 1,
+        target: server.name.clone(),
+        database: database.clone(),
+        server_version: version,
+        tool: tool.clone(),
+        sql_sha256,
+        sql_size,
+        file_sha256: file_sha256.clone(),
+        file_size,
+        dump_seconds,
+        tables,
+    };
+    let record_file = record_path(&dest);
+    let mut json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    json.push(b'\n');
+    crate::fs_atomic::write(&record_file, &json).map_err(io(&record_file))?;
+    let rows: u64 = record.tables.iter().map(|t| t.rows).sum();
+    let _ = writeln!(
+        cx.log,
+        "dumped `{database}` from `{}` ({} tables, {rows} rows, {sql_size} bytes of SQL) into {} ({file_size} bytes, sha256 {file_sha256}) in {dump_seconds:.2} s (tables counted and checksummed again in {check_seconds:.2} s)",
+        server.name,
+        record.tables.len(),
+        dest.display()
+    );
+    let mut verification = vec![
+        format!("ok: {tool} exited 0 and wrote its completion line"),
+        format!(
+            "ok: {} tables, {rows} rows counted and checksummed at dump time",
+            record.tables.len()
+        ),
+    ];
+    if !changed.is_empty() {
+        let line = format!(
+            "warning: {} changed while being dumped; a restore test cannot compare their checksums",
+            changed.join(", ")
+        );
+        let _ = writeln!(cx.log, "{line}");
+        verification.push(line);
+    }
+    Ok(Output {
+        artifacts: vec![dest, record_file],
+        verification,
+    })
+}
+
+/// Drops the scratch database when the restore test ends, however it ends.
+struct Scratch<'a> {
+    server: &'a Server,
+    name: String,
+    dropped: bool,
+}
+
+impl Scratch<'_> {
+    fn drop_now(&mut self) -> Result<(), Error> {
+        self.dropped = true;
+        self.server
+            .query(&format!("DROP DATABASE IF EXISTS {}", ident(&self.name)))
+            .map(|_| ())
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        if !self.dropped {
+            let _ = self.drop_now();
+        }
+    }
+}
+
+/// `restore-test`: `dump` (the id of an earlier `db-dump` step of this SOP, or a path to a
+/// `.sql.zst` with its record) and `target` (the server to restore on; default the one the
+/// dump came from). Restores into a new scratch database, checks the file's and the SQL's
+/// hashes against the record as they stream, compares every table's row count and checksum
+/// with the dump's record, drops the scratch database, and records how long the restore took.
+pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let arg = string_arg(args, "dump")?;
+    let dump = match cx.earlier.get(&arg) {
+        Some(paths) => PathBuf::from(paths.iter().find(|p| p.ends_with(".sql.zst")).ok_or_else(
+            || Error::Argument {
+                name: "dump",
+                message: format!("step {arg} recorded no dump"),
+            },
+        )?),
+        None => resolve(cx.root, &arg),
+    };
+    let record_file = record_path(&dump);
+    let record: DumpRecord = serde_json::from_slice(
+        &std::fs::read(&record_file).map_err(io(&record_file))?,
+    )
+    .map_err(|e| Error::Io {
+        path: record_file.clone(),
+        message: format!("not a dump record: {e}"),
+    })?;
+    let mut args = args.clone();
+    args.entry("target".to_string())
+        .or_insert_with(|| serde_json::Value::String(record.target.clone()));
+    let server = Server::from_args(&args, cx)?;
+    let client = program(&["mariadb", "mysql"])?;
+    let mut suffix = [0u8; 6];
+    getrandom_bytes(&mut suffix);
+    let mut scratch = Scratch {
+        server: &server,
+        name: format!("sopkit_restore_{}", hex(suffix)),
+        dropped: false,
+    };
+    server.query(&format!("CREATE DATABASE {}", ident(&scratch.name)))?;
+
+    let started = Instant::now();
+    let mut child = server
+        .command(&client)
+        .arg("--")
+        .arg(&scratch.name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("{client}: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let file = std::fs::File::open(&dump).map_err(io(&dump))?;
+    let mut file_reader = HashingReader {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+        count: 0,
+    };
+    let fed = {
+        let mut stdin = child.stdin.take().expect("piped");
+        let result = zstd::stream::read::Decoder::new(&mut file_reader).and_then(|dec| {
+            let mut sql = HashingReader {
+                inner: dec,
+                hash: Sha256::new(),
+                count: 0,
+            };
+            std::io::copy(&mut sql, &mut stdin)?;
+            Ok((hex(sql.hash.finalize()), sql.count))
+        });
+        drop(stdin);
+        result
+    };
+    let status = child.wait().map_err(|e| failed(format!("{client}: {e}")))?;
+    let errors = err_thread.join().unwrap_or_default();
+    let restore_seconds = started.elapsed().as_secs_f64();
+    let _ = std::io::copy(&mut file_reader, &mut std::io::sink());
+    let file_sha = hex(file_reader.hash.finalize());
+
+    let mut failures = Vec::new();
+    let mut checks = Vec::new();
+    if file_sha != record.file_sha256 {
+        failures.push(format!(
+            "FAILED: {} has sha256 {file_sha}; its record says {}",
+            dump.display(),
+            record.file_sha256
+        ));
+    } else {
+        checks.push(format!("ok: dump file sha256 {file_sha}"));
+    }
+    match &fed {
+        Ok((sha, size)) if *sha == record.sql_sha256 && *size == record.sql_size => {
+            checks.push(format!("ok: {size} bytes of SQL with sha256 {sha}"))
+        }
+        Ok((sha, size)) => failures.push(format!(
+            "FAILED: the SQL decompresses to {size} bytes with sha256 {sha}; the record says {} bytes, {}",
+            record.sql_size, record.sql_sha256
+        )),
+        Err(e) => failures.push(format!("FAILED: reading {}: {e}", dump.display())),
+    }
+    if !status.success() {
+        failures.push(format!(
+            "FAILED: {client} could not load the dump ({status}): {}",
+            errors.trim()
+        ));
+    }
+    let mut matched = 0;
+    if failures.is_empty() {
+        let restored = server.tables(&scratch.name)?;
+        for want in &record.tables {
+            match restored.iter().find(|t| t.name == want.name) {
+                None => failures.push(format!(
+                    "FAILED: table {} is missing after the restore",
+                    want.name
+                )),
+                Some(got) if !want.stable => {
+                    matched += 1;
+                    checks.push(format!(
+                        "warning: {} restored with {} rows; it changed during the dump, so its checksum is not compared",
+                        want.name, got.rows
+                    ));
+                }
+                Some(got) if got.rows != want.rows || got.checksum != want.checksum => failures
+                    .push(format!(
+                        "FAILED: table {}: {} rows, checksum {} after the restore; the dump recorded {} rows, checksum {}",
+                        want.name,
+                        got.rows,
+                        got.checksum.as_deref().unwrap_or("none"),
+                        want.rows,
+                        want.checksum.as_deref().unwrap_or("none")
+                    )),
+                Some(_) => matched += 1,
+            }
+        }
+        for extra in restored
+            .iter()
+            .filter(|t| !record.tables.iter().any(|w| w.name == t.name))
+        {
+            failures.push(format!(
+                "FAILED: table {} appeared in the restore but not in the dump's record",
+                extra.name
+            ));
+        }
+        checks.push(format!(
+            "ok: {matched} of {} tables match the dump's row counts and checksums",
+            record.tables.len()
+        ));
+    }
+    let dropped = scratch.drop_now();
+    match dropped {
+        Ok(()) => checks.push(format!("ok: scratch database {} dropped", scratch.name)),
+        Err(e) => failures.push(format!(
+            "FAILED: scratch database {} could not be dropped: {e}",
+            scratch.name
+        )),
+    }
+    checks.push(format!(
+        "ok: restore took {restore_seconds:.2} s on `{}`",
+        server.name
+    ));
+    let _ = writeln!(
+        cx.log,
+        "restore test of {} on `{}` into {}: {restore_seconds:.2} s, {matched} of {} tables match, {} problems",
+        dump.display(),
+        server.name,
+        scratch.name,
+        record.tables.len(),
+        failures.len()
+    );
+    super::action::conclude(cx.log, &failures, checks)
+}
+
+/// Random bytes for a scratch database's name (from the kernel).
+fn getrandom_bytes(buf: &mut [u8]) {
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .is_ok();
+    if !ok {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (nanos >> (i * 8)) as u8 ^ std::process::id() as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(ident("we`ird"), "`we``ird`");
+        assert_eq!(literal("o'k\\"), "'o''k\\\\'");
+    }
+}

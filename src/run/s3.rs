@@ -1,0 +1,1750 @@
+//! S3-compatible object storage (AWS, MinIO, Ceph, moto, ...): `upload` of files with
+//! SHA-256 checksums, `verify` of stored objects and their versions, `restore` of a version
+//! into a local file, and `prune` of old versions by retention.
+//!
+//! A step names a `kind = "s3"` target (`target: NAME`); its endpoint, region, bucket,
+//! `prefix` (put before every key) and `path_style` come from `sopkit.toml`, and its
+//! credentials only from the environment variables the target names (`access_key_env`,
+//! `secret_key_env`). Credential values are never printed, logged or recorded: any message
+//! that could carry one is masked.
+//!
+//! Every object `upload` writes carries its whole-content SHA-256 as user metadata
+//! (`sopkit-sha256`, hex), because the SHA-256 checksum S3 keeps for a multipart object is a
+//! checksum of the part checksums, not of the content; `verify` and `restore` check the
+//! bytes they download against it. Each action runs the AWS SDK on a current-thread tokio
+//! runtime of its own and streams with constant memory.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
+    ObjectLockLegalHoldStatus,
+};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::action::{Context, Error, Output, hex, io, resolve, sources, string_arg};
+use crate::config::{Target, TargetKind};
+
+type Args = BTreeMap<String, serde_json::Value>;
+
+/// User metadata key of the whole-content SHA-256 (hex) that `upload` stores.
+pub const META_SHA256: &str = "sopkit-sha256";
+/// User metadata key of the part size of a multipart upload (bytes), so that `verify` can
+/// recompute the composite SHA-256 checksum the server keeps.
+pub const META_PART_SIZE: &str = "sopkit-part-size";
+
+/// S3's smallest part (every part but the last must be at least this long).
+const MIN_PART: u64 = 5 << 20;
+/// S3's largest part.
+const MAX_PART: u64 = 5 << 30;
+/// S3's most parts in one upload.
+const MAX_PARTS: u64 = 10_000;
+/// Default part size: large enough that a 1 TiB file needs fewer than 10,000 parts at the
+/// most common sizes, small enough to keep retries of a failed part cheap.
+const DEFAULT_PART: u64 = 64 << 20;
+/// Parts sent at once. Each streams from disk, so memory does not grow with it.
+const PARTS_IN_FLIGHT: usize = 4;
+/// Read size when hashing a file or a download.
+const BUF: usize = 1 << 20;
+
+/// A bucket to talk to, and what to mask in anything we say about it.
+struct Remote {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    /// The target's name in `sopkit.toml`.
+    name: String,
+    bucket: String,
+    /// The target's key prefix, without a trailing `/` (may be empty).
+    prefix: String,
+    endpoint: String,
+    /// Credential values, masked out of every message.
+    secrets: Vec<String>,
+}
+
+impl Remote {
+    /// The target named by the `target` argument, with a client built from its settings
+    /// and the credentials in the environment variables it names.
+    fn connect(args: &Args, targets: &BTreeMap<String, Target>) -> Result<Remote, Error> {
+        let name = string_arg(args, "target")?;
+        let t = targets.get(&name).ok_or_else(|| Error::Argument {
+            name: "target",
+            message: format!("target `{name}` is not defined in sopkit.toml"),
+        })?;
+        if t.kind != TargetKind::S3 {
+            return Err(Error::Argument {
+                name: "target",
+                message: format!("target `{name}` is not an S3 target (kind = \"s3\")"),
+            });
+        }
+        let bucket = t.bucket.clone().ok_or_else(|| Error::Argument {
+            name: "target",
+            message: format!("target `{name}` needs `bucket`"),
+        })?;
+        let cred = |field: &str, var: &Option<String>| -> Result<String, Error> {
+            let var = var.as_deref().ok_or_else(|| Error::Argument {
+                name: "target",
+                message: format!(
+                    "target `{name}` names no `{field}` (the environment variable holding the credential)"
+                ),
+            })?;
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                _ => Err(Error::Argument {
+                    name: "target",
+                    message: format!(
+                        "environment variable {var} ({field} of target `{name}`) is not set"
+                    ),
+                }),
+            }
+        };
+        let access = cred("access_key_env", &t.access_key_env)?;
+        let secret = cred("secret_key_env", &t.secret_key_env)?;
+        let region = t.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+        let mut conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(region.clone()))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &access, &secret, None, None, "sopkit",
+            ))
+            .force_path_style(t.path_style.unwrap_or(false))
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            );
+        let endpoint = match &t.endpoint {
+            Some(e) => {
+                conf = conf.endpoint_url(e);
+                e.clone()
+            }
+            None => format!("AWS S3 ({region})"),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io(Path::new("tokio runtime")))?;
+        Ok(Remote {
+            rt,
+            client: Client::from_conf(conf.build()),
+            name,
+            bucket,
+            prefix: t
+                .prefix
+                .clone()
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_string(),
+            endpoint,
+            secrets: vec![access, secret],
+        })
+    }
+
+    fn mask(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        for v in self.secrets.iter().filter(|v| v.len() >= 4) {
+            s = s.replace(v.as_str(), super::redact::MASK);
+        }
+        s
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// An error from the service or the connection, as `s3://BUCKET/KEY: what happened`.
+    fn fail<E>(&self, key: &str, doing: &str, e: &SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        Error::Io {
+            path: PathBuf::from(self.url(key)),
+            message: self.mask(&format!("{doing}: {}", self.explain(e))),
+        }
+    }
+
+    fn explain<E>(&self, e: &SdkError<E, HttpResponse>) -> String
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match e {
+            SdkError::ServiceError(s) => {
+                let err = s.err();
+                let status = s.raw().status().as_u16();
+                let Some(code) = err.code() else {
+                    return format!("HTTP {status}: {}", chain(e));
+                };
+                let hint = match code {
+                    "NoSuchBucket" => format!(
+                        " (bucket `{}` of target `{}` does not exist at {})",
+                        self.bucket, self.name, self.endpoint
+                    ),
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" => format!(
+                        " (check the credentials of target `{}` and what they may do)",
+                        self.name
+                    ),
+                    _ => String::new(),
+                };
+                match err.message() {
+                    Some(m) => format!("{code}: {m}{hint}"),
+                    None => format!("{code}{hint}"),
+                }
+            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+                "cannot reach {} (target `{}`): {}",
+                self.endpoint,
+                self.name,
+                chain(e)
+            ),
+            _ => chain(e),
+        }
+    }
+
+    /// `KEY` under the target's prefix.
+    fn key(&self, key: &str) -> Result<String, Error> {
+        object_key(&self.prefix, key)
+    }
+}
+
+/// An error and its sources, `a: b: c`, without repeats.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Is this a service error with one of these codes?
+fn has_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>, codes: &[&str]) -> bool {
+    match e {
+        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)),
+        _ => false,
+    }
+}
+
+fn is_service_error<E, R>(e: &SdkError<E, R>) -> bool {
+    matches!(e, SdkError::ServiceError(_))
+}
+
+/// `key` placed under `prefix` (both without leading or trailing `/`): `prefix/key`.
+/// Rejects empty keys and `.`/`..` segments, which some tools turn into paths.
+pub fn object_key(prefix: &str, key: &str) -> Result<String, Error> {
+    let key = key.trim_start_matches('/');
+    let bad = |message: String| Error::Argument {
+        name: "key",
+        message,
+    };
+    if key.is_empty() {
+        return Err(bad("an object key cannot be empty".into()));
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(bad(format!(
+            "`{key}`: `.` and `..` are not allowed in keys"
+        )));
+    }
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}/{key}")
+    })
+}
+
+/// The keys (before the target's prefix) for files with these names (`name`: the file's
+/// path relative to what was named as the source, `/`-separated). `key`: the object key
+/// when one file is sent (a key ending in `/` is a prefix), the prefix when several are;
+/// without it, the names themselves.
+pub fn upload_keys(names: &[String], key: Option<&str>) -> Result<Vec<String>, Error> {
+    let out: Vec<String> = match key.map(|k| k.trim_start_matches('/')) {
+        Some(k) if names.len() == 1 && !k.ends_with('/') && !k.is_empty() => vec![k.to_string()],
+        Some(k) => {
+            let k = k.trim_end_matches('/');
+            names
+                .iter()
+                .map(|n| {
+                    if k.is_empty() {
+                        n.clone()
+                    } else {
+                        format!("{k}/{n}")
+                    }
+                })
+                .collect()
+        }
+        None => names.to_vec(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for k in &out {
+        object_key("", k)?;
+        if !seen.insert(k.clone()) {
+            return Err(Error::Argument {
+                name: "key",
+                message: format!("two files would be uploaded to the same key `{k}`"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A size in bytes: a number, or a number and a unit (`5MiB`, `64MiB`, `1GiB`, `8MB`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// The part size for a file of `len` bytes: the one asked for (S3's 5 MiB to 5 GiB),
+/// raised if the file would otherwise need more than 10,000 parts.
+pub fn part_size_for(asked: u64, len: u64) -> u64 {
+    let fit = len.div_ceil(MAX_PARTS);
+    asked.max(fit).clamp(MIN_PART, MAX_PART)
+}
+
+fn part_size_arg(args: &Args) -> Result<u64, Error> {
+    let bad = || Error::Argument {
+        name: "part_size",
+        message: "expected a size from 5MiB to 5GiB (a number of bytes, or e.g. 64MiB)".into(),
+    };
+    let n = match args.get("part_size") {
+        None | Some(serde_json::Value::Null) => return Ok(DEFAULT_PART),
+        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(serde_json::Value::String(s)) => parse_size(s).ok_or_else(bad)?,
+        Some(_) => return Err(bad()),
+    };
+    if !(MIN_PART..=MAX_PART).contains(&n) {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+fn bool_arg(args: &Args, name: &'static str) -> Result<bool, Error> {
+    match args.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::Argument {
+            name,
+            message: format!("expected true or false, found {other}"),
+        }),
+    }
+}
+
+fn opt_string(args: &Args, name: &'static str) -> Result<Option<String>, Error> {
+    match string_arg(args, name) {
+        Ok(s) => Ok(Some(s)),
+        Err(Error::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// SHA-256 of a whole stream and of each `part_size` slice of it, as it passes.
+pub struct PartHasher {
+    part_size: u64,
+    whole: Sha256,
+    part: Sha256,
+    in_part: u64,
+    pub len: u64,
+    pub parts: Vec<[u8; 32]>,
+}
+
+impl PartHasher {
+    pub fn new(part_size: u64) -> PartHasher {
+        PartHasher {
+            part_size: part_size.max(1),
+            whole: Sha256::new(),
+            part: Sha256::new(),
+            in_part: 0,
+            len: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.whole.update(data);
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let room = (self.part_size - self.in_part) as usize;
+            let n = room.min(data.len());
+            self.part.update(&data[..n]);
+            self.in_part += n as u64;
+            data = &data[n..];
+            if self.in_part == self.part_size {
+                self.parts.push(self.part.finalize_reset().into());
+                self.in_part = 0;
+            }
+        }
+    }
+
+    /// The whole stream's SHA-256 and each part's (an empty stream has one empty part).
+    pub fn finish(mut self) -> ([u8; 32], Vec<[u8; 32]>) {
+        if self.in_part > 0 || self.parts.is_empty() {
+            self.parts.push(self.part.finalize().into());
+        }
+        (self.whole.finalize().into(), self.parts)
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The SHA-256 checksum S3 keeps for a multipart object: the SHA-256 of the parts'
+/// SHA-256 digests, base64, then `-` and the number of parts.
+pub fn composite_checksum(parts: &[[u8; 32]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    format!("{}-{}", b64(&h.finalize()), parts.len())
+}
+
+/// Does a stored SHA-256 checksum match? `None`: it cannot be told (a composite checksum,
+/// and the part size is not known). A composite one (`BASE64-N`) is compared with the
+/// parts' composite, a plain one with the whole content's digest or, for a multipart
+/// object, the composite without its `-N` (moto 5.2 leaves the count off).
+fn checksum_matches(stored: &str, whole: &[u8; 32], parts: Option<&[[u8; 32]]>) -> Option<bool> {
+    match (stored.contains('-'), parts) {
+        (true, None) => None,
+        (true, Some(p)) => Some(composite_checksum(p) == stored),
+        (false, _) if stored == b64(whole) => Some(true),
+        (false, Some(p)) if p.len() > 1 => Some(
+            composite_checksum(p)
+                .rsplit_once('-')
+                .is_some_and(|(base, _)| base == stored),
+        ),
+        (false, _) => Some(false),
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
+/// What one upload left in the bucket.
+struct Uploaded {
+    key: String,
+    version: String,
+    size: u64,
+    sha256: String,
+    parts: usize,
+}
+
+/// `upload`: `source` (a file, a folder, or the id of an earlier step of this SOP whose
+/// artifacts to send) → `target` (an S3 target), under `key` (optional: one file's object
+/// key, or the prefix for several; default the file names, or paths inside a folder).
+///
+/// Each file is hashed once before sending (whole content and each part) so that its
+/// SHA-256 can be stored as `sopkit-sha256` metadata and every request carries a SHA-256
+/// checksum the server checks. Files up to `part_size` (default 64MiB) go in one PUT,
+/// larger ones as a multipart upload streamed from disk, a few parts at a time; a failed
+/// multipart upload is aborted so that no partial object remains. An upload that gets no
+/// version id back (the bucket has no versioning enabled) comes with a warning: a later
+/// upload replaces the object for good.
+pub fn upload(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args, cx.targets)?;
+    let source_arg = string_arg(args, "source")?;
+    let key_arg = opt_string(args, "key")?;
+    let part_size = part_size_arg(args)?;
+    let mut files = sources(&source_arg, cx)?;
+    if let Some(glob) = opt_string(args, "pattern")? {
+        let matcher = globset::Glob::new(&glob)
+            .map_err(|e| Error::Argument {
+                name: "pattern",
+                message: e.to_string(),
+            })?
+            .compile_matcher();
+        files.retain(|f| f.file_name().is_some_and(|n| matcher.is_match(n)));
+    }
+    if files.is_empty() {
+        return Err(Error::Argument {
+            name: "source",
+            message: format!("{source_arg}: no files to upload"),
+        });
+    }
+    // Names relative to the folder named as the source; artifacts and single files by
+    // their file name.
+    let base = resolve(cx.root, &source_arg);
+    let from_folder = !cx.earlier.contains_key(&source_arg) && base.is_dir();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let rel = if from_folder {
+                f.strip_prefix(&base).unwrap_or(f.as_path())
+            } else {
+                Path::new(f.file_name().unwrap_or(f.as_os_str()))
+            };
+            rel.to_string_lossy().replace('\\', "/")
+        })
+        .collect();
+    let keys = upload_keys(&names, key_arg.as_deref())?
+        .iter()
+        .map(|k| remote.key(k))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut out = Output::default();
+    remote.rt.block_on(preflight(&remote))?;
+    let mut done: Vec<String> = Vec::new();
+    let mut unversioned = false;
+    for (file, key) in files.iter().zip(&keys) {
+        let result = remote
+            .rt
+            .block_on(upload_one(&remote, file, key, part_size));
+        let u = match result {
+            Ok(u) => u,
+            Err(e) if done.is_empty() => return Err(e),
+            Err(e) => {
+                return Err(Error::Failed(format!(
+                    "{e} (uploaded before the failure: {})",
+                    done.join(", ")
+                )));
+            }
+        };
+        let _ = writeln!(
+            cx.log,
+            "uploaded {} to {} version {} ({} bytes in {} part{}, sha256 {})",
+            file.display(),
+            remote.url(&u.key),
+            u.version,
+            u.size,
+            u.parts,
+            if u.parts == 1 { "" } else { "s" },
+            u.sha256
+        );
+        out.verification.push(format!(
+            "ok: uploaded {} version {} ({} bytes, sha256 {})",
+            remote.url(&u.key),
+            u.version,
+            u.size,
+            u.sha256
+        ));
+        done.push(format!("{} version {}", remote.url(&u.key), u.version));
+        unversioned |= u.version == "null";
+    }
+    // A versioned bucket gives every new object a version id; S3 says `null` (or nothing)
+    // when versioning is off or suspended. (Read from the uploads themselves rather than
+    // GetBucketVersioning, whose answer some S3-compatible servers shape differently.)
+    if unversioned {
+        let w = format!(
+            "warning: bucket {} (target `{}`) has no versioning enabled: a later upload to the same key replaces the object for good, and no earlier version can be restored",
+            remote.bucket, remote.name
+        );
+        let _ = writeln!(cx.log, "{w}");
+        out.verification.insert(0, w);
+    }
+    Ok(out)
+}
+
+/// Can we reach the bucket? (HeadBucket: cheap, and a wrong bucket, wrong credentials or an
+/// unreachable server show here, before a large file is hashed.)
+async fn preflight(remote: &Remote) -> Result<(), Error> {
+    match remote
+        .client
+        .head_bucket()
+        .bucket(&remote.bucket)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(s)) if matches!(s.raw().status().as_u16(), 404 | 403) => {
+            let message = if s.raw().status().as_u16() == 404 {
+                format!(
+                    "NoSuchBucket: bucket `{}` of target `{}` does not exist at {}",
+                    remote.bucket, remote.name, remote.endpoint
+                )
+            } else {
+                format!(
+                    "AccessDenied: the credentials of target `{}` may not use bucket `{}` (or are wrong)",
+                    remote.name, remote.bucket
+                )
+            };
+            Err(Error::Io {
+                path: PathBuf::from(remote.url("")),
+                message,
+            })
+        }
+        Err(e) => Err(remote.fail("", "reaching the bucket", &e)),
+    }
+}
+
+/// A file as hashed before it is sent.
+struct Hashed<'a> {
+    path: &'a Path,
+    len: u64,
+    part_size: u64,
+    /// One digest per part (one in all for a single PUT).
+    parts: Vec<[u8; 32]>,
+    /// The whole content's SHA-256, hex.
+    sha256: String,
+    whole: [u8; 32],
+}
+
+/// Hashes `path` (whole and per part) in one pass.
+fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = PartHasher::new(part_size);
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(path)(e)),
+        };
+        h.update(&buf[..n]);
+    }
+    let len = h.len;
+    let (whole, parts) = h.finish();
+    Ok(Hashed {
+        path,
+        len,
+        part_size,
+        parts,
+        sha256: hex(whole),
+        whole,
+    })
+}
+
+async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Error> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(len))
+        .buffer_size(256 << 10)
+        .build()
+        .await
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            message: chain(&e),
+        })
+}
+
+async fn upload_one(
+    remote: &Remote,
+    path: &Path,
+    key: &str,
+    part_size: u64,
+) -> Result<Uploaded, Error> {
+    let len = std::fs::metadata(path).map_err(io(path))?.len();
+    let part_size = part_size_for(part_size, len);
+    let file = hash_file(path, part_size)?;
+    if file.len != len {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            message: "changed size while being hashed".into(),
+        });
+    }
+    let (whole, parts, sha256) = (file.whole, file.parts.clone(), file.sha256.clone());
+    let c = &remote.client;
+    if parts.len() == 1 {
+        let body = file_body(path, 0, len).await?;
+        let put = c
+            .put_object()
+            .bucket(&remote.bucket)
+            .key(key)
+            .body(body)
+            .content_length(len as i64)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&whole))
+            .metadata(META_SHA256, &sha256)
+            .send()
+            .await
+            .map_err(|e| remote.fail(key, "upload", &e))?;
+        if let Some(stored) = put.checksum_sha256()
+            && checksum_matches(stored, &whole, None) == Some(false)
+        {
+            return Err(Error::Failed(format!(
+                "{}: the server stored SHA-256 checksum {stored}, expected {}",
+                remote.url(key),
+                b64(&whole)
+            )));
+        }
+        return Ok(Uploaded {
+            key: key.to_string(),
+            version: put.version_id().unwrap_or("null").to_string(),
+            size: len,
+            sha256,
+            parts: 1,
+        });
+    }
+
+    let created = c
+        .create_multipart_upload()
+        .bucket(&remote.bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .metadata(META_SHA256, &sha256)
+        .metadata(META_PART_SIZE, part_size.to_string())
+        .send()
+        .await
+        .map_err(|e| remote.fail(key, "starting a multipart upload", &e))?;
+    let Some(upload_id) = created.upload_id().map(str::to_string) else {
+        return Err(Error::Failed(format!(
+            "{}: the server started a multipart upload without an upload id",
+            remote.url(key)
+        )));
+    };
+    match send_parts(remote, key, &upload_id, &file).await {
+        Ok((version, stored)) => {
+            if let Some(stored) = stored.as_deref()
+                && checksum_matches(stored, &whole, Some(&parts)) == Some(false)
+            {
+                return Err(Error::Failed(format!(
+                    "{} version {version}: the server stored SHA-256 checksum {stored}, expected {}",
+                    remote.url(key),
+                    composite_checksum(&parts)
+                )));
+            }
+            Ok(Uploaded {
+                key: key.to_string(),
+                version,
+                size: len,
+                sha256,
+                parts: parts.len(),
+            })
+        }
+        Err(e) => {
+            let aborted = c
+                .abort_multipart_upload()
+                .bucket(&remote.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            Err(match aborted {
+                Ok(_) => e,
+                Err(a) => Error::Failed(format!(
+                    "{e}; and aborting multipart upload {upload_id} failed too ({}): abort it by hand or let a lifecycle rule remove it",
+                    remote.explain(&a)
+                )),
+            })
+        }
+    }
+}
+
+/// Sends the parts (a few at a time) and completes the upload: the version id and the
+/// checksum the server reports.
+async fn send_parts(
+    remote: &Remote,
+    key: &str,
+    upload_id: &str,
+    file: &Hashed<'_>,
+) -> Result<(String, Option<String>), Error> {
+    let (path, part_size, len) = (file.path, file.part_size, file.len);
+    let (digests, sha256) = (&file.parts, file.sha256.as_str());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done: Vec<CompletedPart> = Vec::with_capacity(digests.len());
+    let mut next = 0usize;
+    loop {
+        while next < digests.len() && tasks.len() < PARTS_IN_FLIGHT {
+            let offset = next as u64 * part_size;
+            let n = part_size.min(len - offset);
+            let body = file_body(path, offset, n).await?;
+            let number = next as i32 + 1;
+            let checksum = b64(&digests[next]);
+            let req = remote
+                .client
+                .upload_part()
+                .bucket(&remote.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .content_length(n as i64)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(checksum.clone());
+            tasks.spawn(async move { (number, checksum, req.send().await) });
+            next += 1;
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (number, checksum, sent) = joined.map_err(|e| Error::Failed(e.to_string()))?;
+        let sent = sent.map_err(|e| remote.fail(key, &format!("upload of part {number}"), &e))?;
+        if let Some(stored) = sent.checksum_sha256()
+            && stored != checksum
+        {
+            return Err(Error::Failed(format!(
+                "{}: part {number}: the server stored SHA-256 checksum {stored}, expected {checksum}",
+                remote.url(key)
+            )));
+        }
+        done.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(sent.e_tag().map(str::to_string))
+                .checksum_sha256(checksum)
+                .build(),
+        );
+    }
+    done.sort_by_key(|p| p.part_number());
+    let completed = remote
+        .client
+        .complete_multipart_upload()
+        .bucket(&remote.bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await;
+    match completed {
+        Ok(c) => Ok((
+            c.version_id().unwrap_or("null").to_string(),
+            c.checksum_sha256().map(str::to_string),
+        )),
+        // The server said 200 but its answer could not be read (moto 5.2 names the XML
+        // root differently): what it made is then read back with HEAD and must be this
+        // content, by size and `sopkit-sha256`, in this many parts.
+        Err(SdkError::ServiceError(e)) if e.raw().status().is_success() => {
+            let head = remote
+                .client
+                .head_object()
+                .bucket(&remote.bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| remote.fail(key, "reading back the completed upload", &e))?;
+            let sha = head.metadata().and_then(|m| m.get(META_SHA256));
+            let parts_tag = format!("-{}", digests.len());
+            let ours = head.content_length() == Some(len as i64)
+                && sha.is_some_and(|s| s.eq_ignore_ascii_case(sha256))
+                && head
+                    .e_tag()
+                    .is_some_and(|t| t.trim_matches('"').ends_with(&parts_tag));
+            if !ours {
+                return Err(remote.fail(
+                    key,
+                    "completing the multipart upload",
+                    &SdkError::ServiceError(e),
+                ));
+            }
+            Ok((
+                head.version_id().unwrap_or("null").to_string(),
+                head.checksum_sha256().map(str::to_string),
+            ))
+        }
+        Err(e) => Err(remote.fail(key, "completing the multipart upload", &e)),
+    }
+}
+
+/// One version of an object, or a delete marker, as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub key: String,
+    pub id: String,
+    /// When it was written, UTC seconds.
+    pub time: i64,
+    pub latest: bool,
+    pub delete_marker: bool,
+}
+
+/// Every version and delete marker under `prefix`, newest first within each key.
+async fn list_versions(remote: &Remote, prefix: &str) -> Result<Vec<Version>, Error> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = remote
+            .client
+            .list_object_versions()
+            .bucket(&remote.bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| remote.fail(prefix, "listing versions", &e))?;
+        for v in page.versions() {
+            out.push(Version {
+                key: v.key().unwrap_or_default().to_string(),
+                id: v.version_id().unwrap_or("null").to_string(),
+                time: v.last_modified().map_or(0, |t| t.secs()),
+                latest: v.is_latest().unwrap_or(false),
+                delete_marker: false,
+            });
+        }
+        for m in page.delete_markers() {
+            out.push(Version {
+                key: m.key().unwrap_or_default().to_string(),
+                id: m.version_id().unwrap_or("null").to_string(),
+                time: m.last_modified().map_or(0, |t| t.secs()),
+                latest: m.is_latest().unwrap_or(false),
+                delete_marker: true,
+            });
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        if key_marker.is_none() && version_marker.is_none() {
+            break;
+        }
+    }
+    // Newest first per key, the latest before the others when times tie.
+    out.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then(b.latest.cmp(&a.latest))
+            .then(b.time.cmp(&a.time))
+    });
+    Ok(out)
+}
+
+/// The object versions (no delete markers) of exactly `key`, newest first.
+async fn versions_of(remote: &Remote, key: &str) -> Result<Vec<Version>, Error> {
+    let mut all = list_versions(remote, key).await?;
+    all.retain(|v| v.key == key && !v.delete_marker);
+    all.sort_by(|a, b| b.time.cmp(&a.time).then(b.latest.cmp(&a.latest)));
+    Ok(all)
+}
+
+/// What a download of one version showed.
+struct Downloaded {
+    version: String,
+    size: u64,
+    sha256: String,
+    /// Problems found, empty when the content matches everything stored with it.
+    problems: Vec<String>,
+    /// What matched, for the record.
+    checked: Vec<&'static str>,
+}
+
+/// Downloads one version (the latest when `version` is `None`), passes every chunk to
+/// `sink`, and compares the content with the `sopkit-sha256` metadata, the size and the
+/// stored SHA-256 checksum.
+async fn download(
+    remote: &Remote,
+    key: &str,
+    version: Option<&str>,
+    sink: &mut dyn Write,
+    sink_path: &Path,
+) -> Result<Downloaded, Error> {
+    let got = remote
+        .client
+        .get_object()
+        .bucket(&remote.bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_string))
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| {
+            let what = match version {
+                Some(v) => format!("reading version {v}"),
+                None => "reading the latest version".to_string(),
+            };
+            remote.fail(key, &what, &e)
+        })?;
+    let version = got.version_id().or(version).unwrap_or("null").to_string();
+    let expected_len = got.content_length().and_then(|n| u64::try_from(n).ok());
+    let meta_sha = got
+        .metadata()
+        .and_then(|m| m.get(META_SHA256))
+        .map(|s| s.to_ascii_lowercase());
+    let part_size = got
+        .metadata()
+        .and_then(|m| m.get(META_PART_SIZE))
+        .and_then(|s| s.parse::<u64>().ok());
+    let stored = got.checksum_sha256().map(str::to_string);
+    let mut hasher = PartHasher::new(part_size.unwrap_or(u64::MAX));
+    let mut body = got.body;
+    loop {
+        match body.try_next().await {
+            Ok(Some(chunk)) => {
+                hasher.update(&chunk);
+                sink.write_all(&chunk).map_err(io(sink_path))?;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Error::Failed(remote.mask(&format!(
+                    "{} version {version}: download failed: {}",
+                    remote.url(key),
+                    chain(&e)
+                ))));
+            }
+        }
+    }
+    let size = hasher.len;
+    let (whole, parts) = hasher.finish();
+    let sha256 = hex(whole);
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    if let Some(n) = expected_len
+        && n != size
+    {
+        problems.push(format!("{size} bytes received, {n} announced"));
+    }
+    match meta_sha {
+        None => problems.push(format!(
+            "no {META_SHA256} metadata (not uploaded by sopkit): its content cannot be checked"
+        )),
+        Some(m) if m == sha256 => checked.push(META_SHA256),
+        Some(m) => problems.push(format!(
+            "content sha256 {sha256}, but {META_SHA256} says {m}"
+        )),
+    }
+    if let Some(stored) = &stored {
+        let parts = part_size.map(|_| parts.as_slice());
+        match checksum_matches(stored, &whole, parts) {
+            Some(true) => checked.push("the stored SHA-256 checksum"),
+            Some(false) => problems.push(format!(
+                "the stored SHA-256 checksum is {stored}, the content's is {}",
+                if stored.contains('-') {
+                    parts.map(composite_checksum).unwrap_or_default()
+                } else {
+                    b64(&whole)
+                }
+            )),
+            None => {}
+        }
+    }
+    Ok(Downloaded {
+        version,
+        size,
+        sha256,
+        problems,
+        checked,
+    })
+}
+
+/// `verify` of an object: `target`, `key`, and `version` (an id; default the latest) or
+/// `all_versions: true`. Each version is downloaded and hashed as it streams, and its
+/// content compared with the `sopkit-sha256` metadata stored at upload, its size, and the
+/// stored SHA-256 checksum (the plain one of a single-part object, the composite one of a
+/// multipart object uploaded by sopkit). Any mismatch fails, naming the key and version.
+pub fn verify(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args, cx.targets)?;
+    let key = remote.key(&string_arg(args, "key")?)?;
+    let version = opt_string(args, "version")?;
+    let all = bool_arg(args, "all_versions")?;
+    if all && version.is_some() {
+        return Err(Error::Argument {
+            name: "version",
+            message: "give either `version` or `all_versions: true`, not both".into(),
+        });
+    }
+    let mut out = Output::default();
+    let mut failures = Vec::new();
+    remote.rt.block_on(async {
+        let versions: Vec<Option<String>> = if all {
+            let v = versions_of(&remote, &key).await?;
+            if v.is_empty() {
+                return Err(Error::Failed(format!(
+                    "{}: no versions to verify",
+                    remote.url(&key)
+                )));
+            }
+            v.into_iter().map(|v| Some(v.id)).collect()
+        } else {
+            vec![version.clone()]
+        };
+        for v in versions {
+            let d = download(
+                &remote,
+                &key,
+                v.as_deref(),
+                &mut std::io::sink(),
+                Path::new("-"),
+            )
+            .await?;
+            let name = format!("{} version {}", remote.url(&key), d.version);
+            if d.problems.is_empty() {
+                let _ = writeln!(
+                    cx.log,
+                    "verified {name}: {} bytes, sha256 {} matches {}",
+                    d.size,
+                    d.sha256,
+                    d.checked.join(" and ")
+                );
+                out.verification.push(format!(
+                    "ok: {name} ({} bytes, sha256 {}) matches {}",
+                    d.size,
+                    d.sha256,
+                    d.checked.join(" and ")
+                ));
+            } else {
+                let msg = format!("{name}: {}", d.problems.join("; "));
+                let _ = writeln!(cx.log, "FAILED: {msg}");
+                failures.push(msg);
+            }
+        }
+        Ok::<(), Error>(())
+    })?;
+    if !failures.is_empty() {
+        return Err(Error::Failed(failures.join("; ")));
+    }
+    Ok(out)
+}
+
+/// `restore`: `target`, `key`, `version` (an id) or `versions_back` (0 = the latest, 1 =
+/// the one before, ...; delete markers do not count, so 0 after a deletion is the last
+/// content written), and `dest` (a folder, where the file takes the key's last segment as
+/// its name, or a file path). The download goes to a temporary file beside the
+/// destination, hashed as it streams; only when it matches the `sopkit-sha256` metadata
+/// (and size and stored checksum) is it synced and renamed into place. The restored file is
+/// the step's artifact.
+pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args, cx.targets)?;
+    let key = remote.key(&string_arg(args, "key")?)?;
+    let version = opt_string(args, "version")?;
+    let back = match args.get("versions_back") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or(Error::Argument {
+            name: "versions_back",
+            message: "expected a whole number (0 = the latest version)".into(),
+        })?),
+    };
+    if version.is_some() && back.is_some() {
+        return Err(Error::Argument {
+            name: "version",
+            message: "give either `version` or `versions_back`, not both".into(),
+        });
+    }
+    let dest_arg = string_arg(args, "dest")?;
+    let dest_path = resolve(cx.root, &dest_arg);
+    let dest = if dest_path.is_dir() || dest_arg.ends_with('/') {
+        let name = key.rsplit('/').next().unwrap_or(&key);
+        dest_path.join(name)
+    } else {
+        dest_path
+    };
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+
+    let (d, tmp) = remote.rt.block_on(async {
+        let version = match (version, back) {
+            (Some(v), _) => Some(v),
+            (None, None) | (None, Some(0)) => None,
+            (None, Some(n)) => {
+                let all = versions_of(&remote, &key).await?;
+                let v = all.get(n as usize).ok_or_else(|| {
+                    Error::Failed(format!(
+                        "{}: versions_back {n} asked for, but it has {} version{}",
+                        remote.url(&key),
+                        all.len(),
+                        if all.len() == 1 { "" } else { "s" }
+                    ))
+                })?;
+                Some(v.id.clone())
+            }
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".sopkit-restore-")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        let mut w = std::io::BufWriter::with_capacity(BUF, tmp.as_file());
+        let d = download(&remote, &key, version.as_deref(), &mut w, &dest).await?;
+        w.flush().map_err(io(&dest))?;
+        drop(w);
+        Ok::<_, Error>((d, tmp))
+    })?;
+    let name = format!("{} version {}", remote.url(&key), d.version);
+    if !d.problems.is_empty() {
+        // `tmp` is removed when dropped: nothing partial is left.
+        drop(tmp);
+        return Err(Error::Failed(format!(
+            "{name}: {}; nothing was restored",
+            d.problems.join("; ")
+        )));
+    }
+    tmp.as_file().sync_all().map_err(io(&dest))?;
+    tmp.persist(&dest).map_err(|e| Error::Io {
+        path: dest.clone(),
+        message: e.error.to_string(),
+    })?;
+    if let Ok(f) = std::fs::File::open(&dir) {
+        let _ = f.sync_all();
+    }
+    let _ = writeln!(
+        cx.log,
+        "restored {name} into {} ({} bytes, sha256 {} matches {})",
+        dest.display(),
+        d.size,
+        d.sha256,
+        d.checked.join(" and ")
+    );
+    Ok(Output {
+        artifacts: vec![dest.clone()],
+        verification: vec![format!(
+            "ok: restored {name} into {} ({} bytes, sha256 {} matches {})",
+            dest.display(),
+            d.size,
+            d.sha256,
+            d.checked.join(" and ")
+        )],
+    })
+}
+
+/// The rules of a prune, from its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub retention: crate::duration::Duration,
+    pub keep_daily: usize,
+    pub keep_weekly: usize,
+    pub keep_monthly: usize,
+    /// Whether the latest version of a key follows the retention too.
+    pub expire_latest: bool,
+}
+
+fn count(args: &Args, name: &'static str) -> Result<usize, Error> {
+    match args.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(0),
+        Some(v) => v.as_u64().map(|n| n as usize).ok_or(Error::Argument {
+            name,
+            message: "expected a whole number".into(),
+        }),
+    }
+}
+
+impl Rules {
+    pub fn from_args(args: &Args) -> Result<Rules, Error> {
+        Ok(Rules {
+            retention: string_arg(args, "retention")?
+                .parse()
+                .map_err(|e| Error::Argument {
+                    name: "retention",
+                    message: format!("{e}"),
+                })?,
+            keep_daily: count(args, "keep_daily")?,
+            keep_weekly: count(args, "keep_weekly")?,
+            keep_monthly: count(args, "keep_monthly")?,
+            expire_latest: bool_arg(args, "expire_latest")?,
+        })
+    }
+}
+
+/// What the retention rules alone decide for each version and delete marker (`None`:
+/// delete; otherwise why it stays). Object lock is checked afterwards, only for the
+/// versions these rules would delete.
+///
+/// The choice an auditor can rely on:
+/// - A version younger than `retention` (counted from when it was written) stays.
+/// - The newest version of each day, ISO week and month stays while `keep_daily`,
+///   `keep_weekly`, `keep_monthly` allow (counting from the newest, across all keys under
+///   the prefix, like the local `prune`).
+/// - The latest version of a key is what the key holds now: it stays whatever its age,
+///   so a backup job that stopped running never lets `prune` empty the store. Only with
+///   `expire_latest: true` (for layouts where every backup is a key of its own, which
+///   otherwise would never be pruned) does it follow the rules above, and even then the
+///   newest object version under the prefix stays.
+/// - Delete markers stay: they record that someone deleted the object.
+pub fn plan(versions: &[Version], rules: &Rules, now: i64) -> Vec<(Version, Option<String>)> {
+    let mut order: Vec<&Version> = versions.iter().collect();
+    order.sort_by(|a, b| {
+        b.time
+            .cmp(&a.time)
+            .then(b.latest.cmp(&a.latest))
+            .then(a.key.cmp(&b.key))
+            .then(a.id.cmp(&b.id))
+    });
+    let periods = [
+        ("daily", rules.keep_daily, "[year]-[month]-[day]"),
+        (
+            "weekly",
+            rules.keep_weekly,
+            "[year]-W[week_number repr:iso]",
+        ),
+        ("monthly", rules.keep_monthly, "[year]-[month]"),
+    ];
+    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); 3];
+    let mut newest_object_seen = false;
+    let mut out = Vec::new();
+    for v in order {
+        if v.delete_marker {
+            out.push((
+                v.clone(),
+                Some("delete marker (it records the deletion)".to_string()),
+            ));
+            continue;
+        }
+        let mut keep = None;
+        if !newest_object_seen {
+            newest_object_seen = true;
+            keep = Some("newest version under the prefix".to_string());
+        }
+        if v.latest && !rules.expire_latest {
+            keep = Some("latest version of the key".to_string());
+        }
+        if now.saturating_sub(v.time) < i64::try_from(rules.retention.seconds).unwrap_or(i64::MAX) {
+            keep.get_or_insert_with(|| format!("within retention {}", rules.retention));
+        }
+        let dt = time::OffsetDateTime::from_unix_timestamp(v.time)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        for (i, (label, n, fmt)) in periods.iter().enumerate() {
+            let Ok(desc) = time::format_description::parse_borrowed::<2>(fmt) else {
+                continue;
+            };
+            let period = dt.format(&desc).unwrap_or_default();
+            if *n > 0 && !seen[i].contains(&period) && seen[i].len() < *n {
+                seen[i].insert(period.clone());
+                keep.get_or_insert_with(|| format!("newest of {period} (keep_{label})"));
+            }
+        }
+        out.push((v.clone(), keep));
+    }
+    out.sort_by(|a, b| {
+        a.0.key
+            .cmp(&b.0.key)
+            .then(b.0.time.cmp(&a.0.time))
+            .then(a.0.id.cmp(&b.0.id))
+    });
+    out
+}
+
+/// Why object lock keeps this version, if it does: a legal hold, or a retention whose
+/// retain-until date is after `now`. Errors that leave the answer unknown fail: a version
+/// is never deleted unchecked.
+async fn lock_reason(remote: &Remote, v: &Version, now: i64) -> Result<Option<String>, Error> {
+    const NONE: &[&str] = &[
+        "NoSuchObjectLockConfiguration",
+        "ObjectLockConfigurationNotFoundError",
+    ];
+    let c = &remote.client;
+    let mut head: Option<aws_sdk_s3::operation::head_object::HeadObjectOutput> = None;
+    let head_of = |remote: &Remote| {
+        remote
+            .client
+            .head_object()
+            .bucket(&remote.bucket)
+            .key(&v.key)
+            .version_id(&v.id)
+            .send()
+    };
+    let what = format!("version {}", v.id);
+    match c
+        .get_object_legal_hold()
+        .bucket(&remote.bucket)
+        .key(&v.key)
+        .version_id(&v.id)
+        .send()
+        .await
+    {
+        Ok(h) => {
+            if h.legal_hold().and_then(|h| h.status()) == Some(&ObjectLockLegalHoldStatus::On) {
+                return Ok(Some("legal hold".into()));
+            }
+        }
+        Err(e) if has_code(&e, NONE) => {}
+        Err(e) if is_service_error(&e) => {
+            // A server without GetObjectLegalHold: HEAD reports the hold too.
+            let h = head_of(remote)
+                .await
+                .map_err(|e| remote.fail(&v.key, &format!("reading {what}"), &e))?;
+            if h.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On) {
+                return Ok(Some("legal hold".into()));
+            }
+            head = Some(h);
+        }
+        Err(e) => {
+            return Err(remote.fail(&v.key, &format!("reading the legal hold of {what}"), &e));
+        }
+    }
+    let until_reason = |until: i64, mode: Option<&str>| {
+        (until > now).then(|| {
+            format!(
+                "object lock retention{} until {}",
+                mode.map(|m| format!(" ({m})")).unwrap_or_default(),
+                rfc3339(until)
+            )
+        })
+    };
+    // One attempt: a server that does not implement it answers the same every time.
+    let retention = c
+        .get_object_retention()
+        .bucket(&remote.bucket)
+        .key(&v.key)
+        .version_id(&v.id)
+        .customize()
+        .config_override(
+            aws_sdk_s3::config::Builder::default()
+                .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await;
+    match retention {
+        Ok(r) => {
+            let r = r.retention();
+            Ok(r.and_then(|r| r.retain_until_date())
+                .and_then(|d| until_reason(d.secs(), r.and_then(|r| r.mode()).map(|m| m.as_str()))))
+        }
+        Err(e) if has_code(&e, NONE) => Ok(None),
+        Err(e) if is_service_error(&e) => {
+            // Some S3-compatible servers (moto 5.2, for one) answer 500 or 501 here; HEAD
+            // carries the same retention headers.
+            let h = match head {
+                Some(h) => h,
+                None => head_of(remote)
+                    .await
+                    .map_err(|e| remote.fail(&v.key, &format!("reading {what}"), &e))?,
+            };
+            if h.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On) {
+                return Ok(Some("legal hold".into()));
+            }
+            Ok(h.object_lock_retain_until_date()
+                .and_then(|d| until_reason(d.secs(), h.object_lock_mode().map(|m| m.as_str()))))
+        }
+        Err(e) => Err(remote.fail(&v.key, &format!("reading the retention of {what}"), &e)),
+    }
+}
+
+/// Can versions in this bucket be locked at all? (Saves two requests per version when
+/// they cannot. A server that cannot say is taken to allow locks.)
+async fn lock_possible(remote: &Remote) -> Result<bool, Error> {
+    match remote
+        .client
+        .get_object_lock_configuration()
+        .bucket(&remote.bucket)
+        .send()
+        .await
+    {
+        Ok(c) => Ok(c
+            .object_lock_configuration()
+            .and_then(|c| c.object_lock_enabled())
+            == Some(&ObjectLockEnabled::Enabled)),
+        Err(e) if has_code(&e, &["ObjectLockConfigurationNotFoundError"]) => Ok(false),
+        Err(e) if is_service_error(&e) => Ok(true),
+        Err(e) => Err(remote.fail("", "reading the bucket's object lock configuration", &e)),
+    }
+}
+
+/// The full plan: rules, then object lock for what the rules would delete.
+async fn full_plan(
+    remote: &Remote,
+    args: &Args,
+    now: i64,
+) -> Result<Vec<(Version, Option<String>)>, Error> {
+    let rules = Rules::from_args(args)?;
+    let sub = opt_string(args, "prefix")?.unwrap_or_default();
+    let sub = sub.trim_matches('/');
+    let prefix = match (remote.prefix.is_empty(), sub.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => sub.to_string(),
+        (false, true) => format!("{}/", remote.prefix),
+        (false, false) => format!("{}/{sub}", remote.prefix),
+    };
+    let versions = list_versions(remote, &prefix).await?;
+    let mut decisions = plan(&versions, &rules, now);
+    if decisions.iter().any(|d| d.1.is_none()) && lock_possible(remote).await? {
+        for d in decisions.iter_mut().filter(|d| d.1.is_none()) {
+            d.1 = lock_reason(remote, &d.0, now).await?;
+        }
+    }
+    Ok(decisions)
+}
+
+fn describe_line(v: &Version, keep: &Option<String>, dry: bool) -> String {
+    let what = if v.delete_marker {
+        "delete marker"
+    } else {
+        "version"
+    };
+    let verb = |d: &str, k: &str| if dry { d.to_string() } else { k.to_string() };
+    match keep {
+        None => format!(
+            "{} {} {what} {} (written {})",
+            verb("would delete", "delete"),
+            v.key,
+            v.id,
+            rfc3339(v.time)
+        ),
+        Some(why) => format!(
+            "{} {} {what} {}: {why}",
+            verb("would keep", "keep"),
+            v.key,
+            v.id
+        ),
+    }
+}
+
+/// `prune` of objects: `target`, `prefix` (optional, under the target's prefix),
+/// `retention` (e.g. `35d`), optional `keep_daily` / `keep_weekly` / `keep_monthly`
+/// counts, `expire_latest` (default false) and `dry_run`. Deletes the object versions that
+/// [`plan`] gives up, except any under a legal hold or an object lock retention whose
+/// retain-until date is in the future (checked per version with GetObjectLegalHold and
+/// GetObjectRetention). Each deletion is one request for one version id; the ones that
+/// fail are named and fail the step after the others were tried.
+pub fn prune(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args, cx.targets)?;
+    let dry = bool_arg(args, "dry_run")?;
+    let now = crate::clock::now();
+    let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
+    let mut out = Output::default();
+    let mut deleted = 0usize;
+    let mut failed = Vec::new();
+    for (v, keep) in &decisions {
+        let line = describe_line(v, keep, dry);
+        if keep.is_some() || dry {
+            let _ = writeln!(cx.log, "{line}");
+            if dry && keep.is_none() {
+                out.verification.push(format!("ok: {line}"));
+            }
+            continue;
+        }
+        let r = remote.rt.block_on(
+            remote
+                .client
+                .delete_object()
+                .bucket(&remote.bucket)
+                .key(&v.key)
+                .version_id(&v.id)
+                .send(),
+        );
+        match r {
+            Ok(_) => {
+                deleted += 1;
+                let _ = writeln!(cx.log, "deleted {} version {}", v.key, v.id);
+                out.verification
+                    .push(format!("ok: deleted {} version {}", v.key, v.id));
+            }
+            Err(e) => {
+                let msg = format!("{} version {}: {}", v.key, v.id, remote.explain(&e));
+                let _ = writeln!(cx.log, "FAILED to delete {}", remote.mask(&msg));
+                failed.push(remote.mask(&msg));
+            }
+        }
+    }
+    let kept = decisions.iter().filter(|d| d.1.is_some()).count();
+    if !failed.is_empty() {
+        return Err(Error::Failed(format!(
+            "{} of {} deletions failed ({deleted} done): {}",
+            failed.len(),
+            failed.len() + deleted,
+            failed.join("; ")
+        )));
+    }
+    out.verification.push(if dry {
+        format!(
+            "ok: dry run: {} would be deleted, {kept} kept",
+            decisions.len() - kept
+        )
+    } else {
+        format!("ok: {kept} kept, {deleted} deleted")
+    });
+    Ok(out)
+}
+
+/// For `--dry-run`: one line per object version, what `prune` would do with it ("would
+/// delete KEY version V (written ...)", "would keep KEY version V: legal hold", ...).
+/// Reads the bucket; deletes nothing.
+pub fn describe_prune(
+    args: &Args,
+    targets: &BTreeMap<String, crate::config::Target>,
+) -> Result<Vec<String>, Error> {
+    let remote = Remote::connect(args, targets)?;
+    let now = crate::clock::now();
+    let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
+    Ok(decisions
+        .iter()
+        .map(|(v, keep)| describe_line(v, keep, true))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    fn v(key: &str, id: &str, age_days: i64, latest: bool, now: i64) -> Version {
+        Version {
+            key: key.into(),
+            id: id.into(),
+            time: now - age_days * DAY,
+            latest,
+            delete_marker: false,
+        }
+    }
+
+    fn rules(retention: &str) -> Rules {
+        Rules {
+            retention: retention.parse().unwrap(),
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            expire_latest: false,
+        }
+    }
+
+    fn deleted(p: &[(Version, Option<String>)]) -> Vec<String> {
+        p.iter()
+            .filter(|d| d.1.is_none())
+            .map(|d| d.0.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn keys_go_under_the_prefix_and_reject_dot_segments() {
+        assert_eq!(
+            object_key("backups/", "/db/x.sql").unwrap(),
+            "backups/db/x.sql"
+        );
+        assert_eq!(object_key("", "x").unwrap(), "x");
+        assert!(object_key("p", "").is_err());
+        assert!(object_key("p", "a/../b").is_err());
+        assert!(object_key("p", "./b").is_err());
+        let one = vec!["dump.sql".to_string()];
+        assert_eq!(upload_keys(&one, None).unwrap(), ["dump.sql"]);
+        assert_eq!(
+            upload_keys(&one, Some("db/today.sql")).unwrap(),
+            ["db/today.sql"]
+        );
+        assert_eq!(upload_keys(&one, Some("db/")).unwrap(), ["db/dump.sql"]);
+        let two = vec!["a.tar.zst".to_string(), "sub/a.tar.zst".to_string()];
+        assert_eq!(
+            upload_keys(&two, Some("nightly")).unwrap(),
+            ["nightly/a.tar.zst", "nightly/sub/a.tar.zst"]
+        );
+        let clash = vec!["a".to_string(), "a".to_string()];
+        assert!(upload_keys(&clash, Some("x")).is_err());
+    }
+
+    #[test]
+    fn sizes_and_part_sizes() {
+        assert_eq!(parse_size("5MiB"), Some(5 << 20));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("8MB"), Some(8_000_000));
+        assert_eq!(parse_size("1234"), Some(1234));
+        assert_eq!(parse_size("5 parsecs"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
+        assert_eq!(part_size_for(64 << 20, 1 << 30), 64 << 20);
+        // 1 TiB at 5 MiB parts would be 209,716 parts: raised to fit 10,000.
+        let raised = part_size_for(5 << 20, 1 << 40);
+        assert!((1u64 << 40).div_ceil(raised) <= MAX_PARTS, "{raised}");
+        let mut a = Args::new();
+        a.insert("part_size".into(), serde_json::json!("1MiB"));
+        assert!(part_size_arg(&a).is_err(), "below S3's 5 MiB minimum");
+        a.insert("part_size".into(), serde_json::json!(6 << 20));
+        assert_eq!(part_size_arg(&a).unwrap(), 6 << 20);
+    }
+
+    #[test]
+    fn part_hashes_split_at_part_boundaries_whatever_the_chunks() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut a = PartHasher::new(4096);
+        a.update(&data);
+        let (whole_a, parts_a) = a.finish();
+        let mut b = PartHasher::new(4096);
+        for chunk in data.chunks(777) {
+            b.update(chunk);
+        }
+        let (whole_b, parts_b) = b.finish();
+        assert_eq!(whole_a, whole_b);
+        assert_eq!(parts_a, parts_b);
+        assert_eq!(parts_a.len(), 3);
+        let third: [u8; 32] = Sha256::digest(&data[8192..]).into();
+        assert_eq!(parts_a[2], third);
+        assert_eq!(whole_a, <[u8; 32]>::from(Sha256::digest(&data)));
+        let (_, empty) = PartHasher::new(10).finish();
+        assert_eq!(empty.len(), 1);
+        assert!(composite_checksum(&parts_a).ends_with("-3"));
+        assert_eq!(
+            checksum_matches(&composite_checksum(&parts_a), &whole_a, Some(&parts_a)),
+            Some(true)
+        );
+        assert_eq!(
+            checksum_matches("AAAA-3", &whole_a, Some(&parts_a)),
+            Some(false)
+        );
+        assert_eq!(checksum_matches("AAAA-3", &whole_a, None), None);
+        assert_eq!(checksum_matches(&b64(&whole_a), &whole_a, None), Some(true));
+    }
+
+    #[test]
+    fn prune_keeps_the_latest_version_and_recent_ones() {
+        let now = 1_800_000_000;
+        let versions = vec![
+            v("db/dump.sql", "v4", 1, true, now),
+            v("db/dump.sql", "v3", 10, false, now),
+            v("db/dump.sql", "v2", 40, false, now),
+            v("db/dump.sql", "v1", 100, false, now),
+            // A key written once, long ago: its only version is its latest.
+            v("db/old.sql", "o1", 400, true, now),
+        ];
+        let p = plan(&versions, &rules("35d"), now);
+        assert_eq!(deleted(&p), ["v2", "v1"]);
+        let why = |id: &str| p.iter().find(|d| d.0.id == id).unwrap().1.clone().unwrap();
+        assert_eq!(why("o1"), "latest version of the key");
+        assert_eq!(why("v3"), "within retention 35d");
+    }
+
+    #[test]
+    fn expire_latest_prunes_old_keys_but_never_the_newest_backup() {
+        let now = 1_800_000_000;
+        let mut r = rules("35d");
+        r.expire_latest = true;
+        // Every backup a key of its own, and the job stopped 50 days ago.
+        let versions = vec![
+            v("b/2026-01-01", "a", 50, true, now),
+            v("b/2025-12-01", "b", 80, true, now),
+            v("b/2025-11-01", "c", 110, true, now),
+        ];
+        let p = plan(&versions, &r, now);
+        assert_eq!(deleted(&p), ["c", "b"]);
+        assert!(p.iter().any(|d| d.0.id == "a" && d.1.is_some()));
+    }
+
+    #[test]
+    fn keep_rules_keep_the_newest_of_each_period_and_markers_stay() {
+        let now = 1_800_000_000; // 2027-01-15T08:00:00Z
+        let mut versions: Vec<Version> = (0..12)
+            .map(|i| v("k", &format!("v{i:02}"), 40 + i, i == 0, now))
+            .collect();
+        versions[0].latest = false;
+        versions.push(Version {
+            key: "k".into(),
+            id: "dm".into(),
+            time: now - 30 * DAY,
+            latest: true,
+            delete_marker: true,
+        });
+        let mut r = rules("35d");
+        r.keep_daily = 3;
+        let p = plan(&versions, &r, now);
+        let kept: Vec<&str> = p
+            .iter()
+            .filter(|d| d.1.is_some())
+            .map(|d| d.0.id.as_str())
+            .collect();
+        // The delete marker, the newest object version, and the newest of 3 days (the
+        // newest version's own day counts first).
+        assert!(kept.contains(&"dm"), "{kept:?}");
+        assert!(kept.contains(&"v00") && kept.contains(&"v01") && kept.contains(&"v02"));
+        assert_eq!(kept.len(), 4, "{p:?}");
+        assert_eq!(deleted(&p).len(), 9);
+    }
+}

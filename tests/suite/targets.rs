@@ -1,0 +1,499 @@
+//! Steps against real targets on 127.0.0.1: an sshd with throwaway keys and a MariaDB
+//! server, both started per test (see `services`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::services::{self, MARIADB_PASSWORD, Server, Sshd};
+use crate::support::{Repo, stderr, stdout};
+
+const SECRET: &str = "tok-7f3a-never-in-evidence";
+
+/// A repository with `sopkit.toml` (targets `web1` and `app-db` as given) and one SOP.
+fn repo_with(targets: &str, sop: &str) -> Repo {
+    let r = Repo::empty();
+    r.write("sopkit.toml", targets);
+    r.write("procedures/OPS-100-targets.md", sop);
+    r.commit("targets");
+    r
+}
+
+fn ssh_target(s: &Sshd) -> String {
+    format!(
+        "[targets.web1]\nkind = \"ssh\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nssh_config = \"{}\"\nmedium = \"disk\"\nlocation = \"off-site\"\nconnectivity = \"online\"\n",
+        s.server.port,
+        s.config.display()
+    )
+}
+
+fn db_target(db: &Server) -> String {
+    format!(
+        "[targets.app-db]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sopkit\"\npassword_env = \"APP_DB_PASSWORD\"\nmedium = \"disk\"\nlocation = \"on-site\"\nconnectivity = \"online\"\n",
+        db.port
+    )
+}
+
+fn sop(steps: &str) -> String {
+    format!("---\nid: OPS-100\ntitle: Targets\n---\n\n# Targets\n\n{steps}")
+}
+
+fn run(r: &Repo, steps: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(crate::support::sopkit_bin());
+    cmd.args(["run", "OPS-100", "--allow-draft", "--yes"]);
+    for s in steps {
+        cmd.args(["--step", s]);
+    }
+    cmd.env("SECRET_TOKEN", SECRET)
+        .env("APP_DB_PASSWORD", MARIADB_PASSWORD)
+        .current_dir(r.path())
+        .output()
+        .unwrap()
+}
+
+/// Every end record, oldest first.
+fn ends(r: &Repo) -> Vec<serde_json::Value> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for w in std::fs::read_dir(r.path().join("evidence"))
+        .unwrap()
+        .flatten()
+    {
+        if w.path().is_dir() {
+            for f in std::fs::read_dir(w.path()).unwrap().flatten() {
+                if f.path().extension().is_some_and(|e| e == "json") {
+                    paths.push(f.path());
+                }
+            }
+        }
+    }
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap())
+        .filter(|v| v["kind"] == "end")
+        .collect()
+}
+
+fn last_end(r: &Repo) -> serde_json::Value {
+    ends(r).pop().expect("an end record")
+}
+
+fn verification(end: &serde_json::Value) -> String {
+    end["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `sopkit evidence verify` passes and no file under evidence/ holds `secret`.
+fn evidence_clean(r: &Repo, secret: &str) {
+    let v = r.sopkit(&["evidence", "verify"]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    for f in walk(&r.path().join("evidence")) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds a secret",
+            f.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn alive(pid: &str) -> bool {
+    Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+#[test]
+fn shell_steps_run_on_an_ssh_host_with_streamed_output_artifacts_and_timeouts() {
+    let s = services::sshd_full();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().display();
+    let steps = format!(
+        "```sh {{step=remote target=web1 env=SECRET_TOKEN}}\necho \"on the host as $(id -un) with $SECRET_TOKEN in $SOPKIT_STEP\"\necho warn-line >&2\nprintf remote-data > {w}/out.bin\necho {w}/out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {{step=fails target=web1}}\necho about to fail; exit 3\n```\n\n```sh {{step=hangs target=web1 timeout=2s}}\necho $$ > {w}/hang.pid\nsleep 60\n```\n"
+    );
+    let r = repo_with(&ssh_target(&s), &sop(&steps));
+
+    let out = run(&r, &["remote"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("on the host as root with [REDACTED] in remote"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("warn-line"), "{}", stderr(&out));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "succeeded");
+    let files = end["files"].as_array().unwrap();
+    let artifact = files
+        .iter()
+        .find(|f| f["role"] == "artifact")
+        .expect("the remote artifact is recorded");
+    assert_eq!(artifact["name"], format!("web1:{w}/out.bin"));
+    assert_eq!(artifact["sha256"], sha256(b"remote-data"));
+    assert_eq!(artifact["size"], 11);
+    evidence_clean(&r, SECRET);
+    // The step's private folder on the host (script, pid, artifact list) is gone.
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("sopkit-{}", end["run"].as_str().unwrap()))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let out = run(&r, &["fails"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "failed");
+    assert_eq!(end["exit_status"], 3);
+
+    let out = run(&r, &["hangs"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "timed-out", "{end}");
+    let pid = std::fs::read_to_string(work.path().join("hang.pid")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !alive(&pid),
+        "the remote step {pid} still runs after its timeout"
+    );
+    evidence_clean(&r, SECRET);
+}
+
+#[test]
+fn unknown_or_changed_host_keys_and_a_dead_host_fail_the_step() {
+    let mut s = services::sshd_full();
+    let steps = "```sh {step=remote target=web1}\necho connected\n```\n";
+    let r = repo_with(&ssh_target(&s), &sop(steps));
+    assert!(run(&r, &["remote"]).status.success());
+
+    // A different key for the same host and port: someone in between.
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("k");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let good = std::fs::read_to_string(&s.known_hosts).unwrap();
+    let fake: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    std::fs::write(
+        &s.known_hosts,
+        format!("[127.0.0.1]:{} {}\n", s.server.port, fake.join(" ")),
+    )
+    .unwrap();
+    let out = run(&r, &["remote"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("someone in between"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("connected"));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "failed");
+    assert!(verification(&end).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"));
+
+    // No key at all: never accepted blindly.
+    std::fs::write(&s.known_hosts, "").unwrap();
+    let out = run(&r, &["remote"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("never accepts an unknown key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The host is down.
+    std::fs::write(&s.known_hosts, good).unwrap();
+    s.server.stop();
+    let out = run(&r, &["remote"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not answer"), "{}", stderr(&out));
+    assert_eq!(last_end(&r)["outcome"], "failed");
+    let v = r.sopkit(&["evidence", "verify"]);
+    assert!(v.status.success(), "{}", stdout(&v));
+}
+
+#[test]
+fn archive_and_copy_over_ssh_are_hashed_on_both_sides() {
+    let s = services::sshd_full();
+    let remote = tempfile::tempdir().unwrap();
+    let src = remote.path().join("www");
+    std::fs::create_dir_all(src.join("img")).unwrap();
+    std::fs::write(src.join("index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(src.join("img/logo.bin"), vec![9u8; 200_000]).unwrap();
+    std::fs::write(src.join("it's odd.txt"), "quote in the name\n").unwrap();
+    std::os::unix::fs::symlink("index.html", src.join("home.html")).unwrap();
+    let offsite = remote.path().join("offsite");
+    let steps = format!(
+        "```sopkit {{step=pull action=archive}}\nsource: web1:{src}\ndest: backups\n```\n\n```sopkit {{step=check action=verify}}\narchive: pull\n```\n\n```sopkit {{step=ship action=copy}}\nsource: pull\ndest: web1:{off}\n```\n\n```sopkit {{step=fetch action=copy}}\nsource: web1:{off}\ndest: fetched\n```\n",
+        src = src.display(),
+        off = offsite.display()
+    );
+    let r = repo_with(&ssh_target(&s), &sop(&steps));
+    let out = run(&r, &["pull", "check", "ship", "fetch"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let all = ends(&r);
+    assert_eq!(all.len(), 4);
+    assert!(
+        verification(&all[0]).contains("3 files hashed here and on web1 with sha256sum, all equal"),
+        "{}",
+        verification(&all[0])
+    );
+    assert!(verification(&all[1]).contains("entries restored and compared"));
+    assert!(verification(&all[2]).contains("hashed on web1"));
+    // The archive and its manifest went to the host, byte for byte, and came back.
+    let archive = walk(&r.path().join("backups"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap();
+    let name = archive.file_name().unwrap();
+    let local = std::fs::read(&archive).unwrap();
+    assert_eq!(std::fs::read(offsite.join(name)).unwrap(), local);
+    assert_eq!(
+        std::fs::read(r.path().join("fetched").join(name)).unwrap(),
+        local
+    );
+    // Nothing half-sent is left on the host.
+    let temps: Vec<_> = walk(&offsite)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".sopkit-copy-"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    evidence_clean(&r, SECRET);
+}
+
+#[test]
+fn a_connection_cut_mid_copy_fails_and_leaves_no_file() {
+    let s = services::sshd_full();
+    let remote = tempfile::tempdir().unwrap();
+    let dest = remote.path().join("dest");
+    let steps = format!(
+        "```sopkit {{step=ship action=copy}}\nsource: big.bin\ndest: web1:{}\n```\n",
+        dest.display()
+    );
+    let r = repo_with(&ssh_target(&s), &sop(&steps));
+    // Incompressible, so the transfer takes a while.
+    let mut big = vec![0u8; 256 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(r.path().join("big.bin"), &big).unwrap();
+    drop(big);
+    let sshd_pid = s.server.child.id();
+    let cutter = std::thread::spawn({
+        let dest = dest.clone();
+        move || {
+            // Cut every connection once the host has started receiving the file.
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(60) {
+                let receiving = walk(&dest).iter().any(|p| {
+                    p.to_string_lossy().contains(".sopkit-copy-")
+                        && p.metadata().is_ok_and(|m| m.len() > 1 << 20)
+                });
+                if receiving {
+                    let _ = Command::new("pkill")
+                        .args(["-KILL", "-P", &sshd_pid.to_string()])
+                        .status();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            false
+        }
+    });
+    let out = run(&r, &["ship"]);
+    assert!(cutter.join().unwrap(), "the copy never started");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("copy of"), "{}", stderr(&out));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "failed");
+    assert!(
+        !end["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["role"] == "artifact")
+    );
+    assert!(
+        !dest.join("big.bin").exists(),
+        "a cut copy got its final name"
+    );
+}
+
+fn seed_shop(db: &Server) {
+    let mut sql = String::from(
+        "CREATE DATABASE shop; CREATE TABLE shop.items(id INT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2), photo BLOB); CREATE TABLE shop.orders(id INT AUTO_INCREMENT PRIMARY KEY, item INT, at DATETIME); CREATE VIEW shop.cheap AS SELECT id, name FROM shop.items WHERE price < 5;",
+    );
+    sql.push_str("INSERT INTO shop.items VALUES ");
+    let rows: Vec<String> = (0..2000)
+        .map(|i| {
+            format!(
+                "({i}, 'item ''{i}''\\ttab', {}.{:02}, UNHEX('00FF{i:04X}'))",
+                i % 50,
+                i % 100
+            )
+        })
+        .collect();
+    sql.push_str(&rows.join(","));
+    sql.push_str(
+        "; INSERT INTO shop.orders(item, at) SELECT id, '2026-01-01 10:00:00' FROM shop.items;",
+    );
+    db.root_sql(&sql);
+}
+
+const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n";
+
+#[test]
+fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
+    let db = services::mariadb();
+    seed_shop(&db);
+    let r = repo_with(&db_target(&db), &sop(DUMP_STEPS));
+    let out = run(&r, &["dump", "restore-test"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let all = ends(&r);
+    let dump = &all[0];
+    assert_eq!(dump["outcome"], "succeeded");
+    let names: Vec<&str> = dump["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["role"] == "artifact")
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".sql.zst")), "{names:?}");
+    let record_file = names.iter().find(|n| n.ends_with(".dump.json")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record_file).unwrap()).unwrap();
+    let tables = record["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "{record}");
+    assert_eq!(tables[0]["name"], "items");
+    assert_eq!(tables[0]["rows"], 2000);
+    assert!(
+        tables[0]["checksum"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    let test = &all[1];
+    assert_eq!(test["outcome"], "succeeded");
+    let v = verification(test);
+    assert!(v.contains("2 of 2 tables match"), "{v}");
+    assert!(v.contains("restore took"), "{v}");
+    assert!(v.contains("dropped"), "{v}");
+    let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
+    assert!(left.trim().is_empty(), "scratch databases left: {left}");
+    evidence_clean(&r, MARIADB_PASSWORD);
+    // The restore-test log the policies ask for.
+    let log = r.sopkit(&["evidence", "log", "--step", "restore-test"]);
+    assert!(stdout(&log).contains("restore-test"), "{}", stdout(&log));
+
+    // A damaged dump fails its restore test; the scratch database is still dropped.
+    let dump_file = names.iter().find(|n| n.ends_with(".sql.zst")).unwrap();
+    let mut bytes = std::fs::read(dump_file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(dump_file, &bytes).unwrap();
+    let out = run(&r, &["restore-test"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let end = last_end(&r);
+    assert_eq!(end["outcome"], "failed");
+    assert!(verification(&end).contains("FAILED"), "{end}");
+    let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
+    assert!(left.trim().is_empty(), "scratch databases left: {left}");
+}
+
+#[test]
+fn a_wrong_password_or_a_dead_server_fails_without_leaving_a_dump() {
+    let mut db = services::mariadb();
+    seed_shop(&db);
+    let r = repo_with(&db_target(&db), &sop(DUMP_STEPS));
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["run", "OPS-100", "--allow-draft", "--yes", "--step", "dump"])
+        .env("APP_DB_PASSWORD", "not-the-password-91")
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Access denied"), "{}", stderr(&out));
+    assert_eq!(last_end(&r)["outcome"], "failed");
+    assert!(walk(&r.path().join("dumps")).is_empty());
+    evidence_clean(&r, "not-the-password-91");
+
+    db.stop();
+    let out = run(&r, &["dump"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Can't connect"), "{}", stderr(&out));
+    assert_eq!(last_end(&r)["outcome"], "failed");
+    assert!(walk(&r.path().join("dumps")).is_empty());
+}
+
+#[test]
+fn a_full_disk_fails_the_dump_and_leaves_nothing_half_written() {
+    let db = services::mariadb();
+    seed_shop(&db);
+    let r = repo_with(&db_target(&db), &sop(DUMP_STEPS));
+    let dumps = r.path().join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&dumps)
+        .output()
+        .unwrap();
+    assert!(
+        mount.status.success(),
+        "cannot mount a small tmpfs (the tests run as root): {}",
+        String::from_utf8_lossy(&mount.stderr)
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(dumps.clone());
+    let out = run(&r, &["dump"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(last_end(&r)["outcome"], "failed");
+    assert!(walk(&dumps).is_empty(), "{:?}", walk(&dumps));
+}
