@@ -48,6 +48,22 @@ pub enum Command {
     /// The evidence ledger: verify it, or print the log of executed steps.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Is the system of procedures being followed? Per SOP: version, effective or draft,
+    /// pending approvals and who could sign, next review; per SLO: last success, due,
+    /// overdue; 3-2-1-1-0 per backup set; retention; training; ledger integrity.
+    ///
+    /// Exit status: 0 when nothing is overdue or broken, 1 otherwise (the alerts say what),
+    /// 2 on a usage or fatal error.
+    Status(StatusArgs),
+    /// Emit what runs every SLO's step on time in an off-peak window: systemd units, crontab
+    /// lines or Kubernetes CronJobs running `sopkit run SOP --step STEP --yes`.
+    ///
+    /// Exit status: 0 (also when there are no SLOs: a note on standard error), 2 on a usage
+    /// or fatal error.
+    Schedule(ScheduleArgs),
+    /// Roles: generate job descriptions.
+    #[command(subcommand)]
+    Roles(RolesCommand),
     /// Create a new SOP repository in DIR that passes `sopkit check`.
     Init {
         /// The folder to create (must be absent or empty).
@@ -219,4 +235,77 @@ pub enum LogFormat {
     Human,
     Json,
     Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Human,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Read the SOPs, roles and approvals as they stood at this revision (default: the
+    /// working tree). The evidence is always the ledger as it is now.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    pub format: StatusFormat,
+    /// Write to FILE (replaced atomically) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The repository (its root folder).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleArgs {
+    /// What to emit.
+    #[arg(long, value_enum)]
+    pub emit: sopkit::schedule::Emit,
+    /// The off-peak window, HH:MM-HH:MM in UTC (may cross midnight).
+    #[arg(long, value_name = "HH:MM-HH:MM", default_value = "01:00-05:00")]
+    pub window: String,
+    /// Write the files into DIR (created when missing) instead of standard output.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The sopkit binary systemd and cron run (default: this binary's absolute path).
+    #[arg(long, value_name = "PATH")]
+    pub sopkit: Option<PathBuf>,
+    /// The container image of the Kubernetes CronJobs.
+    #[arg(long, value_name = "IMAGE", default_value = "sopkit:latest")]
+    pub image: String,
+    /// The repository's folder inside the container (default: its absolute path here).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// The repository (its root folder).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// A job description of ROLE: its file (title, acronym, levels, reports_to, text) and every
+    /// responsibility the SOPs give it (sections and steps that link to it, SOPs it owns or
+    /// approves).
+    ///
+    /// Exit status: 0, or 2 for an unknown role (the known ones are listed) or another error.
+    Jd(JdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JdArgs {
+    /// The role: its id (it-lead), acronym or title.
+    pub role: String,
+    /// Output format (pdf needs -o).
+    #[arg(long, value_enum, default_value_t = sopkit::roles::Format::Md)]
+    pub format: sopkit::roles::Format,
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The repository (its root folder).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
 }

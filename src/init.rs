@@ -30,7 +30,7 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     (
         "templates/README.md",
-        "# Templates\n\nPut `sop.typ.j2` or `index.typ.j2` here to replace the layout that `sopkit render`\nand `sopkit build` use; start from the built-in ones in sopkit's `src/render/templates/`.\n",
+        "# Templates\n\nPut `sop.typ.j2`, `index.typ.j2` or `jd.typ.j2` here to replace the layout that `sopkit render`,\n`sopkit build` and `sopkit roles jd` use; start from the built-in ones in sopkit's `src/render/templates/`.\n",
     ),
     (".gitignore", "/out/\n"),
     (

@@ -17,8 +17,11 @@ pub mod fs_atomic;
 pub mod init;
 pub mod render;
 pub mod report;
+pub mod roles;
 pub mod run;
+pub mod schedule;
 pub mod source;
+pub mod status;
 pub mod tree;
 
 /// The version of sopkit, recorded in reports, evidence and PDFs.

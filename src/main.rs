@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use cli::{
     ApproveArgs, BuildArgs, CheckArgs, Cli, Command, EvidenceCommand, EvidenceLogArgs, HistoryArgs,
-    HistoryFormat, LogFormat, RenderArgs, RunArgs, VerifyPdfArgs,
+    HistoryFormat, JdArgs, LogFormat, RenderArgs, RolesCommand, RunArgs, ScheduleArgs, StatusArgs,
+    StatusFormat, VerifyPdfArgs,
 };
 use sopkit::report::{self, Format};
 
@@ -45,6 +46,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_steps(args),
         Command::Evidence(EvidenceCommand::Verify { path }) => evidence_verify(&path),
         Command::Evidence(EvidenceCommand::Log(args)) => evidence_log(args),
+        Command::Status(args) => status(args),
+        Command::Schedule(args) => schedule(args),
+        Command::Roles(RolesCommand::Jd(args)) => roles_jd(args),
         Command::Init { dir } => {
             let written = sopkit::init::init(&dir)?;
             println!(
@@ -418,6 +422,122 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
         LogFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &rows)?;
             writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::status;
+    let now = sopkit::clock::now();
+    let s = status::status(&args.path, args.at.as_deref(), now)?;
+    let text = match args.format {
+        StatusFormat::Json => {
+            let mut t = serde_json::to_string_pretty(&s)?;
+            t.push('\n');
+            t
+        }
+        StatusFormat::Prometheus => status::prometheus::render(&s),
+        StatusFormat::Human => {
+            use std::io::IsTerminal;
+            let colour = args.out.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none();
+            status::human(&s, colour)
+        }
+    };
+    match &args.out {
+        Some(file) => sopkit::fs_atomic::write(file, text.as_bytes())
+            .with_context(|| format!("writing {}", file.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(if s.alerts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::schedule;
+    let window: schedule::Window = args.window.parse()?;
+    let plan = schedule::plan(&args.path)?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    if plan.jobs.is_empty() {
+        eprintln!(
+            "no SLOs to schedule in {}: add `slos: [{{ step: STEP, every: 1d }}]` to an SOP's front matter",
+            plan.repo.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sopkit = match args.sopkit {
+        Some(p) => std::path::absolute(&p).with_context(|| format!("--sopkit {}", p.display()))?,
+        None => std::env::current_exe().context("finding the path of this sopkit binary")?,
+    };
+    let opts = schedule::Options {
+        emit: args.emit,
+        window,
+        sopkit,
+        image: args.image,
+        workdir: args.workdir,
+    };
+    let files = schedule::emit(&plan, &opts)?;
+    match &args.out {
+        Some(dir) => {
+            for path in schedule::write_files(dir, &files)? {
+                println!("{}", path.display());
+            }
+            eprintln!(
+                "{} SLO job(s) from {} written to {}",
+                plan.jobs.len(),
+                plan.repo.display(),
+                dir.display()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(schedule::to_text(args.emit, &files).as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roles_jd(args: JdArgs) -> anyhow::Result<ExitCode> {
+    use sopkit::roles::{self, Format};
+    if args.format == Format::Pdf && args.output.is_none() {
+        eprintln!("error: --format pdf needs an output file: add -o FILE.pdf");
+        return Ok(ExitCode::from(2));
+    }
+    let snap = roles::open(&args.path)?;
+    let jd = match roles::job_description(&snap, &args.role) {
+        Ok(jd) => jd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let bytes = match args.format {
+        Format::Md => roles::markdown(&jd).into_bytes(),
+        Format::Pdf => roles::pdf(&snap, &jd)?,
+    };
+    match &args.output {
+        Some(path) => {
+            sopkit::fs_atomic::write(path, &bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "job description of {} ({}) -> {}",
+                jd.role.title,
+                jd.role.id,
+                path.display()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -96,13 +96,7 @@ pub fn check_sop(corpus: &Corpus, sop: &Sop) -> Vec<Diagnostic> {
                     }
                 }
             }
-            let step_ids: Vec<&str> = doc
-                .markdown
-                .steps
-                .iter()
-                .filter_map(|s| s.as_ref().ok())
-                .map(|s| s.id.as_str())
-                .collect();
+            let step_ids: Vec<&str> = doc.markdown.valid_steps().map(|s| s.id.as_str()).collect();
             for slo in &meta.slos {
                 if !step_ids.contains(&slo.step.value.as_str()) {
                     let d = Diagnostic::new(

@@ -14,6 +14,7 @@ use crate::tree::Tree;
 const DEFAULTS: &[(&str, &str)] = &[
     ("sop.typ.j2", include_str!("templates/sop.typ.j2")),
     ("index.typ.j2", include_str!("templates/index.typ.j2")),
+    ("jd.typ.j2", include_str!("templates/jd.typ.j2")),
 ];
 
 /// The embedded default template `name`.

@@ -1,0 +1,799 @@
+//! `sopkit status`: is the system of procedures being followed? Read from what sopkit
+//! already has — the corpus, the approval history and the evidence ledger — at one moment
+//! (`crate::clock::now`).
+//!
+//! - per SOP: version, effective or draft, the roles whose approval is missing and who could
+//!   give it, the next review and whether it is overdue;
+//! - per SLO (`slos:` in front matter): the last successful run, when the next is due,
+//!   whether it is overdue;
+//! - per SOP with backup copies, the 3-2-1-1-0 rule from the evidence and the targets'
+//!   declared medium, location and connectivity;
+//! - retention: copies kept past their retention (not on legal hold) and copies gone before
+//!   it ended;
+//! - training: holders of the owner role and of roles the SOP links to who have not
+//!   acknowledged its effective revision;
+//! - the ledger's integrity.
+
+pub mod prometheus;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::approval::history::{self, History, Status as SigStatus, sha256_hex};
+use crate::check::links::{Target as LinkTarget, resolve};
+use crate::config::{Target, TargetKind};
+use crate::corpus::Corpus;
+use crate::corpus::step::Step;
+use crate::evidence::{self, Kind, Outcome, Record};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::Error),
+    #[error(transparent)]
+    History(#[from] history::Error),
+}
+
+/// Everything `status` reports. Times are UTC, RFC 3339.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub now: String,
+    /// The commit the corpus was read at (`None`: the working tree of an unborn branch).
+    pub commit: Option<String>,
+    pub sops: Vec<SopStatus>,
+    pub slos: Vec<SloStatus>,
+    pub backup_sets: Vec<BackupSet>,
+    pub retention: Vec<RetentionIssue>,
+    pub training: Vec<TrainingGap>,
+    pub ledger: Ledger,
+    /// Reasons the exit status is 1 (empty: all is well).
+    pub alerts: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SopStatus {
+    pub id: String,
+    pub title: String,
+    pub path: String,
+    /// The front matter's `status`.
+    pub declared: String,
+    /// The current content's version, when it is an effective revision.
+    pub version: Option<u32>,
+    pub effective: bool,
+    /// The version that is effective now, when the current content is a newer draft.
+    pub last_effective_version: Option<u32>,
+    pub effective_since: Option<String>,
+    /// Required roles that have not approved the current content.
+    pub pending_roles: Vec<String>,
+    /// For each pending role, the people who hold it today.
+    pub could_sign: BTreeMap<String, Vec<String>>,
+    pub next_review: Option<String>,
+    pub review_overdue: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SloStatus {
+    pub sop: String,
+    pub step: String,
+    pub every: String,
+    pub last_success: Option<String>,
+    pub last_run: Option<String>,
+    pub last_result: Option<String>,
+    /// When the next successful run is due (`None`: never succeeded, due now).
+    pub due: Option<String>,
+    pub overdue: bool,
+}
+
+/// One place that holds a copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Copy {
+    pub target: String,
+    pub medium: Option<String>,
+    pub location: Option<String>,
+    pub connectivity: Option<String>,
+    pub step: String,
+    pub made: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupSet {
+    pub sop: String,
+    /// Copies made within the window (the SOP's `retention`, else 35 days), newest per
+    /// target; the original data is the copy not listed.
+    pub copies: Vec<Copy>,
+    /// Counting the original: 1 + targets holding a copy.
+    pub total_copies: usize,
+    pub media: usize,
+    pub off_site: usize,
+    pub offline: usize,
+    /// Verification steps whose latest run did not succeed, or never ran.
+    pub errors: Vec<String>,
+    /// 3 copies, 2 media, 1 off-site, 1 offline, 0 errors.
+    pub rule_32110: bool,
+    pub shortfalls: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetentionIssue {
+    pub sop: String,
+    pub step: String,
+    pub path: String,
+    pub made: String,
+    /// `kept-past-retention` or `gone-before-retention`.
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainingGap {
+    pub sop: String,
+    pub version: u32,
+    pub role: String,
+    pub person: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ledger {
+    pub ok: bool,
+    pub writers: usize,
+    pub records: usize,
+    pub problems: Vec<String>,
+}
+
+const DEFAULT_WINDOW: i64 = 35 * 86_400;
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// One executed step: its start and end records.
+struct Run {
+    end: Option<Record>,
+    start: Record,
+}
+
+impl Run {
+    fn outcome(&self) -> Outcome {
+        self.end
+            .as_ref()
+            .and_then(|e| e.outcome)
+            .unwrap_or(Outcome::Interrupted)
+    }
+    fn ended(&self) -> i64 {
+        self.end
+            .as_ref()
+            .and_then(|e| e.ended.as_deref())
+            .and_then(parse_time)
+            .or_else(|| parse_time(&self.start.started))
+            .unwrap_or(0)
+    }
+}
+
+fn runs(evidence_dir: &Path) -> Vec<Run> {
+    let mut by_run: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
+    for r in evidence::log::records(evidence_dir) {
+        let slot = by_run.entry(r.run.clone()).or_default();
+        match r.kind {
+            Kind::Start => slot.0 = Some(r),
+            Kind::End => slot.1 = Some(r),
+        }
+    }
+    let mut out: Vec<Run> = by_run
+        .into_values()
+        .filter_map(|(s, e)| {
+            Some(Run {
+                start: s.or_else(|| e.clone())?,
+                end: e,
+            })
+        })
+        .collect();
+    // Within one second, a writer's chain order decides.
+    out.sort_by(|a, b| {
+        let key = |r: &Run| {
+            let last = r.end.as_ref().unwrap_or(&r.start);
+            (
+                r.ended(),
+                last.host.clone(),
+                last.operator.clone(),
+                last.seq,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    out
+}
+
+/// Whether a step checks copies rather than making them: the `verify` and `restore-test`
+/// actions, and shell steps whose id says so.
+fn is_verification(step: &Step) -> bool {
+    match step.action.as_deref() {
+        Some(a) => a == "verify" || a == "restore-test",
+        None => {
+            step.id.contains("restore-test")
+                || step
+                    .id
+                    .split('-')
+                    .any(|w| matches!(w, "verify" | "integrity" | "check"))
+        }
+    }
+}
+
+/// The targets a successful run left a copy on: artifacts below a local target's path or
+/// on an ssh target (`NAME:PATH`); the bucket of an `upload`; the target of a shell step
+/// that works on a local, ssh or s3 target and reported no artifacts.
+fn copy_targets(
+    step: Option<&Step>,
+    end: &Record,
+    targets: &BTreeMap<String, Target>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let action = step.and_then(|s| s.action.as_deref());
+    if matches!(
+        action,
+        Some("verify" | "restore-test" | "prune" | "restore")
+    ) {
+        return out;
+    }
+    let artifacts: Vec<&str> = end
+        .files
+        .iter()
+        .filter(|f| f.role == "artifact")
+        .map(|f| f.name.as_str())
+        .collect();
+    for a in &artifacts {
+        for (name, t) in targets {
+            let hit = match t.kind {
+                TargetKind::Local => t.path.as_deref().is_some_and(|p| {
+                    let p = p.trim_end_matches('/');
+                    a.starts_with(&format!("{p}/"))
+                }),
+                TargetKind::Ssh => a.starts_with(&format!("{name}:")),
+                _ => false,
+            };
+            if hit {
+                out.insert(name.clone());
+            }
+        }
+    }
+    if let Some(t) = end
+        .target
+        .as_ref()
+        .and_then(|n| targets.get(n).map(|t| (n, t)))
+    {
+        let (name, target) = t;
+        let acts_on = match action {
+            Some("upload") => target.kind == TargetKind::S3,
+            Some(_) => false,
+            None => {
+                artifacts.is_empty()
+                    && matches!(
+                        target.kind,
+                        TargetKind::Local | TargetKind::Ssh | TargetKind::S3
+                    )
+            }
+        };
+        if acts_on {
+            out.insert(name.clone());
+        }
+    }
+    out
+}
+
+/// Reads everything and judges it at `now` (UTC seconds).
+pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> {
+    let tree = match at {
+        Some(rev) => crate::tree::Tree::open_revision(root, rev)?,
+        None => crate::tree::Tree::open_dir(root)?,
+    };
+    let corpus = Corpus::load(tree)?;
+    let history = history::load(root, at, &corpus.config).unwrap_or_default();
+    let evidence_dir = root.join(&corpus.config.paths.evidence);
+    let runs = runs(&evidence_dir);
+    let today = time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    let holders = |role: &str| -> Vec<String> {
+        corpus
+            .people
+            .iter()
+            .filter(|p| p.holds(role, today))
+            .map(|p| p.id.value.clone())
+            .collect()
+    };
+
+    let mut out = Status {
+        now: rfc3339(now),
+        commit: history.head.clone(),
+        sops: Vec::new(),
+        slos: Vec::new(),
+        backup_sets: Vec::new(),
+        retention: Vec::new(),
+        training: Vec::new(),
+        ledger: ledger(root, &corpus, &evidence_dir),
+        alerts: Vec::new(),
+    };
+    let this_host = crate::run::hostname();
+
+    for sop in &corpus.sops {
+        let doc = &corpus.docs[sop.doc];
+        let meta = doc.sop.clone().unwrap_or_default();
+        let steps: Vec<&Step> = doc.markdown.valid_steps().collect();
+        let step = |id: &str| steps.iter().find(|s| s.id == id).copied();
+        let sop_runs: Vec<&Run> = runs.iter().filter(|r| r.start.sop == sop.id).collect();
+
+        // Approval state.
+        out.sops.push(sop_status(
+            sop,
+            doc,
+            &meta,
+            &history,
+            now,
+            &holders,
+            &mut out.alerts,
+        ));
+
+        // SLOs.
+        for slo in &meta.slos {
+            let of_step: Vec<&&Run> = sop_runs
+                .iter()
+                .filter(|r| r.start.step == slo.step.value)
+                .collect();
+            let last = of_step.last();
+            let success = of_step
+                .iter()
+                .rev()
+                .find(|r| r.outcome() == Outcome::Succeeded);
+            let due = success.map(|r| r.ended() + slo.every.seconds as i64);
+            let overdue = due.is_none_or(|d| now > d);
+            if overdue {
+                out.alerts.push(format!(
+                    "{}: SLO {} every {} is overdue{}",
+                    sop.id,
+                    slo.step.value,
+                    slo.every,
+                    match due {
+                        Some(d) => format!(" since {}", rfc3339(d)),
+                        None => " (never succeeded)".to_string(),
+                    }
+                ));
+            }
+            out.slos.push(SloStatus {
+                sop: sop.id.clone(),
+                step: slo.step.value.clone(),
+                every: slo.every.to_string(),
+                last_success: success.map(|r| rfc3339(r.ended())),
+                last_run: last.map(|r| rfc3339(r.ended())),
+                last_result: last.map(|r| r.outcome().as_str().to_string()),
+                due: due.map(rfc3339),
+                overdue,
+            });
+        }
+
+        // Copies and the 3-2-1-1-0 rule.
+        let window = meta.retention.map_or(DEFAULT_WINDOW, |d| d.seconds as i64);
+        let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
+        for r in &sop_runs {
+            let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
+                continue;
+            };
+            if now - r.ended() > window {
+                continue;
+            }
+            for name in copy_targets(step(&r.start.step), end, &corpus.config.targets) {
+                let t = &corpus.config.targets[&name];
+                copies.insert(
+                    name.clone(),
+                    Copy {
+                        target: name,
+                        medium: t.medium.clone(),
+                        location: t.location.clone(),
+                        connectivity: t.connectivity.clone(),
+                        step: r.start.step.clone(),
+                        made: rfc3339(r.ended()),
+                    },
+                );
+            }
+        }
+        let verifications: Vec<&&Step> = steps.iter().filter(|s| is_verification(s)).collect();
+        let makes_copies = steps.iter().any(|s| match s.action.as_deref() {
+            Some(a) => matches!(a, "archive" | "copy" | "upload" | "db-dump" | "git-mirror"),
+            None => s
+                .target
+                .as_ref()
+                .and_then(|t| corpus.config.targets.get(t))
+                .is_some_and(|t| {
+                    matches!(t.kind, TargetKind::Local | TargetKind::Ssh | TargetKind::S3)
+                }),
+        });
+        if !copies.is_empty() || makes_copies {
+            let mut errors = Vec::new();
+            for v in &verifications {
+                let last = sop_runs.iter().rev().find(|r| r.start.step == v.id);
+                match last {
+                    None => errors.push(format!("{} never ran", v.id)),
+                    Some(r) if r.outcome() != Outcome::Succeeded => errors.push(format!(
+                        "{} {} at {}",
+                        v.id,
+                        r.outcome().as_str(),
+                        rfc3339(r.ended())
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let list: Vec<Copy> = copies.into_values().collect();
+            let media: BTreeSet<&str> = list
+                .iter()
+                .map(|c| c.medium.as_deref().unwrap_or("unknown"))
+                .collect();
+            let off_site = list
+                .iter()
+                .filter(|c| c.location.as_deref() == Some("off-site"))
+                .count();
+            let offline = list
+                .iter()
+                .filter(|c| c.connectivity.as_deref() == Some("offline"))
+                .count();
+            let total = 1 + list.len();
+            let mut shortfalls = Vec::new();
+            if total < 3 {
+                shortfalls.push(format!("{total} copies (3 needed, the original counted)"));
+            }
+            if media.len() < 2 {
+                shortfalls.push(format!("{} kind of medium (2 needed)", media.len()));
+            }
+            if off_site < 1 {
+                shortfalls.push("no off-site copy".into());
+            }
+            if offline < 1 {
+                shortfalls.push("no offline copy".into());
+            }
+            if !errors.is_empty() {
+                shortfalls.push(format!("{} verification error(s)", errors.len()));
+                // A verification that never ran is stale (its SLO says so); one that
+                // failed is broken.
+                for e in errors.iter().filter(|e| !e.ends_with("never ran")) {
+                    out.alerts.push(format!("{}: verification {e}", sop.id));
+                }
+            }
+            out.backup_sets.push(BackupSet {
+                sop: sop.id.clone(),
+                rule_32110: shortfalls.is_empty(),
+                total_copies: total,
+                media: media.len(),
+                off_site,
+                offline,
+                copies: list,
+                errors,
+                shortfalls,
+            });
+        }
+
+        // Retention, for files this machine made.
+        if let Some(retention) = meta.retention {
+            let limit = retention.seconds as i64;
+            for r in &sop_runs {
+                let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
+                    continue;
+                };
+                if end.host != this_host {
+                    continue;
+                }
+                let age = now - r.ended();
+                for f in end.files.iter().filter(|f| f.role == "artifact") {
+                    let path = PathBuf::from(&f.name);
+                    if !path.is_absolute() && f.name.contains(':') {
+                        continue;
+                    }
+                    let path = if path.is_absolute() {
+                        path
+                    } else {
+                        root.join(path)
+                    };
+                    let exists = path.exists();
+                    let mut marker = path.as_os_str().to_owned();
+                    marker.push(".legal-hold");
+                    let held = Path::new(&marker).exists();
+                    let issue = if exists && age > limit && !held {
+                        Some((
+                            "kept-past-retention",
+                            format!("{} days old, retention {retention}", age / 86_400),
+                        ))
+                    } else if !exists && age < limit {
+                        Some((
+                            "gone-before-retention",
+                            format!("gone after {} days, retention {retention}", age / 86_400),
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some((kind, detail)) = issue {
+                        out.alerts
+                            .push(format!("{}: {} {kind}: {detail}", sop.id, f.name));
+                        out.retention.push(RetentionIssue {
+                            sop: sop.id.clone(),
+                            step: r.start.step.clone(),
+                            path: f.name.clone(),
+                            made: rfc3339(r.ended()),
+                            kind: kind.to_string(),
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+
+        // Training.
+        out.training
+            .extend(training_gaps(&corpus, sop, doc, &meta, &history, &holders));
+    }
+    if !out.ledger.ok {
+        out.alerts.push(format!(
+            "the evidence ledger has {} problem(s)",
+            out.ledger.problems.len()
+        ));
+    }
+    Ok(out)
+}
+
+fn sop_status(
+    sop: &crate::corpus::Sop,
+    doc: &crate::corpus::Document,
+    meta: &crate::corpus::front_matter::SopMeta,
+    history: &History,
+    now: i64,
+    holders: &dyn Fn(&str) -> Vec<String>,
+    alerts: &mut Vec<String>,
+) -> SopStatus {
+    let content = sha256_hex(doc.file.text.as_bytes());
+    let hist = history.sops.get(&sop.id);
+    let current = hist.and_then(|h| h.revision_with(&content));
+    let version = current.and_then(|r| r.version);
+    let last = hist.and_then(|h| h.last_effective());
+    let pending_roles = match current {
+        Some(r) if r.version.is_none() => r.missing_roles(),
+        None => meta
+            .approvers
+            .as_ref()
+            .map(|a| a.value.iter().map(|r| r.value.clone()).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let could_sign = pending_roles
+        .iter()
+        .map(|r| (r.clone(), holders(r)))
+        .collect();
+    let next_review = match (meta.review_every, last.and_then(|r| r.effective_time)) {
+        (Some(every), Some(t)) => Some(t + every.seconds as i64),
+        _ => None,
+    };
+    let review_overdue = next_review.is_some_and(|d| now > d);
+    if review_overdue {
+        alerts.push(format!(
+            "{}: review overdue since {}",
+            sop.id,
+            rfc3339(next_review.unwrap_or_default())
+        ));
+    }
+    SopStatus {
+        id: sop.id.clone(),
+        title: sop.title.clone(),
+        path: doc.path().to_string(),
+        declared: format!("{:?}", meta.status).to_lowercase(),
+        version,
+        effective: version.is_some(),
+        last_effective_version: last.and_then(|r| r.version),
+        effective_since: last.and_then(|r| r.effective_time).map(rfc3339),
+        pending_roles,
+        could_sign,
+        next_review: next_review.map(rfc3339),
+        review_overdue,
+    }
+}
+
+/// Holders of the owner role and of roles the SOP links to who have no valid
+/// `acknowledged` signature on its effective revision.
+fn training_gaps(
+    corpus: &Corpus,
+    sop: &crate::corpus::Sop,
+    doc: &crate::corpus::Document,
+    meta: &crate::corpus::front_matter::SopMeta,
+    history: &History,
+    holders: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<TrainingGap> {
+    let Some(rev) = history.sops.get(&sop.id).and_then(|h| h.last_effective()) else {
+        return Vec::new();
+    };
+    let Some(version) = rev.version else {
+        return Vec::new();
+    };
+    let mut roles: BTreeSet<String> = BTreeSet::new();
+    if let Some(o) = &meta.owner {
+        roles.insert(o.value.clone());
+    }
+    for link in &doc.markdown.links {
+        if let LinkTarget::Path { path, .. } = resolve(corpus, doc.path(), &link.dest)
+            && let Some(role) = corpus.roles.values().find(|r| r.path == path)
+        {
+            roles.insert(role.id.clone());
+        }
+    }
+    let acknowledged: BTreeSet<&str> = rev
+        .signatures
+        .iter()
+        .filter(|s| s.meaning == "acknowledged" && s.status == SigStatus::Valid)
+        .filter_map(|s| s.signer.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for role in roles {
+        for person in holders(&role) {
+            if !acknowledged.contains(person.as_str()) && seen.insert(person.clone()) {
+                out.push(TrainingGap {
+                    sop: sop.id.clone(),
+                    version,
+                    role: role.clone(),
+                    person,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn ledger(root: &Path, corpus: &Corpus, evidence_dir: &Path) -> Ledger {
+    let tracked = evidence::verify::tracked_at_head(root, &corpus.config.paths.evidence);
+    let report = evidence::verify::verify(evidence_dir, &tracked);
+    Ledger {
+        ok: report.problems.is_empty(),
+        writers: report.writers,
+        records: report.records,
+        problems: report
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path.display(), p.message))
+            .collect(),
+    }
+}
+
+/// The human table: compact, one line per item, problems marked.
+pub fn human(s: &Status, colour: bool) -> String {
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("\u{1b}[{code}m{text}\u{1b}[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let ok = |b: bool| {
+        if b {
+            paint("32", "ok")
+        } else {
+            paint("31", "!!")
+        }
+    };
+    let mut o = format!("status at {}\n\nSOPs\n", s.now);
+    for p in &s.sops {
+        let state = match (p.version, p.last_effective_version) {
+            (Some(v), _) => format!("v{v} effective"),
+            (None, Some(v)) => format!("draft (v{v} effective)"),
+            (None, None) => "draft".to_string(),
+        };
+        let pending = if p.pending_roles.is_empty() {
+            String::new()
+        } else {
+            let who: Vec<String> = p
+                .could_sign
+                .iter()
+                .map(|(r, people)| format!("{r}: {}", people.join(", ")))
+                .collect();
+            format!("  awaiting {}", who.join("; "))
+        };
+        let review = match &p.next_review {
+            Some(d) if p.review_overdue => paint("31", &format!("  review OVERDUE since {d}")),
+            Some(d) => format!("  review by {}", &d[..10.min(d.len())]),
+            None => String::new(),
+        };
+        o.push_str(&format!(
+            "  {} {:<10} {:<22}{pending}{review}\n",
+            ok(!p.review_overdue),
+            p.id,
+            state
+        ));
+    }
+    if !s.slos.is_empty() {
+        o.push_str("\nSLOs\n");
+        for l in &s.slos {
+            let last = l.last_success.as_deref().unwrap_or("never");
+            let due = match (&l.due, l.overdue) {
+                (Some(d), true) => paint("31", &format!("OVERDUE since {d}")),
+                (None, _) => paint("31", "OVERDUE (never succeeded)"),
+                (Some(d), false) => format!("due {d}"),
+            };
+            o.push_str(&format!(
+                "  {} {:<10} {:<28} every {:<6} last ok {last}  {due}\n",
+                ok(!l.overdue),
+                l.sop,
+                l.step,
+                l.every
+            ));
+        }
+    }
+    if !s.backup_sets.is_empty() {
+        o.push_str("\n3-2-1-1-0\n");
+        for b in &s.backup_sets {
+            let detail = if b.shortfalls.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", b.shortfalls.join("; "))
+            };
+            o.push_str(&format!(
+                "  {} {:<10} copies {} media {} off-site {} offline {} errors {}{detail}\n",
+                ok(b.rule_32110),
+                b.sop,
+                b.total_copies,
+                b.media,
+                b.off_site,
+                b.offline,
+                b.errors.len()
+            ));
+        }
+    }
+    if !s.retention.is_empty() {
+        o.push_str("\nRetention\n");
+        for r in &s.retention {
+            o.push_str(&format!(
+                "  {} {:<10} {} {}: {}\n",
+                ok(false),
+                r.sop,
+                r.kind,
+                r.path,
+                r.detail
+            ));
+        }
+    }
+    if !s.training.is_empty() {
+        o.push_str("\nTraining (not yet acknowledged)\n");
+        for t in &s.training {
+            o.push_str(&format!(
+                "  -- {:<10} v{} {} ({})\n",
+                t.sop, t.version, t.person, t.role
+            ));
+        }
+    }
+    o.push_str(&format!(
+        "\nEvidence ledger: {} ({} writers, {} records{})\n",
+        ok(s.ledger.ok),
+        s.ledger.writers,
+        s.ledger.records,
+        if s.ledger.ok {
+            String::new()
+        } else {
+            format!(", {} problems", s.ledger.problems.len())
+        }
+    ));
+    if s.alerts.is_empty() {
+        o.push_str("\nAll in order.\n");
+    } else {
+        o.push_str(&format!("\n{} alert(s):\n", s.alerts.len()));
+        for a in &s.alerts {
+            o.push_str(&format!("  - {a}\n"));
+        }
+    }
+    o
+}

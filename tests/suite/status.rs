@@ -1,0 +1,256 @@
+//! `sopkit status` over evidence written by real `sopkit run`s, with the clock pinned by
+//! `SOPKIT_TEST_NOW`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Repo, stderr, stdout};
+
+/// Targets: an on-site disk, an offline USB disk and an off-site disk, all local folders.
+fn toml(root: &Path) -> String {
+    let d = root.display();
+    format!(
+        "[targets.disk]\nkind = \"local\"\npath = \"{d}/disk\"\nmedium = \"disk\"\nlocation = \"on-site\"\nconnectivity = \"online\"\n\n[targets.usb]\nkind = \"local\"\npath = \"{d}/usb\"\nmedium = \"usb\"\nlocation = \"on-site\"\nconnectivity = \"offline\"\n\n[targets.remote]\nkind = \"local\"\npath = \"{d}/remote\"\nmedium = \"disk\"\nlocation = \"off-site\"\nconnectivity = \"online\"\n"
+    )
+}
+
+fn sop(root: &Path) -> String {
+    let d = root.display();
+    format!(
+        "---\nid: OPS-200\ntitle: Backups\nretention: 3d\nslos:\n  - {{ step: backup, every: 1d }}\n  - {{ step: verify-backup, every: 7d }}\n---\n\n# Backups\n\n```sopkit {{step=backup action=archive}}\nsource: data\ndest: {d}/disk\n```\n\n```sopkit {{step=verify-backup action=verify}}\narchive: backup\n```\n\n```sopkit {{step=offline-copy action=copy}}\nsource: backup\ndest: {d}/usb\n```\n\n```sopkit {{step=offsite-copy action=copy}}\nsource: backup\ndest: {d}/remote\n```\n"
+    )
+}
+
+fn repo() -> Repo {
+    let r = Repo::empty();
+    r.write("sopkit.toml", &toml(r.path()));
+    r.write("procedures/OPS-200-backups.md", &sop(r.path()));
+    r.write("data/a.txt", "alpha\n");
+    r.write("data/b.txt", "beta\n");
+    r.commit("backups");
+    r
+}
+
+fn run(r: &Repo, steps: &[&str]) {
+    let mut cmd = Command::new(crate::support::sopkit_bin());
+    cmd.args(["run", "OPS-200", "--allow-draft", "--yes"]);
+    for s in steps {
+        cmd.args(["--step", s]);
+    }
+    let out = cmd.current_dir(r.path()).output().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// RFC 3339 of now + `hours`.
+fn later(hours: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::hours(hours);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn status(r: &Repo, now: &str, format: &str) -> std::process::Output {
+    Command::new(crate::support::sopkit_bin())
+        .args(["status", "--format", format])
+        .env("SOPKIT_TEST_NOW", now)
+        .current_dir(r.path())
+        .output()
+        .unwrap()
+}
+
+fn json(r: &Repo, now: &str) -> (Option<i32>, serde_json::Value) {
+    let out = status(r, now, "json");
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    (out.status.code(), v)
+}
+
+fn slo<'a>(v: &'a serde_json::Value, step: &str) -> &'a serde_json::Value {
+    v["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == step)
+        .unwrap()
+}
+
+#[test]
+fn slos_are_met_then_due_then_overdue() {
+    let r = repo();
+    // Nothing has run: both SLOs are overdue.
+    let (code, v) = json(&r, &later(0));
+    assert_eq!(code, Some(1));
+    assert_eq!(slo(&v, "backup")["overdue"], true);
+    assert!(slo(&v, "backup")["last_success"].is_null());
+
+    run(&r, &["backup", "verify-backup"]);
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(slo(&v, "backup")["overdue"], false, "{v}");
+    assert_eq!(slo(&v, "verify-backup")["overdue"], false);
+    assert!(slo(&v, "backup")["due"].as_str().unwrap() > later(20).as_str());
+
+    // Two days on, the daily backup is overdue; the weekly verification is not.
+    let (code, v) = json(&r, &later(48));
+    assert_eq!(code, Some(1));
+    assert_eq!(slo(&v, "backup")["overdue"], true);
+    assert_eq!(slo(&v, "verify-backup")["overdue"], false);
+    assert!(
+        v["alerts"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap()
+            .contains("SLO backup every 1d is overdue")),
+        "{v}"
+    );
+    let human = status(&r, &later(48), "human");
+    assert!(
+        stdout(&human).contains("OVERDUE since"),
+        "{}",
+        stdout(&human)
+    );
+    let prom = status(&r, &later(48), "prometheus");
+    let text = stdout(&prom);
+    assert!(
+        text.contains("sopkit_slo_overdue{sop=\"OPS-200\",step=\"backup\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("sopkit_slo_overdue{sop=\"OPS-200\",step=\"verify-backup\"} 0"));
+    assert!(text.contains("# TYPE sopkit_ledger_ok gauge"));
+}
+
+#[test]
+fn the_32110_rule_from_evidence_and_target_labels() {
+    let r = repo();
+    run(&r, &["backup", "verify-backup"]);
+    let (_, v) = json(&r, &later(1));
+    let set = &v["backup_sets"][0];
+    assert_eq!(set["sop"], "OPS-200");
+    assert_eq!(set["total_copies"], 2, "{set}");
+    assert_eq!(set["rule_32110"], false);
+    let short = set["shortfalls"].to_string();
+    assert!(
+        short.contains("no off-site copy") && short.contains("no offline copy"),
+        "{short}"
+    );
+
+    run(&r, &["offline-copy", "offsite-copy"]);
+    let (_, v) = json(&r, &later(1));
+    let set = &v["backup_sets"][0];
+    assert_eq!(set["total_copies"], 4, "{set}");
+    assert_eq!(set["media"], 2);
+    assert_eq!(set["off_site"], 1);
+    assert_eq!(set["offline"], 1);
+    assert_eq!(set["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(set["rule_32110"], true, "{set}");
+
+    // A verification that fails breaks the "0".
+    let archive = walk_one(&r.path().join("disk"), ".tar.zst");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "run",
+            "OPS-200",
+            "--allow-draft",
+            "--yes",
+            "--step",
+            "verify-backup",
+        ])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (code, v) = json(&r, &later(1));
+    assert_eq!(code, Some(1));
+    let set = &v["backup_sets"][0];
+    assert_eq!(set["rule_32110"], false);
+    assert!(
+        set["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("verify-backup failed"),
+        "{set}"
+    );
+}
+
+fn walk_one(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .unwrap()
+}
+
+#[test]
+fn retention_is_checked_both_ways_and_a_legal_hold_is_honoured() {
+    let r = repo();
+    run(&r, &["backup", "verify-backup"]);
+    let archive = walk_one(&r.path().join("disk"), ".tar.zst");
+    // Within retention and present: fine.
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(v["retention"].as_array().unwrap().len(), 0, "{v}");
+    // Four days on (retention 3d), still there: kept past retention.
+    let (code, v) = json(&r, &later(96));
+    assert_eq!(code, Some(1));
+    let issues = v["retention"].as_array().unwrap();
+    assert!(
+        issues.iter().any(|i| i["kind"] == "kept-past-retention"
+            && i["path"] == archive.to_string_lossy().as_ref()),
+        "{v}"
+    );
+    // On legal hold: not a violation.
+    let mut marker = archive.as_os_str().to_owned();
+    marker.push(".legal-hold");
+    std::fs::write(&marker, "case 7\n").unwrap();
+    let (_, v) = json(&r, &later(96));
+    assert!(
+        !v["retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["path"] == archive.to_string_lossy().as_ref()),
+        "{v}"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    // Deleted after one day although retention is three: gone before retention.
+    std::fs::remove_file(&archive).unwrap();
+    let (code, v) = json(&r, &later(24));
+    assert_eq!(code, Some(1));
+    assert!(
+        v["retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "gone-before-retention"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_broken_ledger_is_reported_and_fails_the_status() {
+    let r = repo();
+    run(&r, &["backup", "verify-backup"]);
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(v["ledger"]["ok"], true);
+    assert_eq!(v["ledger"]["records"], 4);
+    let writer = std::fs::read_dir(r.path().join("evidence"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let rec = writer.join("000002.json");
+    let text = std::fs::read_to_string(&rec).unwrap();
+    std::fs::write(&rec, text.replace("succeeded", "failed")).unwrap();
+    let (code, v) = json(&r, &later(1));
+    assert_eq!(code, Some(1));
+    assert_eq!(v["ledger"]["ok"], false);
+    assert!(
+        v["ledger"]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("000002.json"),
+        "{v}"
+    );
+}
