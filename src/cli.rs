@@ -255,6 +255,9 @@ pub struct StatusArgs {
     /// Write to FILE (replaced atomically) instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write a static dashboard, DIR/index.html (no server, no scripts).
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
     /// The repository (its root folder).
     #[arg(default_value = ".")]
     pub path: PathBuf,

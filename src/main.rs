@@ -451,6 +451,15 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", file.display()))?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
+    if let Some(dir) = &args.html {
+        let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default());
+        let page = status::html::render(&s, &rows);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join("index.html");
+        sopkit::fs_atomic::write(&file, page.as_bytes())
+            .with_context(|| format!("writing {}", file.display()))?;
+        eprintln!("dashboard: {}", file.display());
+    }
     Ok(if s.alerts.is_empty() {
         ExitCode::SUCCESS
     } else {

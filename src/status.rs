@@ -14,6 +14,7 @@
 //!   acknowledged its effective revision;
 //! - the ledger's integrity.
 
+pub mod html;
 pub mod prometheus;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +53,9 @@ pub struct Status {
     pub ledger: Ledger,
     /// Reasons the exit status is 1 (empty: all is well).
     pub alerts: Vec<String>,
+    /// Where the ledger is (for the dashboard's timelines).
+    #[serde(skip)]
+    pub evidence_dir: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -327,6 +331,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         training: Vec::new(),
         ledger: ledger(root, &corpus, &evidence_dir),
         alerts: Vec::new(),
+        evidence_dir: evidence_dir.clone(),
     };
     let this_host = crate::run::hostname();
 

@@ -254,3 +254,79 @@ fn a_broken_ledger_is_reported_and_fails_the_status() {
         "{v}"
     );
 }
+
+#[test]
+fn the_dashboard_renders_in_a_real_headless_browser() {
+    let r = repo();
+    r.write(
+        "procedures/OPS-201-hostile.md",
+        "---\nid: OPS-201\ntitle: \"<img src=x onerror=alert(1)> & co\"\n---\n\n# Hostile\n",
+    );
+    r.commit("hostile title");
+    run(&r, &["backup", "verify-backup"]);
+    run(&r, &["backup"]);
+    let dir = r.path().join("dashboard");
+    let out = Command::new(crate::support::sopkit_bin())
+        .args(["status", "--format", "json", "--html"])
+        .arg(&dir)
+        .env("SOPKIT_TEST_NOW", later(1))
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        stderr(&out)
+    );
+    let page = dir.join("index.html");
+    let url = format!("file://{}", page.display());
+    let browser = |args: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("chromium (Debian's package; scripts/test installs it)")
+    };
+    let dom = browser(&["--dump-dom"]);
+    assert!(dom.status.success(), "{}", stderr(&dom));
+    let dom = stdout(&dom);
+    // The browser built the tables and one timeline per step that ran, with a bar per run.
+    assert!(
+        dom.contains("id=\"slos\"") && dom.contains("id=\"backup-sets\""),
+        "{dom}"
+    );
+    let timeline = dom
+        .split("<section class=\"timeline\" data-sop=\"OPS-200\" data-step=\"backup\">")
+        .nth(1)
+        .expect("a timeline of the backup step")
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(timeline.contains("2 runs, 2 succeeded"), "{timeline}");
+    assert_eq!(timeline.matches("<rect").count(), 4, "{timeline}");
+    // The hostile title stayed text: no element came of it.
+    assert!(
+        dom.contains("&lt;img src=x onerror=alert(1)&gt; &amp; co"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"), "{dom}");
+    // And it paints: a real PNG of the page.
+    let shot = r.path().join("dashboard.png");
+    let png = browser(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400",
+    ]);
+    assert!(png.status.success(), "{}", stderr(&png));
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{}",
+        bytes.len()
+    );
+}
