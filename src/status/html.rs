@@ -267,9 +267,9 @@ pub fn render(s: &Status, rows: &[Row]) -> String {
             })
             .collect();
         let ok = runs.iter().filter(|(_, r)| r.result == "succeeded").count();
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<section class=\"timeline\" data-sop=\"{}\" data-step=\"{}\"><h3>{} &middot; {}</h3><p>{} runs, {} succeeded</p>{}{}</section>\n",
+            "<section class=\"timeline\" data-sop=\"{}\" data-step=\"{}\"><h3>{} &middot; {}</h3><p>{} runs, {} succeeded</p>{}{}</section>",
             escape(sop),
             escape(step),
             escape(sop),
