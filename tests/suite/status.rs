@@ -330,3 +330,34 @@ fn the_dashboard_renders_in_a_real_headless_browser() {
         bytes.len()
     );
 }
+
+#[test]
+fn training_lists_role_holders_until_they_acknowledge_the_effective_revision() {
+    use crate::approvals::{Keys, approve, signed_fixture};
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    // A draft has no training to do yet, but says who could approve it.
+    let (_, v) = json(&r, &later(0));
+    assert_eq!(v["training"].as_array().unwrap().len(), 0, "{v}");
+    let sop = &v["sops"][0];
+    assert_eq!(sop["effective"], false);
+    assert_eq!(sop["could_sign"]["qa-lead"][0], "ann", "{sop}");
+
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, v) = json(&r, &later(0));
+    assert_eq!(v["sops"][0]["version"], 1, "{v}");
+    let training = v["training"].as_array().unwrap();
+    // Bob holds `operator`, the owner role the SOP also links to; Ann's role is not named.
+    assert_eq!(training.len(), 1, "{v}");
+    assert_eq!(training[0]["person"], "bob");
+    assert_eq!(training[0]["role"], "operator");
+    assert_eq!(training[0]["version"], 1);
+
+    let out = approve(&r, "bob", &bob, "QA-001", "acknowledged");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, v) = json(&r, &later(0));
+    assert_eq!(v["training"].as_array().unwrap().len(), 0, "{v}");
+    // The acknowledgement did not change the version.
+    assert_eq!(v["sops"][0]["version"], 1);
+}
