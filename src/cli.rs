@@ -258,6 +258,10 @@ pub struct StatusArgs {
     /// Also write a static dashboard, DIR/index.html (no server, no scripts).
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
+    /// Tell the holders of the responsible roles about every alert not told before, as
+    /// `[notify]` in sopkit.toml says (SMTP, webhook, command).
+    #[arg(long)]
+    pub notify: bool,
     /// The repository (its root folder).
     #[arg(default_value = ".")]
     pub path: PathBuf,

@@ -126,6 +126,45 @@ pub struct Target {
     pub connectivity: Option<String>,
 }
 
+/// An SMTP relay for notifications. The password is only ever named (`password_env`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    /// Default 587 with STARTTLS, 25 without.
+    pub port: Option<u16>,
+    pub from: String,
+    /// STARTTLS (default true). `false` sends in clear text: only for a relay on the same
+    /// machine or network segment.
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Who is told when a step fails or is interrupted, or an SLO becomes overdue, and how.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    /// Roles whose holders are told (default: the SOP's owner role).
+    pub roles: Vec<String>,
+    pub smtp: Option<Smtp>,
+    /// A URL that receives an HTTP POST of the event as JSON.
+    pub webhook: Option<String>,
+    /// A command (`sh -c`) that receives the event as JSON on standard input.
+    pub command: Option<String>,
+}
+
+impl Notify {
+    pub fn configured(&self) -> bool {
+        self.smtp.is_some() || self.webhook.is_some() || self.command.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -133,6 +172,7 @@ pub struct Config {
     pub links: Links,
     pub approval: Approval,
     pub targets: BTreeMap<String, Target>,
+    pub notify: Notify,
 }
 
 impl Config {

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod evidence;
 pub mod fs_atomic;
 pub mod init;
+pub mod notify;
 pub mod render;
 pub mod report;
 pub mod roles;

@@ -460,7 +460,16 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", file.display()))?;
         eprintln!("dashboard: {}", file.display());
     }
-    Ok(if s.alerts.is_empty() {
+    let mut undelivered = 0;
+    if args.notify {
+        for (alert, d) in status::notify_new(&args.path, &s)? {
+            if !d.ok {
+                undelivered += 1;
+            }
+            eprintln!("{} ({alert})", d.line());
+        }
+    }
+    Ok(if s.alerts.is_empty() && undelivered == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -98,6 +98,9 @@ pub struct Plan {
     pub evidence_dir: PathBuf,
     pub steps: Vec<Planned>,
     pub targets: std::collections::BTreeMap<String, Target>,
+    /// `[notify]` of sopkit.toml, and who it would tell about this SOP today.
+    pub notify: crate::config::Notify,
+    pub recipients: Vec<crate::notify::Recipient>,
 }
 
 fn env_names(target: &Target) -> Vec<&str> {
@@ -245,6 +248,12 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         evidence_dir,
         steps,
         targets: corpus.config.targets.clone(),
+        notify: corpus.config.notify.clone(),
+        recipients: crate::notify::recipients(
+            &corpus,
+            &s.id,
+            time::OffsetDateTime::now_utc().date(),
+        ),
     })
 }
 
@@ -926,6 +935,37 @@ fn finish(
     files.extend(remote_files);
     if outcome == Outcome::Succeeded && verification.iter().any(|v| v.starts_with("FAILED")) {
         outcome = Outcome::Failed;
+    }
+    if outcome != Outcome::Succeeded && plan.notify.configured() {
+        // Told before the end record is written, so that the record says who was told
+        // and which delivery failed.
+        let event = crate::notify::Event {
+            event: format!("step-{}", outcome.as_str()),
+            sop: plan.sop.clone(),
+            step: Some(base.step.clone()),
+            message: mask.mask(&format!(
+                "{} step {} {} ({}){}",
+                plan.sop,
+                base.step,
+                outcome.as_str(),
+                code.map_or("no exit status".to_string(), |c| format!("exit {c}")),
+                verification
+                    .iter()
+                    .find(|v| v.starts_with("FAILED"))
+                    .map(|v| format!(": {v}"))
+                    .unwrap_or_default()
+            )),
+            time: evidence::now_rfc3339(),
+            host: base.host.clone(),
+            record: Some(format!("run {run} in {}", plan.evidence_dir.display())),
+            recipients: plan.recipients.clone(),
+            sopkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        for d in crate::notify::send(&plan.notify, &event) {
+            let line = mask.mask(&d.line());
+            eprintln!("{line}");
+            verification.push(line);
+        }
     }
     let mut end = base;
     end.kind = Kind::End;

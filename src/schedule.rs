@@ -439,7 +439,7 @@ fn run_args(job: &Job) -> Vec<String> {
 }
 
 fn status_args() -> Vec<String> {
-    vec!["status".into()]
+    vec!["status".into(), "--notify".into()]
 }
 
 fn hhmm(minutes: u32) -> String {

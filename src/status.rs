@@ -663,6 +663,15 @@ fn training_gaps(
 
 fn ledger(root: &Path, corpus: &Corpus, evidence_dir: &Path) -> Ledger {
     let tracked = evidence::verify::tracked_at_head(root, &corpus.config.paths.evidence);
+    if !evidence_dir.exists() && tracked.is_empty() {
+        // Nothing has run yet, and nothing committed is missing.
+        return Ledger {
+            ok: true,
+            writers: 0,
+            records: 0,
+            problems: Vec::new(),
+        };
+    }
     let report = evidence::verify::verify(evidence_dir, &tracked);
     Ledger {
         ok: report.problems.is_empty(),
@@ -801,4 +810,99 @@ pub fn human(s: &Status, colour: bool) -> String {
         }
     }
     o
+}
+
+/// What `status --notify` kept from earlier runs: the alerts already told (so only newly
+/// overdue or broken things are sent) and the deliveries that failed.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct NotifyState {
+    pub notified: BTreeSet<String>,
+    pub failures: Vec<NotifyFailure>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct NotifyFailure {
+    pub time: String,
+    pub alert: String,
+    pub channel: String,
+    pub detail: String,
+}
+
+/// Where that state lives: inside the git directory (machine-local, never committed), or
+/// `.sopkit-notified.json` at the root outside git.
+pub fn notify_state_path(root: &Path) -> PathBuf {
+    git2::Repository::discover(root)
+        .map(|r| r.path().join("sopkit-notified.json"))
+        .unwrap_or_else(|_| root.join(".sopkit-notified.json"))
+}
+
+/// Sends each alert not told before to the holders of the responsible role (the SOP's
+/// owner, or `[notify] roles`) and records the outcome. Returns every delivery attempt.
+pub fn notify_new(
+    root: &Path,
+    status: &Status,
+) -> Result<Vec<(String, crate::notify::Delivery)>, Error> {
+    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
+    let cfg = &corpus.config.notify;
+    let path = notify_state_path(root);
+    let mut state: NotifyState = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let today = parse_time(&status.now)
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .map_or(time::Date::MIN, |t| t.date());
+    let mut out = Vec::new();
+    let mut still: BTreeSet<String> = BTreeSet::new();
+    for alert in &status.alerts {
+        if state.notified.contains(alert) {
+            still.insert(alert.clone());
+            continue;
+        }
+        if !cfg.configured() {
+            continue;
+        }
+        let sop = alert
+            .split_once(": ")
+            .map(|(s, _)| s)
+            .filter(|s| corpus.sops.iter().any(|x| x.id == *s))
+            .unwrap_or("")
+            .to_string();
+        let event = crate::notify::Event {
+            event: "status-alert".into(),
+            sop: sop.clone(),
+            step: None,
+            message: alert.clone(),
+            time: status.now.clone(),
+            host: crate::run::hostname(),
+            record: None,
+            recipients: crate::notify::recipients(&corpus, &sop, today),
+            sopkit_version: crate::VERSION.to_string(),
+        };
+        let deliveries = crate::notify::send(cfg, &event);
+        let all_ok = deliveries.iter().all(|d| d.ok);
+        for d in deliveries {
+            if !d.ok {
+                state.failures.push(NotifyFailure {
+                    time: status.now.clone(),
+                    alert: alert.clone(),
+                    channel: d.channel.clone(),
+                    detail: d.detail.clone(),
+                });
+            }
+            out.push((alert.clone(), d));
+        }
+        // Told only when every channel took it; otherwise the next run tries again.
+        if all_ok {
+            still.insert(alert.clone());
+        }
+    }
+    // An alert that cleared is forgotten, so that it is told again if it comes back.
+    state.notified = still;
+    let keep = state.failures.len().saturating_sub(200);
+    state.failures.drain(..keep);
+    let mut json = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    json.push(b'\n');
+    let _ = crate::fs_atomic::write(&path, &json);
+    Ok(out)
 }

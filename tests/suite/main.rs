@@ -7,6 +7,7 @@ mod base;
 mod check_rules;
 mod ecosystem;
 mod formats;
+mod notify;
 mod properties;
 mod render;
 mod roles;

@@ -128,7 +128,7 @@ fn systemd_units_run_each_slo_step_in_the_window_and_pass_systemd_analyze() {
     let status = std::fs::read_to_string(out_dir.path().join("sopkit-status.service")).unwrap();
     assert_eq!(
         setting(&status, "ExecStart"),
-        [format!("{} status", bin.display()).as_str()]
+        [format!("{} status --notify", bin.display()).as_str()]
     );
     let status_timer = std::fs::read_to_string(out_dir.path().join("sopkit-status.timer")).unwrap();
     assert_eq!(setting(&status_timer, "OnCalendar"), ["*-*-* 05:00:00 UTC"]);
@@ -245,7 +245,7 @@ fn cron_lines_have_five_fields_escape_percent_and_parse_as_shell() {
     }
     assert!(
         jobs.iter()
-            .any(|l| l.starts_with("0 5 * * * ") && l.ends_with("/usr/bin/sopkit status")),
+            .any(|l| l.starts_with("0 5 * * * ") && l.ends_with("/usr/bin/sopkit status --notify")),
         "{text}"
     );
 }

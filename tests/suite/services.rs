@@ -282,3 +282,110 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// A Python process running `script` with the port and the server's folder as arguments.
+fn python_server(what: &str, script: &str, ready_file: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join(format!("{what}.log"));
+    let child = spawn(
+        Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .arg(dir.path()),
+        &log,
+        what,
+    );
+    let mut s = Server {
+        child,
+        port,
+        dir,
+        log,
+    };
+    let ready = s.dir.path().join(ready_file);
+    s.wait_until(what, move |s| listening(s.port) && ready.exists());
+    s
+}
+
+/// An SMTP server (aiosmtpd) that stores each message as `NNNN.eml` with its envelope
+/// recipients in `NNNN.rcpt`, in its folder.
+pub fn smtp() -> Server {
+    python_server(
+        "aiosmtpd",
+        r#"
+import os, sys, time
+from aiosmtpd.controller import Controller
+port, d = int(sys.argv[1]), sys.argv[2]
+class Store:
+    async def handle_DATA(self, server, session, envelope):
+        n = len([f for f in os.listdir(d) if f.endswith(".eml")])
+        with open(os.path.join(d, "%04d.rcpt" % n), "w") as f:
+            f.write("\n".join(envelope.rcpt_tos))
+        with open(os.path.join(d, ".tmp"), "wb") as f:
+            f.write(envelope.content)
+        os.rename(os.path.join(d, ".tmp"), os.path.join(d, "%04d.eml" % n))
+        return "250 OK"
+c = Controller(Store(), hostname="127.0.0.1", port=port)
+c.start()
+open(os.path.join(d, "ready"), "w").close()
+while True:
+    time.sleep(3600)
+"#,
+        "ready",
+    )
+}
+
+/// An HTTP server that answers every POST with 200 and appends its body, one line each,
+/// to `posts.jsonl` in its folder.
+pub fn webhook() -> Server {
+    python_server(
+        "webhook",
+        r#"
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, d = int(sys.argv[1]), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(os.path.join(d, "posts.jsonl"), "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+s = HTTPServer(("127.0.0.1", port), H)
+open(os.path.join(d, "ready"), "w").close()
+s.serve_forever()
+"#,
+        "ready",
+    )
+}
+
+impl Server {
+    /// Lines of `posts.jsonl` (a webhook's bodies) as JSON.
+    pub fn posts(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("posts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The messages an SMTP server received: (recipients, message text).
+    pub fn mails(&self) -> Vec<(String, String)> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                (
+                    std::fs::read_to_string(p.with_extension("rcpt")).unwrap_or_default(),
+                    std::fs::read_to_string(p).unwrap(),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,179 @@
+//! Notifications through a real SMTP server (aiosmtpd), a real HTTP endpoint and a command,
+//! from failed runs and from `status --notify`.
+
+use std::process::Command;
+
+use crate::services;
+use crate::support::{Repo, stderr, stdout};
+
+const PEOPLE: &str = "people:\n  - id: bob\n    name: Bob Example\n    email: bob@example.com\n    keys: []\n    roles:\n      - { role: operator, from: 2019-01-01 }\n  - id: eve\n    name: Eve Example\n    email: eve@example.com\n    keys: []\n    roles:\n      - { role: auditor, from: 2019-01-01 }\n";
+
+const SOP: &str = "---\nid: OPS-300\ntitle: Notified\nowner: operator\nslos:\n  - { step: fails, every: 1d }\n---\n\n# Notified\n\n```sh {step=fails}\necho about to fail; exit 4\n```\n";
+
+fn repo(notify: &str) -> Repo {
+    let r = Repo::empty();
+    r.write("sopkit.toml", notify);
+    r.write("roles/people.yaml", PEOPLE);
+    r.write("procedures/OPS-300-notified.md", SOP);
+    r.commit("notified");
+    r
+}
+
+fn run_fails(r: &Repo) -> std::process::Output {
+    Command::new(crate::support::sopkit_bin())
+        .args(["run", "OPS-300", "--allow-draft", "--yes"])
+        .current_dir(r.path())
+        .output()
+        .unwrap()
+}
+
+fn end_record(r: &Repo) -> serde_json::Value {
+    let out = r.sopkit(&["evidence", "log", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.last().unwrap().clone()
+}
+
+#[test]
+fn a_failed_step_tells_the_owner_role_by_mail_webhook_and_command() {
+    let mail = services::smtp();
+    let hook = services::webhook();
+    let r = repo(&format!(
+        "[notify]\nwebhook = \"http://127.0.0.1:{}/sopkit\"\ncommand = \"cat > notified.json\"\n\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"sopkit <sopkit@example.com>\"\nstarttls = false\n",
+        hook.port, mail.port
+    ));
+    let out = run_fails(&r);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for channel in ["smtp", "webhook", "command"] {
+        assert!(
+            stderr(&out).contains(&format!("ok: notified by {channel}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The mail went to the holder of the owner role, and only to him.
+    let mails = mail.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0.trim(), "bob@example.com");
+    assert!(
+        mails[0]
+            .1
+            .contains("Subject: [sopkit] OPS-300 fails: step-failed"),
+        "{}",
+        mails[0].1
+    );
+    assert!(mails[0].1.contains("exit 4"), "{}", mails[0].1);
+    // The webhook's body.
+    let posts = hook.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0]["event"], "step-failed");
+    assert_eq!(posts[0]["sop"], "OPS-300");
+    assert_eq!(posts[0]["step"], "fails");
+    assert_eq!(posts[0]["recipients"][0]["email"], "bob@example.com");
+    // The command got the same JSON.
+    let cmd: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.path().join("notified.json")).unwrap()).unwrap();
+    assert_eq!(cmd["step"], "fails");
+    // The evidence says who was told.
+    let row = end_record(&r);
+    assert_eq!(row["result"], "failed");
+    let writer = std::fs::read_dir(r.path().join("evidence"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let end = std::fs::read_to_string(writer.join("000002.json")).unwrap();
+    assert!(
+        end.contains("ok: notified by smtp: mail to bob@example.com"),
+        "{end}"
+    );
+    assert!(end.contains("ok: notified by webhook: POST"), "{end}");
+    let v = r.sopkit(&["evidence", "verify"]);
+    assert!(v.status.success(), "{}", stdout(&v));
+}
+
+#[test]
+fn an_undeliverable_notification_is_reported_and_recorded() {
+    let closed = services::free_port();
+    let r = repo(&format!(
+        "[notify]\nwebhook = \"http://127.0.0.1:{closed}/sopkit\"\n"
+    ));
+    let out = run_fails(&r);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("FAILED: notification by webhook could not be delivered"),
+        "{}",
+        stderr(&out)
+    );
+    let row = end_record(&r);
+    assert!(
+        row["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i.as_str().unwrap().contains("notification by webhook")),
+        "{row}"
+    );
+}
+
+#[test]
+fn status_notify_tells_each_new_alert_once_and_retries_failed_deliveries() {
+    let hook = services::webhook();
+    let r = repo(&format!(
+        "[notify]\nroles = [\"auditor\"]\nwebhook = \"http://127.0.0.1:{}/sopkit\"\n",
+        hook.port
+    ));
+    let status = |r: &Repo| {
+        Command::new(crate::support::sopkit_bin())
+            .args(["status", "--notify", "--format", "json"])
+            .current_dir(r.path())
+            .output()
+            .unwrap()
+    };
+    // The SLO has never succeeded: one alert, told to the configured role.
+    let out = status(&r);
+    assert_eq!(out.status.code(), Some(1));
+    let posts = hook.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["event"], "status-alert");
+    assert!(
+        posts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SLO fails every 1d is overdue")
+    );
+    assert_eq!(posts[0]["recipients"][0]["person"], "eve");
+    // Told once: the next run sends nothing new.
+    let _ = status(&r);
+    assert_eq!(hook.posts().len(), 1);
+
+    // Now the webhook is gone: a new alert cannot be delivered; it is reported, recorded
+    // and tried again on the next run.
+    let closed = services::free_port();
+    r.write(
+        "sopkit.toml",
+        &format!("[notify]\nroles = [\"auditor\"]\nwebhook = \"http://127.0.0.1:{closed}/x\"\n"),
+    );
+    // A changed SLO is a new alert.
+    r.write(
+        "procedures/OPS-300-notified.md",
+        &SOP.replace("every: 1d", "every: 2d"),
+    );
+    let out = status(&r);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("FAILED: notification by webhook could not be delivered"),
+        "{}",
+        stderr(&out)
+    );
+    let state_file = r.path().join(".git/sopkit-notified.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert!(!state["failures"].as_array().unwrap().is_empty(), "{state}");
+    let out = status(&r);
+    assert!(
+        stderr(&out).contains("FAILED: notification by webhook"),
+        "a failed delivery is tried again: {}",
+        stderr(&out)
+    );
+}
