@@ -415,7 +415,8 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
             since: args.since,
         },
     );
-    let mut out = std::io::stdout().lock();
+    // Buffered: the JSON serializer writes many small pieces.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         LogFormat::Human => write!(out, "{}", log::human(&rows))?,
         LogFormat::Csv => write!(out, "{}", log::csv(&rows))?,
@@ -424,6 +425,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

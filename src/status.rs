@@ -334,13 +334,18 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         evidence_dir: evidence_dir.clone(),
     };
     let this_host = crate::run::hostname();
+    // Each SOP's runs, in time order, found once.
+    let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    for r in &runs {
+        by_sop.entry(r.start.sop.as_str()).or_default().push(r);
+    }
 
     for sop in &corpus.sops {
         let doc = &corpus.docs[sop.doc];
         let meta = doc.sop.clone().unwrap_or_default();
         let steps: Vec<&Step> = doc.markdown.valid_steps().collect();
         let step = |id: &str| steps.iter().find(|s| s.id == id).copied();
-        let sop_runs: Vec<&Run> = runs.iter().filter(|r| r.start.sop == sop.id).collect();
+        let sop_runs: &[&Run] = by_sop.get(sop.id.as_str()).map_or(&[], |v| v.as_slice());
 
         // Approval state.
         out.sops.push(sop_status(
@@ -393,7 +398,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         // Copies and the 3-2-1-1-0 rule.
         let window = meta.retention.map_or(DEFAULT_WINDOW, |d| d.seconds as i64);
         let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
-        for r in &sop_runs {
+        for r in sop_runs {
             let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
                 continue;
             };
@@ -492,7 +497,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         // Retention, for files this machine made.
         if let Some(retention) = meta.retention {
             let limit = retention.seconds as i64;
-            for r in &sop_runs {
+            for r in sop_runs {
                 let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
                     continue;
                 };

@@ -39,17 +39,23 @@ pub struct Filter {
 }
 
 /// Every readable record of every writer (unreadable ones are skipped: `verify` reports
-/// them).
-pub fn records(evidence: &Path) -> impl Iterator<Item = Record> {
-    std::fs::read_dir(evidence)
+/// them), read and parsed in parallel.
+pub fn records(evidence: &Path) -> Vec<Record> {
+    use rayon::prelude::*;
+    let paths: Vec<std::path::PathBuf> = std::fs::read_dir(evidence)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|w| w.file_type().is_ok_and(|t| t.is_dir()))
         .flat_map(|w| std::fs::read_dir(w.path()).into_iter().flatten().flatten())
         .filter(|e| parse_seq(&e.file_name().to_string_lossy()).is_some())
-        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|e| e.path())
+        .collect();
+    paths
+        .par_iter()
+        .filter_map(|p| std::fs::read(p).ok())
         .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+        .collect()
 }
 
 /// The log rows: starts paired with ends.

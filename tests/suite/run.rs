@@ -173,12 +173,17 @@ fn start_long(r: &Repo) -> std::process::Child {
     child
 }
 
+/// The step's pid, once the shell has written it (the file exists, empty, a moment before).
 fn step_pid(r: &Repo) -> i32 {
-    std::fs::read_to_string(r.path().join("long.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(r.path().join("long.pid")).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            return pid;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no pid in long.pid");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
