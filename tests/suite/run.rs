@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::approvals::{Keys, approve, signed_fixture};
-use crate::support::{Repo, SOP, stderr, stdout};
+use crate::support::{Repo, SOP, files, stderr, stdout};
 
 const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump target=nowhere}\ndatabase: app\n```\n";
 
@@ -45,20 +45,6 @@ fn log_json(r: &Repo) -> Vec<serde_json::Value> {
     let out = r.sopkit(&["evidence", "log", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

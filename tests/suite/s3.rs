@@ -1,7 +1,7 @@
 //! `upload`, `verify`, `restore` and `prune` of objects against a real moto S3 server on
 //! 127.0.0.1, through the real `sopkit` binary; buckets and tampering through the AWS SDK.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use aws_sdk_s3::Client;
@@ -9,10 +9,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, ObjectLockLegalHold, ObjectLockLegalHoldStatus, VersioningConfiguration,
 };
-use sha2::{Digest, Sha256};
 
 use crate::services::{self, Server};
-use crate::support::{Repo, stderr, stdout};
+use crate::support::{Repo, end_records, files, sha256, stderr, stdout, verification};
 
 const ACCESS: &str = "test-access-key-XYZ";
 const SECRET: &str = "test-secret-key-XYZ-do-not-log";
@@ -140,13 +139,6 @@ impl S3 {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Deterministic bytes that do not compress (a xorshift stream).
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -198,41 +190,6 @@ fn run(r: &Repo, step: &str, env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The end records, oldest first.
-fn ends(r: &Repo) -> Vec<serde_json::Value> {
-    let mut recs: Vec<serde_json::Value> = files(&r.path().join("evidence"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
-        .filter(|v: &serde_json::Value| v["kind"] == "end")
-        .collect();
-    recs.sort_by_key(|v| v["seq"].as_u64());
-    recs
-}
-
-fn verification(rec: &serde_json::Value) -> Vec<String> {
-    rec["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The version id in an `ok: uploaded s3://... version V (...)` line.
 fn uploaded_version(lines: &[String]) -> String {
     let line = lines
@@ -282,7 +239,7 @@ fn a_multipart_upload_records_its_version_and_every_version_verifies() {
     let out = run(&r, "send", &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
-    let rec = &ends(&r)[0];
+    let rec = &end_records(&r)[0];
     assert_eq!(rec["outcome"], "succeeded");
     let lines = verification(rec);
     let v1 = uploaded_version(&lines);
@@ -324,11 +281,11 @@ fn a_multipart_upload_records_its_version_and_every_version_verifies() {
     r.write_bytes("data/big.bin", &second);
     let out = run(&r, "send", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v2 = uploaded_version(&verification(&ends(&r)[1]));
+    let v2 = uploaded_version(&verification(&end_records(&r)[1]));
     assert_ne!(v1, v2);
     let out = run(&r, "check", &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let lines = verification(&ends(&r)[2]);
+    let lines = verification(&end_records(&r)[2]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     for (v, content) in [(&v1, &first), (&v2, &second)] {
         assert!(
@@ -374,7 +331,7 @@ fn a_corrupted_version_fails_verify_and_restore_and_leaves_a_failed_record() {
             "{}",
             stderr(&out)
         );
-        let rec = ends(&r).pop().unwrap();
+        let rec = end_records(&r).pop().unwrap();
         assert_eq!(rec["outcome"], "failed");
         let lines = verification(&rec);
         assert!(
@@ -394,7 +351,7 @@ fn a_corrupted_version_fails_verify_and_restore_and_leaves_a_failed_record() {
     );
     let left: Vec<PathBuf> = files(&r.path().join("restored"));
     assert!(left.is_empty(), "{left:?}");
-    let rec = ends(&r).pop().unwrap();
+    let rec = end_records(&r).pop().unwrap();
     assert_eq!(rec["outcome"], "failed");
     assert!(
         !rec["files"]
@@ -429,14 +386,14 @@ fn restore_brings_back_an_earlier_version_byte_for_byte() {
     let new = "INSERT INTO t VALUES (1), (2);\n";
     r.write("dump.sql", old);
     assert!(run(&r, "send", &[]).status.success());
-    let v_old = uploaded_version(&verification(&ends(&r)[0]));
+    let v_old = uploaded_version(&verification(&end_records(&r)[0]));
     r.write("dump.sql", new);
     assert!(run(&r, "send", &[]).status.success());
 
     let out = run(&r, "previous", &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(r.read("restored/dump.sql"), old);
-    let rec = ends(&r).pop().unwrap();
+    let rec = end_records(&r).pop().unwrap();
     let art = rec["files"]
         .as_array()
         .unwrap()
@@ -567,7 +524,7 @@ fn prune_deletes_old_versions_but_never_one_under_legal_hold_nor_the_latest() {
         "the latest and the held one stay"
     );
     assert!(left[0].1, "the latest is still the latest");
-    let lines = verification(&ends(&r).pop().unwrap());
+    let lines = verification(&end_records(&r).pop().unwrap());
     for gone in [&versions[1].0, &versions[3].0] {
         assert!(
             lines.contains(&format!("ok: deleted {key} version {gone}")),
@@ -600,7 +557,7 @@ fn an_unversioned_bucket_warns_and_a_folder_goes_under_the_key_prefix() {
         "{}",
         stdout(&out)
     );
-    let lines = verification(&ends(&r)[0]);
+    let lines = verification(&end_records(&r)[0]);
     assert!(lines[0].starts_with("warning: "), "{lines:?}");
     assert!(
         lines.contains(&format!(
@@ -650,7 +607,7 @@ fn a_stopped_server_a_wrong_bucket_and_missing_credentials_fail_clearly() {
     let out = run(&wrong, "send", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("NoSuchBucket"), "{}", stderr(&out));
-    assert_eq!(ends(&wrong)[0]["outcome"], "failed");
+    assert_eq!(end_records(&wrong)[0]["outcome"], "failed");
 
     // The server goes away.
     s3.server.stop();
@@ -663,7 +620,7 @@ fn a_stopped_server_a_wrong_bucket_and_missing_credentials_fail_clearly() {
         "{err}"
     );
     assert!(!err.contains(SECRET) && !stdout(&out).contains(SECRET));
-    let recs = ends(&r);
+    let recs = end_records(&r);
     let last = recs.last().unwrap();
     assert_eq!(last["outcome"], "failed");
     assert!(

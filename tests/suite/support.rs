@@ -184,3 +184,48 @@ pub const CLEAN_FILES: &[(&str, &str)] = &[
         "---\nid: QA-001\ntitle: Demo\nowner: operator\napprovers: [qa-lead]\nslos:\n  - { step: backup, every: 1d }\n---\n\n# Demo\n\n## Scope\n\nThe [RPO](../glossary/terms.md#recovery-point-objective-rpo) is one day; a\n[restore test](../glossary/terms.md#restore-test) runs each quarter. The\n[operator](../roles/operator.md) runs it. See [scope](#scope).\n\n```sh {step=backup target=backups}\necho backup\n```\n",
     ),
 ];
+
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The end records of the repository's ledger (one writer in these tests), oldest first.
+pub fn end_records(r: &Repo) -> Vec<serde_json::Value> {
+    let mut recs: Vec<serde_json::Value> = files(&r.path().join("evidence"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+        .filter(|v: &serde_json::Value| v["kind"] == "end")
+        .collect();
+    recs.sort_by_key(|v| v["seq"].as_u64());
+    recs
+}
+
+/// A record's `verification` lines.
+pub fn verification(rec: &serde_json::Value) -> Vec<String> {
+    rec["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}

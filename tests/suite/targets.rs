@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::services::{self, MARIADB_PASSWORD, Server, Sshd};
-use crate::support::{Repo, stderr, stdout};
+use crate::support::{Repo, end_records, files, sha256, stderr, stdout, verification};
 
 const SECRET: &str = "tok-7f3a-never-in-evidence";
 
@@ -50,48 +50,15 @@ fn run(r: &Repo, steps: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Every end record, oldest first.
-fn ends(r: &Repo) -> Vec<serde_json::Value> {
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for w in std::fs::read_dir(r.path().join("evidence"))
-        .unwrap()
-        .flatten()
-    {
-        if w.path().is_dir() {
-            for f in std::fs::read_dir(w.path()).unwrap().flatten() {
-                if f.path().extension().is_some_and(|e| e == "json") {
-                    paths.push(f.path());
-                }
-            }
-        }
-    }
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap())
-        .filter(|v| v["kind"] == "end")
-        .collect()
-}
-
 fn last_end(r: &Repo) -> serde_json::Value {
-    ends(r).pop().expect("an end record")
-}
-
-fn verification(end: &serde_json::Value) -> String {
-    end["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    end_records(r).pop().expect("an end record")
 }
 
 /// `sopkit evidence verify` passes and no file under evidence/ holds `secret`.
 fn evidence_clean(r: &Repo, secret: &str) {
     let v = r.sopkit(&["evidence", "verify"]);
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
-    for f in walk(&r.path().join("evidence")) {
+    for f in files(&r.path().join("evidence")) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             !String::from_utf8_lossy(&bytes).contains(secret),
@@ -99,26 +66,6 @@ fn evidence_clean(r: &Repo, secret: &str) {
             f.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn alive(pid: &str) -> bool {
@@ -221,7 +168,11 @@ fn unknown_or_changed_host_keys_and_a_dead_host_fail_the_step() {
     assert!(!stdout(&out).contains("connected"));
     let end = last_end(&r);
     assert_eq!(end["outcome"], "failed");
-    assert!(verification(&end).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"));
+    assert!(
+        verification(&end)
+            .join("\n")
+            .contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    );
 
     // No key at all: never accepted blindly.
     std::fs::write(&s.known_hosts, "").unwrap();
@@ -263,17 +214,23 @@ fn archive_and_copy_over_ssh_are_hashed_on_both_sides() {
     let r = repo_with(&ssh_target(&s), &sop(&steps));
     let out = run(&r, &["pull", "check", "ship", "fetch"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let all = ends(&r);
+    let all = end_records(&r);
     assert_eq!(all.len(), 4);
     assert!(
-        verification(&all[0]).contains("3 files hashed here and on web1 with sha256sum, all equal"),
-        "{}",
         verification(&all[0])
+            .join("\n")
+            .contains("3 files hashed here and on web1 with sha256sum, all equal"),
+        "{}",
+        verification(&all[0]).join("\n")
     );
-    assert!(verification(&all[1]).contains("entries restored and compared"));
-    assert!(verification(&all[2]).contains("hashed on web1"));
+    assert!(
+        verification(&all[1])
+            .join("\n")
+            .contains("entries restored and compared")
+    );
+    assert!(verification(&all[2]).join("\n").contains("hashed on web1"));
     // The archive and its manifest went to the host, byte for byte, and came back.
-    let archive = walk(&r.path().join("backups"))
+    let archive = files(&r.path().join("backups"))
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .unwrap();
@@ -285,7 +242,7 @@ fn archive_and_copy_over_ssh_are_hashed_on_both_sides() {
         local
     );
     // Nothing half-sent is left on the host.
-    let temps: Vec<_> = walk(&offsite)
+    let temps: Vec<_> = files(&offsite)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".sopkit-copy-"))
         .collect();
@@ -321,7 +278,7 @@ fn a_connection_cut_mid_copy_fails_and_leaves_no_file() {
             // Cut every connection once the host has started receiving the file.
             let start = std::time::Instant::now();
             while start.elapsed() < std::time::Duration::from_secs(60) {
-                let receiving = walk(&dest).iter().any(|p| {
+                let receiving = files(&dest).iter().any(|p| {
                     p.to_string_lossy().contains(".sopkit-copy-")
                         && p.metadata().is_ok_and(|m| m.len() > 1 << 20)
                 });
@@ -385,7 +342,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let r = repo_with(&db_target(&db), &sop(DUMP_STEPS));
     let out = run(&r, &["dump", "restore-test"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let all = ends(&r);
+    let all = end_records(&r);
     let dump = &all[0];
     assert_eq!(dump["outcome"], "succeeded");
     let names: Vec<&str> = dump["files"]
@@ -412,7 +369,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     );
     let test = &all[1];
     assert_eq!(test["outcome"], "succeeded");
-    let v = verification(test);
+    let v = verification(test).join("\n");
     assert!(v.contains("2 of 2 tables match"), "{v}");
     assert!(v.contains("restore took"), "{v}");
     assert!(v.contains("dropped"), "{v}");
@@ -433,7 +390,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let end = last_end(&r);
     assert_eq!(end["outcome"], "failed");
-    assert!(verification(&end).contains("FAILED"), "{end}");
+    assert!(verification(&end).join("\n").contains("FAILED"), "{end}");
     let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
     assert!(left.trim().is_empty(), "scratch databases left: {left}");
 }
@@ -452,7 +409,7 @@ fn a_wrong_password_or_a_dead_server_fails_without_leaving_a_dump() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Access denied"), "{}", stderr(&out));
     assert_eq!(last_end(&r)["outcome"], "failed");
-    assert!(walk(&r.path().join("dumps")).is_empty());
+    assert!(files(&r.path().join("dumps")).is_empty());
     evidence_clean(&r, "not-the-password-91");
 
     db.stop();
@@ -460,7 +417,7 @@ fn a_wrong_password_or_a_dead_server_fails_without_leaving_a_dump() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Can't connect"), "{}", stderr(&out));
     assert_eq!(last_end(&r)["outcome"], "failed");
-    assert!(walk(&r.path().join("dumps")).is_empty());
+    assert!(files(&r.path().join("dumps")).is_empty());
 }
 
 #[test]
@@ -495,5 +452,5 @@ fn a_full_disk_fails_the_dump_and_leaves_nothing_half_written() {
         stderr(&out)
     );
     assert_eq!(last_end(&r)["outcome"], "failed");
-    assert!(walk(&dumps).is_empty(), "{:?}", walk(&dumps));
+    assert!(files(&dumps).is_empty(), "{:?}", files(&dumps));
 }
