@@ -276,9 +276,9 @@ impl Corpus {
         };
         let md_paths: Vec<(String, DocKind)> = tree
             .files()
-            .filter(|(p, _)| is_markdown(p) && !exclude.is_match(p))
-            .filter(|(p, _)| mode == Mode::ZeroConfig || !under(p, &paths.templates))
-            .map(|(p, _)| (p.to_string(), kind_of(p)))
+            .filter(|p| is_markdown(p) && !exclude.is_match(p))
+            .filter(|p| mode == Mode::ZeroConfig || !under(p, &paths.templates))
+            .map(|p| (p.to_string(), kind_of(p)))
             .collect();
 
         let parsed: Vec<(Option<Document>, Vec<Diagnostic>)> = md_paths

@@ -34,7 +34,9 @@ pub enum Error {
 /// What a path in the tree is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    File { size: u64 },
+    /// A file. Its size is checked when it is read, so listing a large tree (an evidence
+    /// ledger of 100,000 records) costs no `stat` per file.
+    File,
     Dir,
 }
 
@@ -91,51 +93,47 @@ impl Tree {
             path: root.into(),
             source,
         })?;
-        let mut entries = BTreeMap::new();
-        let mut escapes = Vec::new();
-        let mut links = BTreeMap::new();
-        entries.insert(String::new(), Kind::Dir);
-        let walker = ignore::WalkBuilder::new(&root)
+        // Walked in parallel (a ledger folder may hold 100,000 files); each thread collects
+        // its entries and hands them over when it finishes.
+        let found: Mutex<Vec<(String, Walked)>> = Mutex::new(Vec::new());
+        ignore::WalkBuilder::new(&root)
             .hidden(false)
             .follow_links(false)
             .require_git(false)
             .filter_entry(|e| e.file_name() != ".git")
-            .build();
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(_) => continue, // unreadable entries are simply not part of the tree
-            };
-            let Ok(rel) = entry.path().strip_prefix(&root) else {
-                continue;
-            };
-            let rel = path_to_repo(rel);
-            if rel.is_empty() {
-                continue;
-            }
-            let Some(ft) = entry.file_type() else {
-                continue;
-            };
-            if ft.is_symlink() {
-                match resolve_disk_symlink(&root, entry.path()) {
-                    Some((kind, real)) => {
-                        links.insert(rel.clone(), real);
-                        entries.insert(rel, kind);
+            .build_parallel()
+            .run(|| {
+                let mut batch = Batch {
+                    items: Vec::new(),
+                    sink: &found,
+                };
+                let root = &root;
+                Box::new(move |entry| {
+                    if let Ok(e) = entry
+                        && let Some(item) = walked(root, &e)
+                    {
+                        batch.items.push(item);
                     }
-                    None => {
-                        let target = std::fs::read_link(entry.path())
-                            .map(|t| t.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        escapes.push(Escape { path: rel, target });
-                    }
+                    ignore::WalkState::Continue
+                })
+            });
+        let mut entries = BTreeMap::new();
+        let mut escapes = Vec::new();
+        let mut links = BTreeMap::new();
+        entries.insert(String::new(), Kind::Dir);
+        for (rel, w) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            match w {
+                Walked::Kind(kind) => {
+                    entries.insert(rel, kind);
                 }
-            } else if ft.is_dir() {
-                entries.insert(rel, Kind::Dir);
-            } else if ft.is_file() {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                entries.insert(rel, Kind::File { size });
+                Walked::Link(kind, real) => {
+                    links.insert(rel.clone(), real);
+                    entries.insert(rel, kind);
+                }
+                Walked::Escape(target) => escapes.push(Escape { path: rel, target }),
             }
         }
+        escapes.sort_by(|a: &Escape, b: &Escape| a.path.cmp(&b.path));
         Ok(Tree {
             label: root.display().to_string(),
             backing: Backing::Disk { root, links },
@@ -193,18 +191,11 @@ impl Tree {
                 0o120000 => links.push((path, e.id())),
                 _ => {
                     blobs.insert(path.clone(), e.id());
-                    entries.insert(path, Kind::File { size: 0 });
+                    entries.insert(path, Kind::File);
                 }
             }
             git2::TreeWalkResult::Ok
         })?;
-        // Sizes come from the object database header, which is cheap.
-        let odb = repo.odb()?;
-        for (path, oid) in &blobs {
-            if let Ok((size, _)) = odb.read_header(*oid) {
-                entries.insert(path.clone(), Kind::File { size: size as u64 });
-            }
-        }
         let mut escapes = Vec::new();
         for (path, oid) in links {
             let target = repo
@@ -226,7 +217,6 @@ impl Tree {
             }
         }
         let id = commit.id().to_string();
-        drop(odb);
         drop(tree);
         drop(commit);
         drop(object);
@@ -247,7 +237,7 @@ impl Tree {
     }
 
     pub fn is_file(&self, path: &str) -> bool {
-        matches!(self.kind(path), Some(Kind::File { .. }))
+        matches!(self.kind(path), Some(Kind::File))
     }
 
     pub fn is_dir(&self, path: &str) -> bool {
@@ -255,9 +245,9 @@ impl Tree {
     }
 
     /// Every file path, sorted.
-    pub fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+    pub fn files(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|(p, k)| match k {
-            Kind::File { size } => Some((p.as_str(), *size)),
+            Kind::File => Some(p.as_str()),
             Kind::Dir => None,
         })
     }
@@ -286,18 +276,16 @@ impl Tree {
 
     /// Reads a file, refusing files larger than `limit` bytes.
     pub fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
-        let Some(Kind::File { size }) = self.kind(path) else {
+        if self.kind(path) != Some(Kind::File) {
             return Err(Error::NotFound {
                 path: path.to_string(),
             });
-        };
-        if size > limit {
-            return Err(Error::TooLarge {
-                path: path.to_string(),
-                size,
-                limit,
-            });
         }
+        let too_large = |size: u64| Error::TooLarge {
+            path: path.to_string(),
+            size,
+            limit,
+        };
         match &self.backing {
             Backing::Disk { root, links } => {
                 use std::io::Read;
@@ -315,17 +303,18 @@ impl Tree {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&full)
                     .map_err(io)?;
+                let size = file.metadata().map_err(io)?.len();
+                if size > limit {
+                    return Err(too_large(size));
+                }
                 let mut bytes = Vec::with_capacity(size as usize);
+                // The file may have grown since: read at most one byte past the limit.
                 file.by_ref()
                     .take(limit + 1)
                     .read_to_end(&mut bytes)
                     .map_err(io)?;
                 if bytes.len() as u64 > limit {
-                    return Err(Error::TooLarge {
-                        path: path.to_string(),
-                        size: bytes.len() as u64,
-                        limit,
-                    });
+                    return Err(too_large(bytes.len() as u64));
                 }
                 Ok(bytes)
             }
@@ -334,11 +323,64 @@ impl Tree {
                     path: path.to_string(),
                 })?;
                 let repo = repo.lock().unwrap_or_else(|e| e.into_inner());
+                // The object header gives the size without inflating a huge blob.
+                let (size, _) = repo.odb()?.read_header(*oid)?;
+                if size as u64 > limit {
+                    return Err(too_large(size as u64));
+                }
                 let blob = repo.find_blob(*oid)?;
                 Ok(blob.content().to_vec())
             }
         }
     }
+}
+
+/// One walked entry, as the tree records it.
+enum Walked {
+    Kind(Kind),
+    /// A symlink resolved inside the root.
+    Link(Kind, PathBuf),
+    /// A symlink out of the root (or unresolvable), with its target as written.
+    Escape(String),
+}
+
+/// A walking thread's entries, handed to `sink` when the thread's visitor is dropped.
+struct Batch<'a> {
+    items: Vec<(String, Walked)>,
+    sink: &'a Mutex<Vec<(String, Walked)>>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        sink.append(&mut self.items);
+    }
+}
+
+/// What the walk learns from one entry (unreadable entries are simply not part of the tree).
+fn walked(root: &Path, entry: &ignore::DirEntry) -> Option<(String, Walked)> {
+    let rel = path_to_repo(entry.path().strip_prefix(root).ok()?);
+    if rel.is_empty() {
+        return None;
+    }
+    let ft = entry.file_type()?;
+    let w = if ft.is_symlink() {
+        match resolve_disk_symlink(root, entry.path()) {
+            Some((kind, real)) => Walked::Link(kind, real),
+            None => Walked::Escape(
+                std::fs::read_link(entry.path())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+        }
+    } else if ft.is_dir() {
+        Walked::Kind(Kind::Dir)
+    } else if ft.is_file() {
+        Walked::Kind(Kind::File)
+    } else {
+        return None;
+    };
+    Some((rel, w))
 }
 
 /// The folder part of a repository path (`""` for the root).
@@ -388,11 +430,7 @@ fn resolve_disk_symlink(root: &Path, link: &Path) -> Option<(Kind, PathBuf)> {
         return None;
     }
     let meta = std::fs::metadata(&real).ok()?;
-    let kind = if meta.is_dir() {
-        Kind::Dir
-    } else {
-        Kind::File { size: meta.len() }
-    };
+    let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
     Some((kind, real))
 }
 

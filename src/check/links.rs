@@ -203,7 +203,7 @@ fn check_link(corpus: &Corpus, doc: &Document, link: &Link, out: &mut DocLinks) 
             fragment,
             trailing_slash,
         } => match corpus.tree.kind(&path) {
-            Some(Kind::File { .. }) => {
+            Some(Kind::File) => {
                 if trailing_slash {
                     push(
                         out,
