@@ -181,8 +181,7 @@ fn covered_roles(signatures: &[SignatureRecord], approvers: &[String]) -> BTreeS
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn date_of(t: i64) -> time::Date {

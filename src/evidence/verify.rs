@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{Record, parse_seq, record_name, sha256_hex};
+use super::{Record, Records, parse_seq, record_name, sha256_hex};
 
 /// Something wrong in the ledger, naming the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -31,14 +31,21 @@ fn problem(out: &mut Vec<Problem>, path: &Path, message: impl Into<String>) {
 /// Verifies the ledger in `evidence` (a folder of writer folders). `tracked` lists files under
 /// it that git's `HEAD` holds (relative to `evidence`): one of them missing is a deletion.
 pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
+    verify_and_read(evidence, tracked).0
+}
+
+/// [`verify`], also returning every record that parsed (valid or not), so a reader of the
+/// ledger such as `status` reads each file once.
+pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, Records) {
     let mut report = Report::default();
+    let mut records = Vec::new();
     let Ok(entries) = std::fs::read_dir(evidence) else {
         problem(
             &mut report.problems,
             evidence,
             "the evidence folder cannot be read",
         );
-        return report;
+        return (report, records);
     };
     let mut names: Vec<(String, bool)> = entries
         .flatten()
@@ -51,23 +58,26 @@ pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
         .collect();
     names.sort();
     // Writers' chains are independent: checked in parallel, reported in name order.
-    let writers: Vec<Report> = {
+    let writers: Vec<(Report, Records)> = {
         use rayon::prelude::*;
         names
             .par_iter()
             .filter(|(_, is_dir)| *is_dir)
             .map(|(name, _)| {
                 let mut r = Report::default();
-                verify_writer(&evidence.join(name), &mut r);
-                r
+                let mut parsed = Vec::new();
+                verify_writer(&evidence.join(name), &mut r, &mut parsed);
+                (r, parsed)
             })
             .collect()
     };
-    for w in writers {
+    records.reserve_exact(writers.iter().map(|(_, parsed)| parsed.len()).sum());
+    for (w, parsed) in writers {
         report.writers += 1;
         report.records += w.records;
         report.logs += w.logs;
         report.problems.extend(w.problems);
+        records.extend(parsed);
     }
     for (name, is_dir) in names {
         let path = evidence.join(&name);
@@ -91,10 +101,84 @@ pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
             );
         }
     }
-    report
+    (report, records)
 }
 
-fn verify_writer(dir: &Path, report: &mut Report) {
+/// One record file read, hashed, parsed and checked on its own (the chain is checked after).
+struct Checked {
+    /// SHA-256 of the file, when it could be read (the next record must name it).
+    hash: Option<String>,
+    record: Option<Box<Record>>,
+    /// Problems of the file itself, then of the logs it names.
+    own: Vec<Problem>,
+    logs: Vec<Problem>,
+    referenced: Vec<String>,
+}
+
+fn check_record(dir: &Path, seq: u64, path: &Path) -> Checked {
+    let mut c = Checked {
+        hash: None,
+        record: None,
+        own: Vec::new(),
+        logs: Vec::new(),
+        referenced: Vec::new(),
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            problem(&mut c.own, path, format!("cannot be read: {e}"));
+            return c;
+        }
+    };
+    c.hash = Some(sha256_hex(&bytes));
+    let record: Record = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            problem(&mut c.own, path, format!("is not a valid record: {e}"));
+            return c;
+        }
+    };
+    if !record.is_as_written(&bytes) {
+        problem(
+            &mut c.own,
+            path,
+            "was changed after it was written (its digest does not match its content)",
+        );
+    }
+    for f in record.files.iter().filter(|f| f.role != "artifact") {
+        if f.name.contains('/') || f.name.starts_with('.') {
+            problem(
+                &mut c.logs,
+                path,
+                format!("references a log outside its folder: {}", f.name),
+            );
+            continue;
+        }
+        c.referenced.push(f.name.clone());
+        let log = dir.join(&f.name);
+        match super::hash_file(&log) {
+            Ok((size, sha)) if size == f.size && sha == f.sha256 => {}
+            Ok(_) => problem(
+                &mut c.logs,
+                &log,
+                format!(
+                    "was changed: it does not match the hash in {}",
+                    record_name(seq)
+                ),
+            ),
+            Err(_) => problem(
+                &mut c.logs,
+                &log,
+                format!("is missing (named by {})", record_name(seq)),
+            ),
+        }
+    }
+    c.record = Some(Box::new(record));
+    c
+}
+
+fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) {
+    use rayon::prelude::*;
     let out = &mut report.problems;
     let mut records: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut logs: BTreeSet<String> = BTreeSet::new();
@@ -116,10 +200,20 @@ fn verify_writer(dir: &Path, report: &mut Report) {
             problem(out, &path, "a file that is not part of the evidence chain");
         }
     }
+    // Reading, hashing and parsing each record is independent (and most of the work): done
+    // in parallel, so one writer with a long chain uses every core. The chain is then
+    // followed in order.
+    let records: Vec<(u64, PathBuf)> = records.into_iter().collect();
+    let checked: Vec<Checked> = records
+        .par_iter()
+        .map(|(seq, path)| check_record(dir, *seq, path))
+        .collect();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut prev_hash: Option<String> = None;
     let mut expected = 1u64;
-    for (&seq, path) in &records {
+    parsed.reserve_exact(checked.len());
+    for ((seq, path), c) in records.iter().zip(checked) {
+        let seq = *seq;
         report.records += 1;
         if seq != expected {
             problem(
@@ -133,29 +227,14 @@ fn verify_writer(dir: &Path, report: &mut Report) {
             prev_hash = None; // the next link cannot be checked against a missing record
         }
         expected = seq + 1;
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                problem(out, path, format!("cannot be read: {e}"));
-                continue;
-            }
+        out.extend(c.own);
+        let Some(hash) = c.hash else {
+            continue;
         };
-        let hash = sha256_hex(&bytes);
-        let record: Record = match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                problem(out, path, format!("is not a valid record: {e}"));
-                prev_hash = Some(hash);
-                continue;
-            }
+        let Some(record) = c.record else {
+            prev_hash = Some(hash);
+            continue;
         };
-        if record.to_bytes() != bytes || !record.digest_ok() {
-            problem(
-                out,
-                path,
-                "was changed after it was written (its digest does not match its content)",
-            );
-        }
         if record.seq != seq {
             problem(
                 out,
@@ -182,35 +261,10 @@ fn verify_writer(dir: &Path, report: &mut Report) {
             ),
             _ => {}
         }
-        for f in record.files.iter().filter(|f| f.role != "artifact") {
-            let log = dir.join(&f.name);
-            if f.name.contains('/') || f.name.starts_with('.') {
-                problem(
-                    out,
-                    path,
-                    format!("references a log outside its folder: {}", f.name),
-                );
-                continue;
-            }
-            referenced.insert(f.name.clone());
-            match super::hash_file(&log) {
-                Ok((size, sha)) if size == f.size && sha == f.sha256 => {}
-                Ok(_) => problem(
-                    out,
-                    &log,
-                    format!(
-                        "was changed: it does not match the hash in {}",
-                        record_name(seq)
-                    ),
-                ),
-                Err(_) => problem(
-                    out,
-                    &log,
-                    format!("is missing (named by {})", record_name(seq)),
-                ),
-            }
-        }
+        out.extend(c.logs);
+        referenced.extend(c.referenced);
         prev_hash = Some(hash);
+        parsed.push(record);
     }
     for l in logs {
         report.logs += 1;

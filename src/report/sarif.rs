@@ -106,7 +106,7 @@ fn fingerprint(f: &Finding) -> String {
         h.update([0]);
     }
     let digest = h.finalize();
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 pub fn write(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {

@@ -205,7 +205,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d)
 }
 
 pub(crate) fn timestamp() -> String {
