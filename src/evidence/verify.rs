@@ -1,6 +1,6 @@
 //! `sopkit evidence verify`: every record, every chain, every log, every file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::{Record, Records, parse_seq, record_name, sha256_hex};
@@ -58,7 +58,7 @@ pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, 
         .collect();
     names.sort();
     // Writers' chains are independent: checked in parallel, reported in name order.
-    let writers: Vec<(Report, Records)> = {
+    let writers: Vec<(&str, Report, Records, HashSet<String>)> = {
         use rayon::prelude::*;
         names
             .par_iter()
@@ -66,22 +66,24 @@ pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, 
             .map(|(name, _)| {
                 let mut r = Report::default();
                 let mut parsed = Vec::new();
-                verify_writer(&evidence.join(name), &mut r, &mut parsed);
-                (r, parsed)
+                let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
+                (name.as_str(), r, parsed, listed)
             })
             .collect()
     };
-    records.reserve_exact(writers.iter().map(|(_, parsed)| parsed.len()).sum());
-    for (w, parsed) in writers {
+    records.reserve_exact(writers.iter().map(|w| w.2.len()).sum());
+    let mut listed: HashMap<&str, HashSet<String>> = HashMap::new();
+    for (name, w, parsed, files) in writers {
         report.writers += 1;
         report.records += w.records;
         report.logs += w.logs;
         report.problems.extend(w.problems);
         records.extend(parsed);
+        listed.insert(name, files);
     }
-    for (name, is_dir) in names {
-        let path = evidence.join(&name);
-        if is_dir {
+    for (name, is_dir) in &names {
+        let path = evidence.join(name);
+        if *is_dir {
             continue;
         } else if !matches!(name.as_str(), "README.md" | ".gitignore" | ".gitkeep") {
             problem(
@@ -91,9 +93,17 @@ pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, 
             );
         }
     }
+    // What the walk above listed answers for files directly in a writer's folder (no `stat`
+    // per committed record); anything else is looked up.
+    let present = |t: &str| match t.split_once('/') {
+        Some((w, file)) if !file.contains('/') && listed.contains_key(w) => {
+            listed[w].contains(file)
+        }
+        _ => evidence.join(t).exists(),
+    };
     for t in tracked {
         let p = evidence.join(t);
-        if !p.exists() {
+        if !present(t) {
             problem(
                 &mut report.problems,
                 &p,
@@ -177,17 +187,20 @@ fn check_record(dir: &Path, seq: u64, path: &Path) -> Checked {
     c
 }
 
-fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) {
+/// Verifies one writer's folder; returns the names of the files in it.
+fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashSet<String> {
     use rayon::prelude::*;
     let out = &mut report.problems;
     let mut records: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut logs: BTreeSet<String> = BTreeSet::new();
+    let mut listed = HashSet::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         problem(out, dir, "cannot be read");
-        return;
+        return listed;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        listed.insert(name.clone());
         let path = dir.join(&name);
         if name == ".lock" || name.starts_with(".tmp-") {
             continue;
@@ -272,6 +285,7 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) {
             problem(out, &dir.join(&l), "a log that no record names");
         }
     }
+    listed
 }
 
 /// Files under `evidence` (relative to it) that git's HEAD holds, for the repository at `root`.
@@ -366,6 +380,37 @@ mod tests {
             }
             std::fs::write(&f, &original).unwrap();
         }
+    }
+
+    #[test]
+    fn a_committed_file_deleted_from_the_working_tree_is_found() {
+        let (d, dir) = ledger();
+        let writer = dir.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(d.path().join("README.md"), "ledger\n").unwrap();
+        let tracked: BTreeSet<String> = [
+            "README.md".to_string(),
+            format!("{writer}/000001.json"),
+            format!("{writer}/r0.stdout.log"),
+            format!("{writer}/000009.json"),
+            format!("{writer}/old/notes.txt"),
+            "gone.md".to_string(),
+        ]
+        .into();
+        let r = verify(d.path(), &tracked);
+        let deleted: Vec<String> = r
+            .problems
+            .iter()
+            .filter(|p| p.message.contains("deleted from the working tree"))
+            .map(|p| p.path.strip_prefix(d.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![
+                format!("{writer}/000009.json"),
+                format!("{writer}/old/notes.txt"),
+                "gone.md".to_string(),
+            ]
+        );
     }
 
     #[test]

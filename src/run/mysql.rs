@@ -186,19 +186,71 @@ impl Server {
             .unwrap_or_default())
     }
 
-    /// Row counts and checksums of every base table of `db`.
+    /// Row counts and checksums of every base table of `db`. The tables are split by size
+    /// into one group per core (at most four), each counted and checksummed over its own
+    /// connection, so the server scans them in parallel.
     fn tables(&self, db: &str) -> Result<Vec<Table>, Error> {
-        let names: Vec<String> = self
+        let listed: Vec<(String, u64)> = self
             .query(&format!(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                "SELECT TABLE_NAME, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
                 literal(db)
             ))?
             .into_iter()
-            .filter_map(|r| r.into_iter().next())
+            .filter_map(|r| {
+                let mut r = r.into_iter();
+                let name = r.next()?;
+                Some((name, r.next().and_then(|n| n.parse().ok()).unwrap_or(0)))
+            })
             .collect();
-        if names.is_empty() {
+        if listed.is_empty() {
             return Ok(Vec::new());
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); cores.clamp(1, 4)];
+        let mut by_size = listed.clone();
+        by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (name, size) in by_size {
+            let g = groups
+                .iter_mut()
+                .min_by_key(|g| g.0)
+                .expect("at least one group");
+            g.0 += size.max(1);
+            g.1.push(name);
+        }
+        let results: Vec<Result<Stats, Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .iter()
+                .filter(|g| !g.1.is_empty())
+                .map(|g| scope.spawn(|| self.stats(db, &g.1)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(failed("counting tables stopped unexpectedly")))
+                })
+                .collect()
+        });
+        let (mut counts, mut sums) = (BTreeMap::new(), BTreeMap::new());
+        for r in results {
+            let (c, s) = r?;
+            counts.extend(c);
+            sums.extend(s);
+        }
+        Ok(listed
+            .into_iter()
+            .map(|(n, _)| Table {
+                rows: counts.get(&n).copied().unwrap_or(0),
+                checksum: sums.get(&n).filter(|c| *c != "NULL").cloned(),
+                stable: true,
+                name: n,
+            })
+            .collect())
+    }
+
+    /// Row counts and `CHECKSUM TABLE … EXTENDED` of `names` in `db`, over one connection
+    /// each.
+    fn stats(&self, db: &str, names: &[String]) -> Result<Stats, Error> {
         let counts = names
             .iter()
             .map(|t| {
@@ -230,17 +282,12 @@ impl Server {
                 Some((table.to_string(), r.get(1)?.clone()))
             })
             .collect();
-        Ok(names
-            .into_iter()
-            .map(|n| Table {
-                rows: counts.get(&n).copied().unwrap_or(0),
-                checksum: sums.get(&n).filter(|c| *c != "NULL").cloned(),
-                stable: true,
-                name: n,
-            })
-            .collect())
+        Ok((counts, sums))
     }
 }
+
+/// Per table: row counts, and checksums as the server prints them.
+type Stats = (BTreeMap<String, u64>, BTreeMap<String, String>);
 
 /// A writer that hashes and counts what passes through it.
 struct Tally<W> {
