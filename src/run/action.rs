@@ -204,6 +204,93 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A file read and hashed on its own thread, its bytes handed over in 1 MiB chunks: the
+/// reader's consumer (decompression, a restore) and SHA-256 of the file use two cores.
+/// Hand-written: a bounded channel between two threads is all it takes.
+pub(crate) struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    reader: Option<std::thread::JoinHandle<(Sha256, u64)>>,
+}
+
+impl ReadAhead {
+    pub(crate) fn open(path: &Path) -> std::io::Result<ReadAhead> {
+        let mut file = std::fs::File::open(path)?;
+        let (tx, chunks) = std::sync::mpsc::sync_channel(4);
+        let reader = std::thread::spawn(move || {
+            let (mut hash, mut count) = (Sha256::new(), 0u64);
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                };
+                buf.truncate(n);
+                hash.update(&buf);
+                count += n as u64;
+                if tx.send(Ok(buf)).is_err() {
+                    break; // the consumer is gone
+                }
+            }
+            (hash, count)
+        });
+        Ok(ReadAhead {
+            chunks,
+            current: Vec::new(),
+            pos: 0,
+            reader: Some(reader),
+        })
+    }
+
+    /// Reads the rest of the file and returns its SHA-256 (hex) and size.
+    pub(crate) fn finish(mut self) -> std::io::Result<(String, u64)> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        let (hash, count) = self
+            .reader
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| std::io::Error::other("the reading thread stopped unexpectedly"))?;
+        Ok((hex(hash.finalize()), count))
+    }
+}
+
+impl std::io::BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.current = chunk?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(&[]), // the reader finished: end of file
+            }
+        }
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
 pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
     hex::encode(d)
 }
@@ -606,17 +693,11 @@ fn verify(
     let mut checks = Vec::new();
     let mut failures = Vec::new();
 
-    let f = std::fs::File::open(&archive).map_err(io(&archive))?;
-    let mut reader = HashingReader {
-        inner: std::io::BufReader::with_capacity(1 << 20, f),
-        hash: Sha256::new(),
-        count: 0,
-    };
+    let mut reader = ReadAhead::open(&archive).map_err(io(&archive))?;
     let scratch = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
     let mut seen: BTreeMap<String, Entry> = BTreeMap::new();
     {
-        let dec = zstd::stream::read::Decoder::with_buffer(std::io::BufReader::new(&mut reader))
-            .map_err(io(&archive))?;
+        let dec = zstd::stream::read::Decoder::with_buffer(&mut reader).map_err(io(&archive))?;
         let mut tar = tar::Archive::new(dec);
         tar.set_preserve_permissions(false);
         tar.set_unpack_xattrs(false);
@@ -699,13 +780,12 @@ fn verify(
         std::io::copy(&mut rest, &mut std::io::sink())
             .map_err(|e| Error::Failed(format!("{}: {e}", archive.display())))?;
     }
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(io(&archive))?;
-    let sha = hex(reader.hash.finalize());
-    if sha != manifest.archive_sha256 || reader.count != manifest.archive_size {
+    let (sha, count) = reader.finish().map_err(io(&archive))?;
+    if sha != manifest.archive_sha256 || count != manifest.archive_size {
         failures.push(format!(
             "FAILED: {} has sha256 {sha} ({} bytes); the manifest says {} ({} bytes)",
             archive.display(),
-            reader.count,
+            count,
             manifest.archive_sha256,
             manifest.archive_size
         ));
