@@ -144,18 +144,30 @@ impl Record {
     /// `to_bytes() == bytes && digest_ok()` says without serializing anything: `digest` is the
     /// last field, so only the file's tail has to be replaced.
     pub fn is_as_written(&self, bytes: &[u8]) -> bool {
+        self.hash_and_check(bytes).1
+    }
+
+    /// The SHA-256 of `bytes` (what the next record's `prev` names) and whether they are as
+    /// written ([`Record::is_as_written`]): both hashes share all but the tail, so the bytes
+    /// are hashed once.
+    pub fn hash_and_check(&self, bytes: &[u8]) -> (String, bool) {
+        use sha2::{Digest, Sha256};
         let tail = format!(
             "\"digest\": {}\n}}\n",
             serde_json::Value::String(self.digest.clone())
         );
         let Some(head) = bytes.strip_suffix(tail.as_bytes()) else {
-            return false;
+            return (sha256_hex(bytes), false);
         };
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(head);
-        h.update(UNSIGNED_TAIL);
-        hex::encode(h.finalize()) == self.digest
+        let mut file = Sha256::new();
+        file.update(head);
+        let mut unsigned = file.clone();
+        unsigned.update(UNSIGNED_TAIL);
+        file.update(tail.as_bytes());
+        (
+            hex::encode(file.finalize()),
+            hex::encode(unsigned.finalize()) == self.digest,
+        )
     }
 }
 
@@ -369,6 +381,12 @@ mod tests {
         let bytes = r.to_bytes();
         let signed: Record = serde_json::from_slice(&bytes).unwrap();
         assert!(signed.digest_ok() && signed.is_as_written(&bytes));
+        assert_eq!(signed.hash_and_check(&bytes).0, sha256_hex(&bytes));
+        let edited_bytes = [&bytes[..], b" "].concat();
+        assert_eq!(
+            signed.hash_and_check(&edited_bytes),
+            (sha256_hex(&edited_bytes), false)
+        );
         // The unsigned form the shortcut hashes is the one the digest was made from.
         let mut unsigned = signed.clone();
         unsigned.digest = String::new();

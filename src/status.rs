@@ -188,7 +188,7 @@ impl Run {
 
 fn runs(records: Records) -> Vec<Run> {
     // Start and end records paired by run id; indices, so the records move only once.
-    let mut slots: BTreeMap<&str, (Option<usize>, Option<usize>)> = BTreeMap::new();
+    let mut slots: rustc_hash::FxHashMap<&str, (Option<usize>, Option<usize>)> = Default::default();
     for (i, r) in records.iter().enumerate() {
         let slot = slots.entry(r.run.as_str()).or_default();
         match r.kind {
@@ -217,7 +217,8 @@ fn runs(records: Records) -> Vec<Run> {
             ended,
         })
     }));
-    // The key is computed once per run (parsing times in every comparison was slow).
+    // The key is computed once per run (parsing times in every comparison was slow); the
+    // run id last, so the order never depends on the map's.
     out.sort_by_cached_key(|r| {
         let last = r.end.as_ref().unwrap_or(&r.start);
         (
@@ -225,6 +226,7 @@ fn runs(records: Records) -> Vec<Run> {
             last.host.clone(),
             last.operator.clone(),
             last.seq,
+            r.start.run.clone(),
         )
     });
     out

@@ -117,22 +117,24 @@ impl Tree {
                     ignore::WalkState::Continue
                 })
             });
-        let mut entries = BTreeMap::new();
+        let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Sorted first: a map built from sorted entries is built in one pass.
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut escapes = Vec::new();
         let mut links = BTreeMap::new();
-        entries.insert(String::new(), Kind::Dir);
-        for (rel, w) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            match w {
-                Walked::Kind(kind) => {
-                    entries.insert(rel, kind);
-                }
+        let entries: BTreeMap<String, Kind> = std::iter::once((String::new(), Kind::Dir))
+            .chain(found.into_iter().filter_map(|(rel, w)| match w {
+                Walked::Kind(kind) => Some((rel, kind)),
                 Walked::Link(kind, real) => {
                     links.insert(rel.clone(), real);
-                    entries.insert(rel, kind);
+                    Some((rel, kind))
                 }
-                Walked::Escape(target) => escapes.push(Escape { path: rel, target }),
-            }
-        }
+                Walked::Escape(target) => {
+                    escapes.push(Escape { path: rel, target });
+                    None
+                }
+            }))
+            .collect();
         escapes.sort_by(|a: &Escape, b: &Escape| a.path.cmp(&b.path));
         Ok(Tree {
             label: root.display().to_string(),

@@ -1,6 +1,8 @@
 //! `sopkit evidence verify`: every record, every chain, every log, every file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::{Record, Records, parse_seq, record_name, sha256_hex};
@@ -125,7 +127,24 @@ struct Checked {
     referenced: Vec<String>,
 }
 
-fn check_record(dir: &Path, seq: u64, path: &Path) -> Checked {
+/// Reads a record: opened relative to its writer's folder (one path component to look up,
+/// and a symlink in its place is refused), without the `stat` that `std::fs::read` makes
+/// to size its buffer (records are small).
+fn read_record(folder: Option<&OwnedFd>, path: &Path) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = match (folder, path.file_name()) {
+        (Some(dir), Some(name)) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
+        _ => rustix::fs::open(path, flags, Mode::empty())?,
+    };
+    let mut bytes = Vec::with_capacity(4096);
+    std::fs::File::from(fd)
+        .take(u64::MAX)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn check_record(dir: &Path, folder: Option<&OwnedFd>, seq: u64, path: &Path) -> Checked {
     let mut c = Checked {
         hash: None,
         record: None,
@@ -133,22 +152,24 @@ fn check_record(dir: &Path, seq: u64, path: &Path) -> Checked {
         logs: Vec::new(),
         referenced: Vec::new(),
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_record(folder, path) {
         Ok(b) => b,
         Err(e) => {
             problem(&mut c.own, path, format!("cannot be read: {e}"));
             return c;
         }
     };
-    c.hash = Some(sha256_hex(&bytes));
     let record: Record = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
+            c.hash = Some(sha256_hex(&bytes));
             problem(&mut c.own, path, format!("is not a valid record: {e}"));
             return c;
         }
     };
-    if !record.is_as_written(&bytes) {
+    let (hash, as_written) = record.hash_and_check(&bytes);
+    c.hash = Some(hash);
+    if !as_written {
         problem(
             &mut c.own,
             path,
@@ -217,9 +238,15 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
     // in parallel, so one writer with a long chain uses every core. The chain is then
     // followed in order.
     let records: Vec<(u64, PathBuf)> = records.into_iter().collect();
+    let folder = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok();
     let checked: Vec<Checked> = records
         .par_iter()
-        .map(|(seq, path)| check_record(dir, *seq, path))
+        .map(|(seq, path)| check_record(dir, folder.as_ref(), *seq, path))
         .collect();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut prev_hash: Option<String> = None;
@@ -380,6 +407,22 @@ mod tests {
             }
             std::fs::write(&f, &original).unwrap();
         }
+    }
+
+    #[test]
+    fn a_record_replaced_by_a_symlink_is_not_followed() {
+        let (d, dir) = ledger();
+        let elsewhere = d.path().join("copy.json");
+        std::fs::rename(dir.join("000003.json"), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("000003.json")).unwrap();
+        let r = verify(d.path(), &BTreeSet::new());
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.path == dir.join("000003.json") && p.message.contains("cannot be read")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
