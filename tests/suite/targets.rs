@@ -380,6 +380,21 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let log = r.sopkit(&["evidence", "log", "--step", "restore-test"]);
     assert!(stdout(&log).contains("restore-test"), "{}", stdout(&log));
 
+    // A restored table whose checksum differs from the record fails, with its rows counted.
+    let original = std::fs::read(record_file).unwrap();
+    let mut edited = record.clone();
+    edited["tables"][0]["checksum"] = serde_json::json!("12345");
+    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let out = run(&r, &["restore-test"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v = verification(&last_end(&r)).join("\n");
+    assert!(
+        v.contains("FAILED: table items: 2000 rows, checksum ")
+            && v.contains("the dump recorded 2000 rows, checksum 12345"),
+        "{v}"
+    );
+    std::fs::write(record_file, original).unwrap();
+
     // A damaged dump fails its restore test; the scratch database is still dropped.
     let dump_file = names.iter().find(|n| n.ends_with(".sql.zst")).unwrap();
     let mut bytes = std::fs::read(dump_file).unwrap();
