@@ -202,15 +202,15 @@ impl Server {
             .collect())
     }
 
-    /// Runs `work` over `tables` split by size into one group per core (at most four), each
-    /// on its own connection, so the server scans them in parallel.
+    /// Runs `work` over `tables` split by size into `groups` groups, each on its own
+    /// connection, so the server scans them in parallel.
     fn in_groups<T: Send>(
         &self,
         tables: &[(String, u64)],
+        groups: usize,
         work: impl Fn(&[String]) -> Result<T, Error> + Sync,
     ) -> Result<Vec<T>, Error> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); cores.clamp(1, 4)];
+        let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); groups.max(1)];
         let mut by_size = tables.to_vec();
         by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         for (name, size) in by_size {
@@ -237,11 +237,11 @@ impl Server {
         })
     }
 
-    /// Row counts and checksums of every base table of `db`, scanned in parallel groups.
-    fn tables(&self, db: &str) -> Result<Vec<Table>, Error> {
+    /// Row counts and checksums of every base table of `db`, over `connections` connections.
+    fn tables(&self, db: &str, connections: usize) -> Result<Vec<Table>, Error> {
         let listed = self.list(db)?;
         let (mut counts, mut sums) = (BTreeMap::new(), BTreeMap::new());
-        for (c, s) in self.in_groups(&listed, |g| {
+        for (c, s) in self.in_groups(&listed, connections, |g| {
             Ok((self.count_rows(db, g)?, self.checksum(db, g)?))
         })? {
             counts.extend(c);
@@ -263,7 +263,7 @@ impl Server {
     fn checksums(&self, db: &str) -> Result<BTreeMap<String, Option<String>>, Error> {
         let listed = self.list(db)?;
         let mut sums = BTreeMap::new();
-        for s in self.in_groups(&listed, |g| self.checksum(db, g))? {
+        for s in self.in_groups(&listed, parallel_scans(), |g| self.checksum(db, g))? {
             sums.extend(s);
         }
         Ok(listed
@@ -313,6 +313,12 @@ impl Server {
             })
             .collect())
     }
+}
+
+/// Connections for a table scan when nothing else runs on the server for us: one per core,
+/// at most four.
+fn parallel_scans() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -379,7 +385,9 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     // cores for it), and again after: equal twice means nothing changed meanwhile.
     let before = {
         let (srv, db) = (server.clone(), database.clone());
-        std::thread::spawn(move || srv.tables(&db))
+        // One connection while the dump runs, as before the scans were split: with two
+        // beside it, one loaded test run saw the dump lose its connection (cause not found).
+        std::thread::spawn(move || srv.tables(&db, 1))
     };
 
     let tool = program(&["mariadb-dump", "mysqldump"])?;
@@ -474,7 +482,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
             .map(|t| after.get(&t.name).is_some_and(|c| *c == t.checksum))
             .collect()
     } else {
-        let after = server.tables(&database)?;
+        let after = server.tables(&database, parallel_scans())?;
         before.iter().map(|t| after.contains(t)).collect()
     };
     let check_seconds = checks_started.elapsed().as_secs_f64();
