@@ -186,46 +186,38 @@ impl Server {
             .unwrap_or_default())
     }
 
-    /// The base tables of `db` with their data size, by name.
-    fn list(&self, db: &str) -> Result<Vec<(String, u64)>, Error> {
+    /// The base tables of `db`, by name. Only names: asking `information_schema` for sizes
+    /// as well makes the server open every table, and with a dump running beside it a loaded
+    /// test run twice saw the dump lose its connection.
+    fn list(&self, db: &str) -> Result<Vec<String>, Error> {
         Ok(self
             .query(&format!(
-                "SELECT TABLE_NAME, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
                 literal(db)
             ))?
             .into_iter()
-            .filter_map(|r| {
-                let mut r = r.into_iter();
-                let name = r.next()?;
-                Some((name, r.next().and_then(|n| n.parse().ok()).unwrap_or(0)))
-            })
+            .filter_map(|r| r.into_iter().next())
             .collect())
     }
 
-    /// Runs `work` over `tables` split by size into `groups` groups, each on its own
+    /// Runs `work` over `tables` dealt round-robin into `groups` groups, each on its own
     /// connection, so the server scans them in parallel.
     fn in_groups<T: Send>(
         &self,
-        tables: &[(String, u64)],
+        tables: &[String],
         groups: usize,
         work: impl Fn(&[String]) -> Result<T, Error> + Sync,
     ) -> Result<Vec<T>, Error> {
-        let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); groups.max(1)];
-        let mut by_size = tables.to_vec();
-        by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for (name, size) in by_size {
-            let g = groups
-                .iter_mut()
-                .min_by_key(|g| g.0)
-                .expect("at least one group");
-            g.0 += size.max(1);
-            g.1.push(name);
+        let mut groups: Vec<Vec<String>> = vec![Vec::new(); groups.max(1)];
+        let n = groups.len();
+        for (i, name) in tables.iter().enumerate() {
+            groups[i % n].push(name.clone());
         }
         std::thread::scope(|scope| {
             let handles: Vec<_> = groups
                 .iter()
-                .filter(|g| !g.1.is_empty())
-                .map(|g| scope.spawn(|| work(&g.1)))
+                .filter(|g| !g.is_empty())
+                .map(|g| scope.spawn(|| work(g)))
                 .collect();
             handles
                 .into_iter()
@@ -249,7 +241,7 @@ impl Server {
         }
         Ok(listed
             .into_iter()
-            .map(|(n, _)| Table {
+            .map(|n| Table {
                 rows: counts.get(&n).copied().unwrap_or(0),
                 checksum: sums.get(&n).filter(|c| *c != "NULL").cloned(),
                 stable: true,
@@ -268,7 +260,7 @@ impl Server {
         }
         Ok(listed
             .into_iter()
-            .map(|(n, _)| {
+            .map(|n| {
                 let sum = sums.get(&n).filter(|c| *c != "NULL").cloned();
                 (n, sum)
             })
@@ -385,8 +377,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     // cores for it), and again after: equal twice means nothing changed meanwhile.
     let before = {
         let (srv, db) = (server.clone(), database.clone());
-        // One connection while the dump runs, as before the scans were split: with two
-        // beside it, one loaded test run saw the dump lose its connection (cause not found).
+        // One connection while the dump runs, as before the scans were split.
         std::thread::spawn(move || srv.tables(&db, 1))
     };
 

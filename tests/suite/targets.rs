@@ -341,7 +341,13 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     seed_shop(&db);
     let r = repo_with(&db_target(&db), &sop(DUMP_STEPS));
     let out = run(&r, &["dump", "restore-test"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}{}\nserver log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        std::fs::read_to_string(&db.log).unwrap_or_default()
+    );
     let all = end_records(&r);
     let dump = &all[0];
     assert_eq!(dump["outcome"], "succeeded");
