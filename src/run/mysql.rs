@@ -186,9 +186,7 @@ impl Server {
             .unwrap_or_default())
     }
 
-    /// The base tables of `db`, by name. Only names: asking `information_schema` for sizes
-    /// as well makes the server open every table, and with a dump running beside it a loaded
-    /// test run twice saw the dump lose its connection.
+    /// The base tables of `db`, by name (asking for sizes too would open every table).
     fn list(&self, db: &str) -> Result<Vec<String>, Error> {
         Ok(self
             .query(&format!(
@@ -377,7 +375,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     // cores for it), and again after: equal twice means nothing changed meanwhile.
     let before = {
         let (srv, db) = (server.clone(), database.clone());
-        // One connection while the dump runs, as before the scans were split.
+        // One connection while the dump runs: the server and the dump tool need the cores.
         std::thread::spawn(move || srv.tables(&db, 1))
     };
 

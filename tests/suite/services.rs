@@ -209,35 +209,31 @@ pub fn sshd_full() -> Sshd {
 pub fn mariadb() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // A second try in a fresh data folder when the first bootstrap fails (seen once with
-    // many servers starting at once); both outputs are shown if that fails too.
-    let mut failures = String::new();
-    for attempt in 1..=2 {
-        let data = d.join("data");
-        let _ = std::fs::remove_dir_all(&data);
-        let install = Command::new(tool("mariadb-install-db"))
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-            ])
-            .arg(format!("--datadir={}", data.display()))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run mariadb-install-db ({e}); scripts/test installs it")
-            });
-        if install.status.success() {
-            break;
-        }
-        failures.push_str(&format!(
-            "attempt {attempt}: {}{}\n",
-            String::from_utf8_lossy(&install.stdout),
-            String::from_utf8_lossy(&install.stderr)
-        ));
-        assert!(attempt < 2, "mariadb-install-db failed twice:\n{failures}");
-        eprintln!("mariadb-install-db failed, trying once more:\n{failures}");
-    }
+    // Each server keeps its temporary tables in its own folder: a starting mariadbd deletes
+    // every `#sql*` file in its tmpdir, so servers sharing /tmp delete each other's tables
+    // (we saw bootstraps fail and servers crash in `ha_maria::drop_table` that way).
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let tmpdir = format!("--tmpdir={}", tmp.display());
+    let install = Command::new(tool("mariadb-install-db"))
+        .args([
+            "--no-defaults",
+            "--user=root",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={}", d.join("data").display()))
+        .arg(&tmpdir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run mariadb-install-db ({e}); scripts/test installs it")
+        });
+    assert!(
+        install.status.success(),
+        "mariadb-install-db failed:\n{}{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
     let port = free_port();
     let log = d.join("err.log");
     let child = spawn(
@@ -250,6 +246,7 @@ pub fn mariadb() -> Server {
             .arg("--bind-address=127.0.0.1")
             .arg("--skip-name-resolve")
             .arg(format!("--pid-file={}/pid", d.display()))
+            .arg(&tmpdir)
             .arg("--innodb-buffer-pool-size=64M"),
         &log,
         "mariadbd",
