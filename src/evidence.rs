@@ -154,10 +154,14 @@ impl Record {
     /// are hashed once.
     pub fn hash_and_check(&self, bytes: &[u8]) -> (String, bool) {
         use sha2::{Digest, Sha256};
-        let tail = format!(
-            "\"digest\": {}\n}}\n",
-            serde_json::Value::String(self.digest.clone())
-        );
+        // The digest as the record's last JSON value; a hex digest needs no escaping, so the
+        // general encoder runs only for a digest that is not one (it then fails the check).
+        let quoted = if self.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            format!("\"{}\"", self.digest)
+        } else {
+            serde_json::to_string(&self.digest).unwrap_or_default()
+        };
+        let tail = format!("\"digest\": {quoted}\n}}\n");
         let Some(head) = bytes.strip_suffix(tail.as_bytes()) else {
             return (sha256_hex(bytes), false);
         };
@@ -166,11 +170,22 @@ impl Record {
         let mut unsigned = file.clone();
         unsigned.update(UNSIGNED_TAIL);
         file.update(tail.as_bytes());
-        (
-            hex::encode(file.finalize()),
-            hex::encode(unsigned.finalize()) == self.digest,
-        )
+        // Compared as bytes: no hex string is made for the digest.
+        let mut expected = [0u8; 32];
+        let digest_ok = hex::decode_to_slice(&self.digest, &mut expected).is_ok()
+            && self.digest.bytes().all(|b| !b.is_ascii_uppercase())
+            && unsigned.finalize().as_slice() == expected;
+        (hex_lower(&file.finalize()), digest_ok)
     }
+}
+
+/// Lower-case hex of `bytes` (`hex::encode` goes through a char iterator, several times
+/// slower on the ledger's hot path).
+pub fn hex_lower(bytes: &[u8]) -> String {
+    let mut buf = vec![0u8; bytes.len() * 2];
+    // The buffer is exactly twice the input, the only way this can fail.
+    let _ = hex::encode_to_slice(bytes, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// How the canonical bytes of a record with an empty digest end.

@@ -219,7 +219,7 @@ fn runs(records: Records) -> Vec<Run> {
     }));
     // The key is computed once per run (parsing times in every comparison was slow); the
     // run id last, so the order never depends on the map's.
-    out.sort_by_cached_key(|r| {
+    rayon::slice::ParallelSliceMut::par_sort_by_cached_key(&mut out[..], |r| {
         let last = r.end.as_ref().unwrap_or(&r.start);
         (
             r.ended(),
@@ -315,10 +315,13 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         None => crate::tree::Tree::open_dir(root)?,
     };
     let corpus = Corpus::load(tree)?;
-    let history = history::load(root, at, &corpus.config).unwrap_or_default();
     let evidence_dir = root.join(&corpus.config.paths.evidence);
-    // The ledger is verified and read in one pass over its files.
-    let (ledger, records) = ledger(root, &corpus, &evidence_dir);
+    // The ledger is verified and read in one pass over its files, while the approval history
+    // is read from git beside it.
+    let (history, (ledger, records)) = rayon::join(
+        || history::load(root, at, &corpus.config).unwrap_or_default(),
+        || ledger(root, &corpus, &evidence_dir),
+    );
     let runs = runs(records);
     let today = time::OffsetDateTime::from_unix_timestamp(now)
         .map(|t| t.date())
@@ -682,18 +685,23 @@ fn training_gaps(
 
 /// The ledger's integrity, and every record that parsed.
 fn ledger(root: &Path, corpus: &Corpus, evidence_dir: &Path) -> (Ledger, Records) {
-    let tracked = evidence::verify::tracked_at_head(root, &corpus.config.paths.evidence);
-    if !evidence_dir.exists() && tracked.is_empty() {
-        // Nothing has run yet, and nothing committed is missing.
-        let empty = Ledger {
-            ok: true,
-            writers: 0,
-            records: 0,
-            problems: Vec::new(),
-        };
-        return (empty, Vec::new());
-    }
-    let (report, records) = evidence::verify::verify_and_read(evidence_dir, &tracked);
+    let tracked = || evidence::verify::tracked_at_head(root, &corpus.config.paths.evidence);
+    let (report, records) = if evidence_dir.exists() {
+        evidence::verify::verify_and_read(evidence_dir, tracked)
+    } else {
+        let tracked = tracked();
+        if tracked.is_empty() {
+            // Nothing has run yet, and nothing committed is missing.
+            let empty = Ledger {
+                ok: true,
+                writers: 0,
+                records: 0,
+                problems: Vec::new(),
+            };
+            return (empty, Vec::new());
+        }
+        evidence::verify::verify_and_read(evidence_dir, || tracked)
+    };
     let ledger = Ledger {
         ok: report.problems.is_empty(),
         writers: report.writers,

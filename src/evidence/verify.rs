@@ -1,5 +1,6 @@
 //! `sopkit evidence verify`: every record, every chain, every log, every file.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -33,12 +34,16 @@ fn problem(out: &mut Vec<Problem>, path: &Path, message: impl Into<String>) {
 /// Verifies the ledger in `evidence` (a folder of writer folders). `tracked` lists files under
 /// it that git's `HEAD` holds (relative to `evidence`): one of them missing is a deletion.
 pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
-    verify_and_read(evidence, tracked).0
+    verify_and_read(evidence, || tracked).0
 }
 
 /// [`verify`], also returning every record that parsed (valid or not), so a reader of the
-/// ledger such as `status` reads each file once.
-pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, Records) {
+/// ledger such as `status` reads each file once. `tracked` is computed while the writers'
+/// folders are read (reading git's tree is one thread's work beside the files).
+pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
+    evidence: &Path,
+    tracked: impl FnOnce() -> T + Send,
+) -> (Report, Records) {
     let mut report = Report::default();
     let mut records = Vec::new();
     let Ok(entries) = std::fs::read_dir(evidence) else {
@@ -60,19 +65,20 @@ pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, 
         .collect();
     names.sort();
     // Writers' chains are independent: checked in parallel, reported in name order.
-    let writers: Vec<(&str, Report, Records, HashSet<String>)> = {
-        use rayon::prelude::*;
-        names
-            .par_iter()
-            .filter(|(_, is_dir)| *is_dir)
-            .map(|(name, _)| {
-                let mut r = Report::default();
-                let mut parsed = Vec::new();
-                let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
-                (name.as_str(), r, parsed, listed)
-            })
-            .collect()
-    };
+    let (tracked, writers): (T, Vec<(&str, Report, Records, HashSet<String>)>) =
+        rayon::join(tracked, || {
+            use rayon::prelude::*;
+            names
+                .par_iter()
+                .filter(|(_, is_dir)| *is_dir)
+                .map(|(name, _)| {
+                    let mut r = Report::default();
+                    let mut parsed = Vec::new();
+                    let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
+                    (name.as_str(), r, parsed, listed)
+                })
+                .collect()
+        });
     records.reserve_exact(writers.iter().map(|w| w.2.len()).sum());
     let mut listed: HashMap<&str, HashSet<String>> = HashMap::new();
     for (name, w, parsed, files) in writers {
@@ -103,7 +109,7 @@ pub fn verify_and_read(evidence: &Path, tracked: &BTreeSet<String>) -> (Report, 
         }
         _ => evidence.join(t).exists(),
     };
-    for t in tracked {
+    for t in tracked.borrow() {
         let p = evidence.join(t);
         if !present(t) {
             problem(
