@@ -65,20 +65,19 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
         .collect();
     names.sort();
     // Writers' chains are independent: checked in parallel, reported in name order.
-    let (tracked, writers): (T, Vec<(&str, Report, Records, HashSet<String>)>) =
-        rayon::join(tracked, || {
-            use rayon::prelude::*;
-            names
-                .par_iter()
-                .filter(|(_, is_dir)| *is_dir)
-                .map(|(name, _)| {
-                    let mut r = Report::default();
-                    let mut parsed = Vec::new();
-                    let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
-                    (name.as_str(), r, parsed, listed)
-                })
-                .collect()
-        });
+    let (tracked, writers): (T, Vec<Writer>) = rayon::join(tracked, || {
+        use rayon::prelude::*;
+        names
+            .par_iter()
+            .filter(|(_, is_dir)| *is_dir)
+            .map(|(name, _)| {
+                let mut r = Report::default();
+                let mut parsed = Vec::new();
+                let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
+                (name.as_str(), r, parsed, listed)
+            })
+            .collect()
+    });
     records.reserve_exact(writers.iter().map(|w| w.2.len()).sum());
     let mut listed: HashMap<&str, HashSet<String>> = HashMap::new();
     for (name, w, parsed, files) in writers {
@@ -121,6 +120,9 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
     }
     (report, records)
 }
+
+/// A writer's folder checked: its name, its problems, its records and the files it holds.
+type Writer<'a> = (&'a str, Report, Records, HashSet<String>);
 
 /// One record file read, hashed, parsed and checked on its own (the chain is checked after).
 struct Checked {
