@@ -154,9 +154,10 @@ impl Record {
     /// are hashed once.
     pub fn hash_and_check(&self, bytes: &[u8]) -> (String, bool) {
         use sha2::{Digest, Sha256};
-        // The digest as the record's last JSON value; a hex digest needs no escaping, so the
-        // general encoder runs only for a digest that is not one (it then fails the check).
-        let quoted = if self.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // The digest as the record's last JSON value; lower-case hex (the only valid form)
+        // needs no escaping, so the general encoder runs only for a digest that fails anyway.
+        let lower_hex = (self.digest.bytes()).all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let quoted = if lower_hex {
             format!("\"{}\"", self.digest)
         } else {
             serde_json::to_string(&self.digest).unwrap_or_default()
@@ -172,8 +173,8 @@ impl Record {
         file.update(tail.as_bytes());
         // Compared as bytes: no hex string is made for the digest.
         let mut expected = [0u8; 32];
-        let digest_ok = hex::decode_to_slice(&self.digest, &mut expected).is_ok()
-            && self.digest.bytes().all(|b| !b.is_ascii_uppercase())
+        let digest_ok = lower_hex
+            && hex::decode_to_slice(&self.digest, &mut expected).is_ok()
             && unsigned.finalize().as_slice() == expected;
         (hex_lower(&file.finalize()), digest_ok)
     }
@@ -417,6 +418,10 @@ mod tests {
         assert!(!edited.is_as_written(&canonical(&edited)));
         let compact = serde_json::to_vec(&signed).unwrap();
         assert!(!signed.is_as_written(&compact));
+        // The right digest in upper case is not the digest the record was written with.
+        let mut upper = signed.clone();
+        upper.digest = signed.digest.to_ascii_uppercase();
+        assert!(!upper.digest_ok() && !upper.is_as_written(&canonical(&upper)));
     }
 
     #[test]
