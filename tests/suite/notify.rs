@@ -93,6 +93,76 @@ fn a_failed_step_tells_the_owner_role_by_mail_webhook_and_command() {
 }
 
 #[test]
+fn mail_goes_over_starttls_with_a_login_and_an_untrusted_server_gets_none() {
+    let certs = tempfile::tempdir().unwrap();
+    services::tls_certificates(certs.path());
+    let mail = services::smtp_starttls(certs.path());
+    // STARTTLS is the default; the login comes from the environment.
+    let r = repo(&format!(
+        "[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"sopkit <sopkit@example.com>\"\nuser_env = \"MAIL_USER\"\npassword_env = \"MAIL_PASSWORD\"\n",
+        mail.port
+    ));
+    let ca = certs.path().join("ca.pem");
+    let run = |ca: Option<&std::path::Path>, password: &str| {
+        let mut cmd = Command::new(crate::support::sopkit_bin());
+        cmd.args(["run", "OPS-300", "--allow-draft", "--yes"])
+            .current_dir(r.path())
+            .env("MAIL_USER", services::SMTP_LOGIN)
+            .env("MAIL_PASSWORD", password)
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        cmd.output().unwrap()
+    };
+    // A certificate from a CA the client does not trust: nothing is sent, and it says so.
+    let out = run(None, services::SMTP_PASSWORD);
+    assert!(
+        stderr(&out).contains("FAILED: notification by smtp could not be delivered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+    // Trusted, but the wrong password.
+    let out = run(Some(&ca), "not-the-password");
+    assert!(
+        stderr(&out).contains("FAILED: notification by smtp could not be delivered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("535"), "{}", stderr(&out));
+    assert!(mail.mails().is_empty());
+    // Trusted and logged in: delivered (the server takes no mail before STARTTLS and a
+    // login).
+    let out = run(Some(&ca), services::SMTP_PASSWORD);
+    assert!(
+        stderr(&out).contains("ok: notified by smtp: mail to bob@example.com"),
+        "{}",
+        stderr(&out)
+    );
+    let mails = mail.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0.trim(), "bob@example.com");
+    // The password never reaches the evidence.
+    let v = r.sopkit(&["evidence", "verify"]);
+    assert!(v.status.success(), "{}", stdout(&v));
+    let mut evidence = String::new();
+    for writer in std::fs::read_dir(r.path().join("evidence"))
+        .unwrap()
+        .flatten()
+    {
+        if writer.path().is_dir() {
+            for f in std::fs::read_dir(writer.path()).unwrap().flatten() {
+                evidence.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()));
+            }
+        }
+    }
+    assert!(evidence.contains("notified by smtp"), "{evidence}");
+    assert!(!evidence.contains(services::SMTP_PASSWORD));
+}
+
+#[test]
 fn an_undeliverable_notification_is_reported_and_recorded() {
     let closed = services::free_port();
     let r = repo(&format!(

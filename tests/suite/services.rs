@@ -293,13 +293,19 @@ impl Server {
 
 /// A Python process running `script` with the port and the server's folder as arguments.
 fn python_server(what: &str, script: &str, ready_file: &str) -> Server {
+    python_server_with(what, script, ready_file, &[])
+}
+
+/// [`python_server`] with `extra` arguments after the port and the folder.
+fn python_server_with(what: &str, script: &str, ready_file: &str, extra: &[&Path]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = dir.path().join(format!("{what}.log"));
     let child = spawn(
         Command::new("python3")
             .args(["-c", script, &port.to_string()])
-            .arg(dir.path()),
+            .arg(dir.path())
+            .args(extra),
         &log,
         what,
     );
@@ -317,9 +323,47 @@ fn python_server(what: &str, script: &str, ready_file: &str) -> Server {
 /// An SMTP server (aiosmtpd) that stores each message as `NNNN.eml` with its envelope
 /// recipients in `NNNN.rcpt`, in its folder.
 pub fn smtp() -> Server {
-    python_server(
-        "aiosmtpd",
-        r#"
+    python_server("aiosmtpd", SMTP_SERVER, "ready")
+}
+
+/// [`smtp`] that accepts mail only after STARTTLS, with the certificate in `certs` (see
+/// [`tls_certificates`]), and only from the login `SMTP_LOGIN` / `SMTP_PASSWORD`.
+pub fn smtp_starttls(certs: &Path) -> Server {
+    python_server_with("aiosmtpd-starttls", SMTP_SERVER, "ready", &[certs])
+}
+
+pub const SMTP_LOGIN: &str = "mailer";
+pub const SMTP_PASSWORD: &str = "pw-smtp-31x";
+
+/// A test CA (`ca.pem`) and a server certificate it issued for 127.0.0.1 (`cert.pem`,
+/// `key.pem`), made with openssl in `dir`.
+pub fn tls_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    for command in [
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=sopkit-test-CA -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+        "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile leaf.ext",
+    ] {
+        let args: Vec<&str> = command.split(' ').collect();
+        let out = Command::new("openssl")
+            .args(args.iter())
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}); scripts/test installs it"));
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+const SMTP_SERVER: &str = r#"
 import os, sys, time
 from aiosmtpd.controller import Controller
 port, d = int(sys.argv[1]), sys.argv[2]
@@ -332,15 +376,24 @@ class Store:
             f.write(envelope.content)
         os.rename(os.path.join(d, ".tmp"), os.path.join(d, "%04d.eml" % n))
         return "250 OK"
-c = Controller(Store(), hostname="127.0.0.1", port=port)
+if len(sys.argv) > 3:
+    import ssl
+    from aiosmtpd.smtp import AuthResult
+    certs = sys.argv[3]
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(os.path.join(certs, "cert.pem"), os.path.join(certs, "key.pem"))
+    def login(server, session, envelope, mechanism, data):
+        ok = (data.login, data.password) == (b"mailer", b"pw-smtp-31x")
+        return AuthResult(success=ok, handled=False)  # not handled: the server answers 535
+    c = Controller(Store(), hostname="127.0.0.1", port=port, tls_context=tls,
+                   require_starttls=True, authenticator=login, auth_required=True)
+else:
+    c = Controller(Store(), hostname="127.0.0.1", port=port)
 c.start()
 open(os.path.join(d, "ready"), "w").close()
 while True:
     time.sleep(3600)
-"#,
-        "ready",
-    )
-}
+"#;
 
 /// An HTTP server that answers every POST with 200 and appends its body, one line each,
 /// to `posts.jsonl` in its folder.
