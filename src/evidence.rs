@@ -156,7 +156,10 @@ impl Record {
         use sha2::{Digest, Sha256};
         // The digest as the record's last JSON value; lower-case hex (the only valid form)
         // needs no escaping, so the general encoder runs only for a digest that fails anyway.
-        let lower_hex = (self.digest.bytes()).all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let lower_hex = self
+            .digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let quoted = if lower_hex {
             format!("\"{}\"", self.digest)
         } else {
@@ -180,8 +183,8 @@ impl Record {
     }
 }
 
-/// Lower-case hex of `bytes` (`hex::encode` goes through a char iterator, several times
-/// slower on the ledger's hot path).
+/// Lower-case hex of `bytes`, for every hash sopkit prints or records (`hex::encode` goes
+/// through a char iterator, several times slower on the ledger's hot path).
 pub fn hex_lower(bytes: &[u8]) -> String {
     let mut buf = vec![0u8; bytes.len() * 2];
     // The buffer is exactly twice the input, the only way this can fail.
@@ -208,7 +211,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
-    Ok((n, hex::encode(h.finalize())))
+    Ok((n, hex_lower(&h.finalize())))
 }
 
 /// UTC now as RFC 3339 (seconds).
@@ -422,6 +425,14 @@ mod tests {
         let mut upper = signed.clone();
         upper.digest = signed.digest.to_ascii_uppercase();
         assert!(!upper.digest_ok() && !upper.is_as_written(&canonical(&upper)));
+    }
+
+    #[test]
+    fn hex_lower_is_lower_case_hex() {
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
+        assert_eq!(hex_lower(&[]), "");
     }
 
     #[test]

@@ -181,7 +181,7 @@ fn covered_roles(signatures: &[SignatureRecord], approvers: &[String]) -> BTreeS
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::evidence::hex_lower(&Sha256::digest(bytes))
 }
 
 fn date_of(t: i64) -> time::Date {

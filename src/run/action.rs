@@ -292,7 +292,7 @@ impl Read for ReadAhead {
 }
 
 pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
-    hex::encode(d)
+    crate::evidence::hex_lower(d.as_ref())
 }
 
 pub(crate) fn timestamp() -> String {

@@ -297,7 +297,12 @@ fn python_server(what: &str, script: &str, ready_file: &str) -> Server {
 }
 
 /// [`python_server`] with `extra` arguments after the port and the folder.
-fn python_server_with(what: &str, script: &str, ready_file: &str, extra: &[&Path]) -> Server {
+fn python_server_with(
+    what: &str,
+    script: &str,
+    ready_file: &str,
+    extra: &[&std::ffi::OsStr],
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = dir.path().join(format!("{what}.log"));
@@ -329,7 +334,16 @@ pub fn smtp() -> Server {
 /// [`smtp`] that accepts mail only after STARTTLS, with the certificate in `certs` (see
 /// [`tls_certificates`]), and only from the login `SMTP_LOGIN` / `SMTP_PASSWORD`.
 pub fn smtp_starttls(certs: &Path) -> Server {
-    python_server_with("aiosmtpd-starttls", SMTP_SERVER, "ready", &[certs])
+    python_server_with(
+        "aiosmtpd-starttls",
+        SMTP_SERVER,
+        "ready",
+        &[
+            certs.as_os_str(),
+            SMTP_LOGIN.as_ref(),
+            SMTP_PASSWORD.as_ref(),
+        ],
+    )
 }
 
 pub const SMTP_LOGIN: &str = "mailer";
@@ -379,11 +393,11 @@ class Store:
 if len(sys.argv) > 3:
     import ssl
     from aiosmtpd.smtp import AuthResult
-    certs = sys.argv[3]
+    certs, account = sys.argv[3], (sys.argv[4].encode(), sys.argv[5].encode())
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(os.path.join(certs, "cert.pem"), os.path.join(certs, "key.pem"))
     def login(server, session, envelope, mechanism, data):
-        ok = (data.login, data.password) == (b"mailer", b"pw-smtp-31x")
+        ok = (data.login, data.password) == account
         return AuthResult(success=ok, handled=False)  # not handled: the server answers 535
     c = Controller(Store(), hostname="127.0.0.1", port=port, tls_context=tls,
                    require_starttls=True, authenticator=login, auth_required=True)
