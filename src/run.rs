@@ -12,6 +12,7 @@ pub mod redact;
 pub mod s3;
 pub mod ssh;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -97,7 +98,7 @@ pub struct Plan {
     pub allow_draft: bool,
     pub evidence_dir: PathBuf,
     pub steps: Vec<Planned>,
-    pub targets: std::collections::BTreeMap<String, Target>,
+    pub targets: BTreeMap<String, Target>,
     /// `[notify]` of sopkit.toml, and who it would tell about this SOP today.
     pub notify: crate::config::Notify,
     pub recipients: Vec<crate::notify::Recipient>,
@@ -572,6 +573,8 @@ struct StepEnd {
     verification: Vec<String>,
     /// Files hashed elsewhere (on an ssh host), recorded as they are.
     files: Vec<FileRef>,
+    /// Listed artifacts (as listed) that the action hashed while writing them.
+    hashed: BTreeMap<String, (u64, String)>,
 }
 
 impl StepEnd {
@@ -581,6 +584,7 @@ impl StepEnd {
             code,
             verification,
             files: Vec::new(),
+            hashed: BTreeMap::new(),
         }
     }
 }
@@ -636,7 +640,11 @@ fn run_action(
             // Paths and messages may carry an expanded `${VAR}`: no secret reaches a record.
             let mask = Redactor::new(&p.secrets);
             let checks = out.verification.iter().map(|v| mask.mask(v)).collect();
-            StepEnd::new(Outcome::Succeeded, Some(0), checks)
+            let mut end = StepEnd::new(Outcome::Succeeded, Some(0), checks);
+            end.hashed = (out.hashed.into_iter())
+                .map(|(path, known)| (path.display().to_string(), known))
+                .collect();
+            end
         }
         Err(e) => {
             let line = format!("FAILED: {e}");
@@ -894,6 +902,7 @@ fn finish(
         code,
         mut verification,
         files: remote_files,
+        hashed,
     } = step_end;
     let verification = &mut verification;
     let mask = Redactor::new(secrets);
@@ -920,7 +929,14 @@ fn finish(
         } else {
             plan.root.join(line)
         };
-        match evidence::hash_file(&path) {
+        // An artifact hashed as it was written is taken as hashed when its size still holds.
+        let known = hashed.get(line).filter(|(size, _)| {
+            std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == *size)
+        });
+        match known
+            .cloned()
+            .map_or_else(|| evidence::hash_file(&path), Ok)
+        {
             Ok((size, sha256)) => files.push(FileRef {
                 role: "artifact".into(),
                 name: mask.mask(line),

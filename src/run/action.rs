@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TargetKind;
+use crate::fs_atomic::StreamedFile;
+
+mod pipeline;
+pub(crate) use pipeline::ReadAhead;
 
 /// The built-in actions this version runs.
 pub const AVAILABLE: &[&str] = &[
@@ -48,6 +52,9 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 pub struct Output {
     /// Files produced (their paths), to be hashed into the evidence.
     pub artifacts: Vec<PathBuf>,
+    /// Size and SHA-256 of artifacts hashed as they were written: the record takes these
+    /// instead of reading the file a second time.
+    pub hashed: BTreeMap<PathBuf, (u64, String)>,
     /// One line per check made, `ok: …` or `FAILED: …`.
     pub verification: Vec<String>,
 }
@@ -204,93 +211,6 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// A file read and hashed on its own thread, its bytes handed over in 1 MiB chunks: the
-/// reader's consumer (decompression, a restore) and SHA-256 of the file use two cores.
-/// Hand-written: a bounded channel between two threads is all it takes.
-pub(crate) struct ReadAhead {
-    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
-    reader: Option<std::thread::JoinHandle<(Sha256, u64)>>,
-}
-
-impl ReadAhead {
-    pub(crate) fn open(path: &Path) -> std::io::Result<ReadAhead> {
-        let mut file = std::fs::File::open(path)?;
-        let (tx, chunks) = std::sync::mpsc::sync_channel(4);
-        let reader = std::thread::spawn(move || {
-            let (mut hash, mut count) = (Sha256::new(), 0u64);
-            loop {
-                let mut buf = vec![0u8; 1 << 20];
-                let n = match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                };
-                buf.truncate(n);
-                hash.update(&buf);
-                count += n as u64;
-                if tx.send(Ok(buf)).is_err() {
-                    break; // the consumer is gone
-                }
-            }
-            (hash, count)
-        });
-        Ok(ReadAhead {
-            chunks,
-            current: Vec::new(),
-            pos: 0,
-            reader: Some(reader),
-        })
-    }
-
-    /// Reads the rest of the file and returns its SHA-256 (hex) and size.
-    pub(crate) fn finish(mut self) -> std::io::Result<(String, u64)> {
-        std::io::copy(&mut self, &mut std::io::sink())?;
-        let (hash, count) = self
-            .reader
-            .take()
-            .expect("joined once")
-            .join()
-            .map_err(|_| std::io::Error::other("the reading thread stopped unexpectedly"))?;
-        Ok((hex(hash.finalize()), count))
-    }
-}
-
-impl std::io::BufRead for ReadAhead {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.pos == self.current.len() {
-            match self.chunks.recv() {
-                Ok(chunk) => {
-                    self.current = chunk?;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(&[]), // the reader finished: end of file
-            }
-        }
-        Ok(&self.current[self.pos..])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.current.len());
-    }
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::BufRead;
-        let available = self.fill_buf()?;
-        let n = buf.len().min(available.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
 pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
     crate::evidence::hex_lower(d.as_ref())
 }
@@ -302,7 +222,7 @@ pub(crate) fn timestamp() -> String {
         .unwrap_or_default()
 }
 
-type Encoder = zstd::stream::write::Encoder<'static, Hashing<std::io::BufWriter<std::fs::File>>>;
+type Encoder = zstd::stream::write::Encoder<'static, Hashing<std::io::BufWriter<StreamedFile>>>;
 
 /// An archive being written: tar + zstd streamed into a temporary file beside its final
 /// name, hashing each file as it goes in and the archive as it goes out.
@@ -325,7 +245,7 @@ impl ArchiveWriter {
             .map_err(io(&dest))?;
         let file = tmp.reopen().map_err(io(&dest))?;
         let hashing = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            inner: std::io::BufWriter::with_capacity(1 << 20, StreamedFile::new(file)),
             hash: Sha256::new(),
             count: 0,
         };
@@ -382,7 +302,8 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Adds a file of `size` bytes read from `data`; a different length is an error.
+    /// Adds a file of `size` bytes read from `data`, hashing it as it goes in; a different
+    /// length is an error.
     fn add_file(
         &mut self,
         header: &mut tar::Header,
@@ -401,20 +322,72 @@ impl ArchiveWriter {
         self.tar
             .append_data(header, &rel, &mut reader)
             .map_err(io(origin))?;
-        if reader.count != size {
+        let sha256 = hex(reader.hash.finalize());
+        self.file_added(rel, (reader.count, sha256), size, mode, origin)
+    }
+
+    /// Adds the file [`pipeline::TreeReader`] announced last: its bytes and hash come from
+    /// the reading thread.
+    fn add_read_file(
+        &mut self,
+        header: &mut tar::Header,
+        rel: String,
+        tree: &mut pipeline::TreeReader,
+        size: u64,
+        mode: u32,
+        origin: &Path,
+    ) -> Result<(), Error> {
+        use std::io::BufRead;
+        // The header goes through tar; the bytes go to the compressor in whole chunks and
+        // are padded to tar's 512-byte blocks here (`append_data` copies 8 KiB at a time).
+        header.set_size(size);
+        self.tar
+            .append_data(header, &rel, std::io::empty())
+            .map_err(io(origin))?;
+        let mut data = tree.file();
+        let out = self.tar.get_mut();
+        let mut written = 0u64;
+        loop {
+            let chunk = data.fill_buf().map_err(io(origin))?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.write_all(chunk).map_err(io(&self.dest))?;
+            written += chunk.len() as u64;
+            let n = chunk.len();
+            data.consume(n);
+        }
+        let pad = (512 - written % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize])
+            .map_err(io(&self.dest))?;
+        let read = data.digest().map_err(io(origin))?;
+        self.file_added(rel, read, size, mode, origin)
+    }
+
+    /// Records a file appended with `size` in its header, of which `read` (size, SHA-256)
+    /// went into the archive.
+    fn file_added(
+        &mut self,
+        rel: String,
+        (count, sha256): (u64, String),
+        size: u64,
+        mode: u32,
+        origin: &Path,
+    ) -> Result<(), Error> {
+        if count != size {
             return Err(Error::Io {
                 path: origin.to_path_buf(),
                 message: "changed size while being archived".into(),
             });
         }
         self.files += 1;
-        self.bytes += reader.count;
+        self.bytes += count;
         self.entries.push(Entry {
             path: rel,
             kind: "file".into(),
-            size: reader.count,
+            size: count,
             mode,
-            sha256: Some(hex(reader.hash.finalize())),
+            sha256: Some(sha256),
             target: None,
         });
         Ok(())
@@ -432,7 +405,7 @@ impl ArchiveWriter {
             path: dest.clone(),
             message: e.to_string(),
         })?;
-        file.sync_all().map_err(io(&dest))?;
+        file.into_inner().sync_all().map_err(io(&dest))?;
         self.tmp.persist(&dest).map_err(|e| Error::Io {
             path: dest.clone(),
             message: e.to_string(),
@@ -512,41 +485,44 @@ fn archive(
         manifest.archive_sha256
     );
     verification.push(format!("ok: archive sha256 {}", manifest.archive_sha256));
+    let hashed = BTreeMap::from([(
+        dest.clone(),
+        (manifest.archive_size, manifest.archive_sha256),
+    )]);
     Ok(Output {
         artifacts: vec![dest, manifest_path],
         verification,
+        hashed,
     })
 }
 
+/// Archives a local folder; its files are read and hashed on another thread
+/// ([`pipeline::TreeReader`]) while this one feeds the compressor.
 fn archive_local(w: &mut ArchiveWriter, source: &Path) -> Result<(), Error> {
-    let walker = walkdir::WalkDir::new(source)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1);
-    for e in walker {
-        let e = e.map_err(|e| Error::Io {
-            path: source.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let rel = e
-            .path()
-            .strip_prefix(source)
-            .unwrap_or(e.path())
-            .to_string_lossy()
-            .replace('\\', "/");
-        let meta = e.path().symlink_metadata().map_err(io(e.path()))?;
+    let mut tree = pipeline::TreeReader::spawn(source);
+    while let Some(item) = tree.next() {
+        let (path, rel, meta) = match item {
+            pipeline::Walked::Entry { path, rel, meta } => (path, rel, meta),
+            pipeline::Walked::Failed { path, message } => {
+                return Err(Error::Io { path, message });
+            }
+            pipeline::Walked::Chunk(_) | pipeline::Walked::End { .. } => {
+                return Err(Error::Failed(
+                    "the folder reader handed over data without a file".into(),
+                ));
+            }
+        };
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
         header.set_mode(mode & 0o7777);
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(e.path()).map_err(io(e.path()))?;
+            let target = std::fs::read_link(&path).map_err(io(&path))?;
             w.add_symlink(&mut header, rel, &target, mode)?;
         } else if meta.is_dir() {
             w.add_dir(&mut header, rel, mode)?;
         } else if meta.is_file() {
-            let f = std::fs::File::open(e.path()).map_err(io(e.path()))?;
-            w.add_file(&mut header, rel, f, meta.len(), mode, e.path())?;
+            w.add_read_file(&mut header, rel, &mut tree, meta.len(), mode, &path)?;
         }
     }
     Ok(())
@@ -696,6 +672,8 @@ fn verify(
     let mut reader = ReadAhead::open(&archive).map_err(io(&archive))?;
     let scratch = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
     let mut seen: BTreeMap<String, Entry> = BTreeMap::new();
+    let restore = pipeline::WriteBehind::spawn();
+    let mut links = std::collections::BTreeSet::new();
     {
         let dec = zstd::stream::read::Decoder::with_buffer(&mut reader).map_err(io(&archive))?;
         let mut tar = tar::Archive::new(dec);
@@ -724,25 +702,39 @@ fn verify(
                 ));
                 continue;
             }
+            // Nor through a symlink restored earlier (`x -> /etc`, then `x/passwd`).
+            if let Some(link) = Path::new(&path).ancestors().find(|a| links.contains(*a)) {
+                failures.push(format!(
+                    "FAILED: {path} would be restored through the symlink {}",
+                    link.display()
+                ));
+                continue;
+            }
             let restored = scratch.path().join(&path);
             if let Some(parent) = restored.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
             let record = if kind.is_file() {
-                let mut out = std::fs::File::create(&restored).map_err(io(&restored))?;
-                let mut h = HashingReader {
-                    inner: &mut entry,
-                    hash: Sha256::new(),
-                    count: 0,
-                };
-                std::io::copy(&mut h, &mut out)
-                    .map_err(|e| Error::Failed(format!("restoring {path}: {e}")))?;
+                // Hashed here, written to disk by the restoring thread.
+                restore.create(restored);
+                let (mut hash, mut size) = (Sha256::new(), 0u64);
+                loop {
+                    let mut buf = restore.buffer();
+                    let n = pipeline::fill(&mut entry, &mut buf)
+                        .map_err(|e| Error::Failed(format!("restoring {path}: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buf);
+                    size += n as u64;
+                    restore.write(buf);
+                }
                 Entry {
                     path: path.clone(),
                     kind: "file".into(),
-                    size: h.count,
+                    size,
                     mode,
-                    sha256: Some(hex(h.hash.finalize())),
+                    sha256: Some(hex(hash.finalize())),
                     target: None,
                 }
             } else if kind.is_symlink() {
@@ -754,6 +746,7 @@ fn verify(
                 if let Some(t) = &target {
                     let _ = std::os::unix::fs::symlink(t, &restored);
                 }
+                links.insert(PathBuf::from(&path));
                 Entry {
                     path: path.clone(),
                     kind: "symlink".into(),
@@ -780,6 +773,7 @@ fn verify(
         std::io::copy(&mut rest, &mut std::io::sink())
             .map_err(|e| Error::Failed(format!("{}: {e}", archive.display())))?;
     }
+    failures.extend(restore.finish());
     let (sha, count) = reader.finish().map_err(io(&archive))?;
     if sha != manifest.archive_sha256 || count != manifest.archive_size {
         failures.push(format!(
@@ -842,8 +836,8 @@ pub(crate) fn conclude(
         return Err(Error::Failed(failures.join("; ")));
     }
     Ok(Output {
-        artifacts: Vec::new(),
         verification: checks,
+        ..Output::default()
     })
 }
 
@@ -1313,6 +1307,7 @@ fn git_mirror(
             "ok: bundle cloned back and git fsck --full found no problem".to_string(),
             format!("ok: {} refs match the mirror", mirror_refs.len()),
         ],
+        ..Output::default()
     })
 }
 
@@ -1607,6 +1602,36 @@ mod tests {
             "{:?}",
             out.verification
         );
+    }
+
+    #[test]
+    fn an_archive_cannot_restore_through_its_own_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        // `x -> outside`, then `x/evil`: both in the manifest, so only the guard stops it.
+        let mut w = ArchiveWriter::create(d.path().join("backups/evil.tar.zst"), 1).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        w.add_symlink(&mut h, "x".into(), outside.path(), 0o777)
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        w.add_file(
+            &mut h,
+            "x/evil".into(),
+            &b"owned"[..],
+            5,
+            0o644,
+            Path::new("evil"),
+        )
+        .unwrap();
+        let (a, _, _) = w.finish("test".into()).unwrap();
+        let e = verify_path(d.path(), &a).unwrap_err().to_string();
+        assert!(
+            e.contains("x/evil would be restored through the symlink x"),
+            "{e}"
+        );
+        assert!(!outside.path().join("evil").exists());
     }
 
     #[test]

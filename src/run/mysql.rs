@@ -410,7 +410,10 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     });
     let file = tmp.reopen().map_err(io(&dest))?;
     let compressed = Tally {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        inner: std::io::BufWriter::with_capacity(
+            1 << 20,
+            crate::fs_atomic::StreamedFile::new(file),
+        ),
         hash: Sha256::new(),
         count: 0,
         tail: Vec::new(),
@@ -456,7 +459,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         path: dest.clone(),
         message: e.to_string(),
     })?;
-    file.sync_all().map_err(io(&dest))?;
+    file.into_inner().sync_all().map_err(io(&dest))?;
 
     let before = before
         .join()
@@ -528,6 +531,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         verification.push(line);
     }
     Ok(Output {
+        hashed: BTreeMap::from([(dest.clone(), (file_size, file_sha256))]),
         artifacts: vec![dest, record_file],
         verification,
     })

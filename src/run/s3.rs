@@ -1200,6 +1200,7 @@ pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     );
     Ok(Output {
         artifacts: vec![dest.clone()],
+        hashed: BTreeMap::from([(dest.clone(), (d.size, d.sha256.clone()))]),
         verification: vec![format!(
             "ok: restored {name} into {} ({} bytes, sha256 {} matches {})",
             dest.display(),

@@ -1,0 +1,538 @@
+//! Threads that let reading, hashing and writing run beside compression on the other core:
+//! a file read and hashed ahead of its reader ([`ReadAhead`]), a folder walked, read and
+//! hashed ahead of the archive writer ([`TreeReader`]), and restored files written behind
+//! the verifier ([`WriteBehind`]). Each hands 1 MiB chunks over a bounded channel (memory
+//! stays constant) and gets the emptied buffers back, so no chunk is allocated twice.
+//! Hand-written: a bounded channel between two threads is all each of them takes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+/// The size of the chunks handed between threads.
+pub(crate) const CHUNK: usize = 1 << 20;
+/// Chunks in flight between two threads (besides the one each side holds).
+const DEPTH: usize = 2;
+
+/// Buffers going back to the thread that fills them.
+#[derive(Clone)]
+struct Spare(SyncSender<Vec<u8>>);
+
+impl Spare {
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() >= CHUNK {
+            let _ = self.0.try_send(buf); // a full pool drops the buffer
+        }
+    }
+}
+
+/// A buffer of `CHUNK` bytes, an emptied one when there is one.
+fn take(pool: &Receiver<Vec<u8>>) -> Vec<u8> {
+    pool.try_recv()
+        .unwrap_or_else(|_| Vec::with_capacity(CHUNK))
+}
+
+/// Fills `buf` with up to `CHUNK` bytes; fewer only at the end of `from`. A recycled buffer
+/// is filled in place (`read_to_end` would zero its spare capacity on every call).
+pub(crate) fn fill(from: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.resize(CHUNK, 0);
+    let mut n = 0;
+    while n < CHUNK {
+        match from.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.clear();
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(n);
+    Ok(n)
+}
+
+/// A file read and hashed on its own thread; its consumer (decompression, say) and SHA-256
+/// of the file use two cores.
+pub(crate) struct ReadAhead {
+    chunks: Receiver<std::io::Result<Vec<u8>>>,
+    spare: Spare,
+    current: Vec<u8>,
+    pos: usize,
+    reader: Option<JoinHandle<(Sha256, u64)>>,
+}
+
+impl ReadAhead {
+    pub(crate) fn open(path: &Path) -> std::io::Result<ReadAhead> {
+        let mut file = std::fs::File::open(path)?;
+        let (tx, chunks) = sync_channel(DEPTH);
+        let (spare, pool) = sync_channel(DEPTH + 2);
+        let reader = std::thread::spawn(move || {
+            let (mut hash, mut count) = (Sha256::new(), 0u64);
+            loop {
+                let mut buf = take(&pool);
+                match fill(&mut file, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => count += n as u64,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+                hash.update(&buf);
+                if tx.send(Ok(buf)).is_err() {
+                    break; // the consumer is gone
+                }
+            }
+            (hash, count)
+        });
+        Ok(ReadAhead {
+            chunks,
+            spare: Spare(spare),
+            current: Vec::new(),
+            pos: 0,
+            reader: Some(reader),
+        })
+    }
+
+    /// Reads the rest of the file and returns its SHA-256 (hex) and size.
+    pub(crate) fn finish(mut self) -> std::io::Result<(String, u64)> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        let (hash, count) = self
+            .reader
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| std::io::Error::other("the reading thread stopped unexpectedly"))?;
+        Ok((super::hex(hash.finalize()), count))
+    }
+}
+
+impl std::io::BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    let used = std::mem::replace(&mut self.current, chunk?);
+                    self.spare.give(used);
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(&[]), // the reader finished: end of file
+            }
+        }
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// What [`TreeReader`] hands over, in walk order (sorted by name, parents first).
+pub(crate) enum Walked {
+    /// An entry below the folder: its path, its path relative to the folder, its metadata
+    /// (not following symlinks). A file's bytes follow as chunks and an `End`.
+    Entry {
+        path: PathBuf,
+        rel: String,
+        meta: std::fs::Metadata,
+    },
+    Chunk(Vec<u8>),
+    /// The end of the file announced last: the size read and its SHA-256 (hex).
+    End {
+        size: u64,
+        sha256: String,
+    },
+    /// Reading stopped here: the path and what went wrong.
+    Failed {
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// A folder walked, its files read and hashed on their own thread.
+pub(crate) struct TreeReader {
+    items: Receiver<Walked>,
+    spare: Spare,
+    walker: Option<JoinHandle<()>>,
+}
+
+impl TreeReader {
+    pub(crate) fn spawn(source: &Path) -> TreeReader {
+        let source = source.to_path_buf();
+        let (tx, items) = sync_channel(DEPTH);
+        let (spare, pool) = sync_channel(DEPTH + 2);
+        let walker = std::thread::spawn(move || {
+            let failed = |path: &Path, message: String| Walked::Failed {
+                path: path.to_path_buf(),
+                message,
+            };
+            let walker = walkdir::WalkDir::new(&source)
+                .follow_links(false)
+                .sort_by_file_name()
+                .min_depth(1);
+            for e in walker {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = tx.send(failed(&source, e.to_string()));
+                        return;
+                    }
+                };
+                let path = e.path().to_path_buf();
+                let meta = match path.symlink_metadata() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = tx.send(failed(&path, e.to_string()));
+                        return;
+                    }
+                };
+                let rel = path
+                    .strip_prefix(&source)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let is_file = meta.is_file();
+                let entry = Walked::Entry {
+                    path: path.clone(),
+                    rel,
+                    meta,
+                };
+                if tx.send(entry).is_err() {
+                    return; // the archive writer stopped
+                }
+                if !is_file {
+                    continue;
+                }
+                let mut file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = tx.send(failed(&path, e.to_string()));
+                        return;
+                    }
+                };
+                let (mut hash, mut size) = (Sha256::new(), 0u64);
+                loop {
+                    let mut buf = take(&pool);
+                    match fill(&mut file, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => size += n as u64,
+                        Err(e) => {
+                            let _ = tx.send(failed(&path, e.to_string()));
+                            return;
+                        }
+                    }
+                    hash.update(&buf);
+                    if tx.send(Walked::Chunk(buf)).is_err() {
+                        return;
+                    }
+                }
+                let sha256 = super::hex(hash.finalize());
+                if tx.send(Walked::End { size, sha256 }).is_err() {
+                    return;
+                }
+            }
+        });
+        TreeReader {
+            items,
+            spare: Spare(spare),
+            walker: Some(walker),
+        }
+    }
+
+    /// The next entry, chunk or end; `None` when the walk is over.
+    pub(crate) fn next(&self) -> Option<Walked> {
+        self.items.recv().ok()
+    }
+
+    /// A reader of the current file's chunks, up to its `End`.
+    pub(crate) fn file(&mut self) -> FileChunks<'_> {
+        FileChunks {
+            tree: self,
+            current: Vec::new(),
+            pos: 0,
+            end: None,
+        }
+    }
+}
+
+impl Drop for TreeReader {
+    fn drop(&mut self) {
+        // Unblock the walker (its sends fail once the receiver is gone), then wait for it.
+        let (_, closed) = sync_channel(0);
+        drop(std::mem::replace(&mut self.items, closed));
+        if let Some(w) = self.walker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The bytes of the file [`TreeReader`] announced last; at its end, its size and hash.
+pub(crate) struct FileChunks<'a> {
+    tree: &'a mut TreeReader,
+    current: Vec<u8>,
+    pos: usize,
+    end: Option<(u64, String)>,
+}
+
+impl FileChunks<'_> {
+    /// The size and SHA-256 of the file as it was read, once it has been read to its end.
+    pub(crate) fn digest(mut self) -> std::io::Result<(u64, String)> {
+        self.end
+            .take()
+            .ok_or_else(|| std::io::Error::other("the file was not read to its end"))
+    }
+}
+
+impl Drop for FileChunks<'_> {
+    fn drop(&mut self) {
+        self.tree.spare.give(std::mem::take(&mut self.current));
+    }
+}
+
+impl std::io::BufRead for FileChunks<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos == self.current.len() {
+            if self.end.is_some() {
+                return Ok(&[]);
+            }
+            match self.tree.next() {
+                Some(Walked::Chunk(c)) => {
+                    let used = std::mem::replace(&mut self.current, c);
+                    self.tree.spare.give(used);
+                    self.pos = 0;
+                }
+                Some(Walked::End { size, sha256 }) => self.end = Some((size, sha256)),
+                Some(Walked::Failed { path, message }) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: {message}",
+                        path.display()
+                    )));
+                }
+                Some(Walked::Entry { .. }) | None => {
+                    return Err(std::io::Error::other("the folder reader stopped mid-file"));
+                }
+            }
+        }
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
+    }
+}
+
+impl Read for FileChunks<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let available = self.fill_buf()?;
+        let n = out.len().min(available.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+enum Restore {
+    Create(PathBuf),
+    Chunk(Vec<u8>),
+}
+
+/// Restored files written on their own thread, behind the thread that decompresses and
+/// hashes them; each is removed once written in full. Write failures are collected and
+/// returned by [`WriteBehind::finish`].
+pub(crate) struct WriteBehind {
+    tx: Option<SyncSender<Restore>>,
+    pool: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<Vec<String>>>,
+}
+
+impl WriteBehind {
+    pub(crate) fn spawn() -> WriteBehind {
+        let (tx, rx) = sync_channel::<Restore>(DEPTH);
+        let (spare, pool) = sync_channel(DEPTH + 2);
+        let spare = Spare(spare);
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut failures = Vec::new();
+            let mut current: Option<(PathBuf, std::fs::File)> = None;
+            // A file written in full has been restored; it is removed then, so that a verify
+            // needs free space for its largest file, not for the whole tree, and the clean-up
+            // runs beside the decompression instead of after it.
+            let done = |current: Option<(PathBuf, std::fs::File)>| {
+                if let Some((path, file)) = current {
+                    drop(file);
+                    let _ = std::fs::remove_file(path); // else the temporary folder's removal
+                }
+            };
+            for msg in rx {
+                match msg {
+                    Restore::Create(path) => {
+                        done(current.take());
+                        current = match std::fs::File::create(&path) {
+                            Ok(f) => Some((path, f)),
+                            Err(e) => {
+                                failures.push(format!("FAILED: restoring {}: {e}", path.display()));
+                                None
+                            }
+                        }
+                    }
+                    Restore::Chunk(buf) => {
+                        if let Some((path, f)) = &mut current
+                            && let Err(e) = f.write_all(&buf)
+                        {
+                            failures.push(format!("FAILED: restoring {}: {e}", path.display()));
+                            current = None;
+                        }
+                        spare.give(buf);
+                    }
+                }
+            }
+            done(current);
+            failures
+        });
+        WriteBehind {
+            tx: Some(tx),
+            pool,
+            writer: Some(writer),
+        }
+    }
+
+    /// An empty buffer to fill and hand to [`WriteBehind::write`].
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        take(&self.pool)
+    }
+
+    fn send(&self, msg: Restore) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(msg); // a writer that stopped has its reason in `finish`
+        }
+    }
+
+    /// Starts writing a new file at `path` (its folder exists).
+    pub(crate) fn create(&self, path: PathBuf) {
+        self.send(Restore::Create(path));
+    }
+
+    /// Appends `chunk` to the file created last.
+    pub(crate) fn write(&self, chunk: Vec<u8>) {
+        self.send(Restore::Chunk(chunk));
+    }
+
+    /// Waits for every write; returns the ones that failed.
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        self.tx.take();
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(failures)) => failures,
+            _ => vec!["FAILED: the restoring thread stopped unexpectedly".into()],
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_is_read_in_order_with_every_file_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let big: Vec<u8> = (0..(CHUNK * 2 + 7)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("b/big"), &big).unwrap();
+        std::fs::write(dir.path().join("a"), b"hello").unwrap();
+        let mut tree = TreeReader::spawn(dir.path());
+        let mut seen = Vec::new();
+        while let Some(item) = tree.next() {
+            let Walked::Entry { rel, meta, .. } = item else {
+                panic!("an entry was expected");
+            };
+            if meta.is_file() {
+                let mut chunks = tree.file();
+                let mut data = Vec::new();
+                chunks.read_to_end(&mut data).unwrap();
+                let (size, sha) = chunks.digest().unwrap();
+                assert_eq!(size, data.len() as u64);
+                assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+                seen.push((rel, data.len()));
+            } else {
+                seen.push((rel, 0));
+            }
+        }
+        let want = [("a", 5), ("b", 0), ("b/big", big.len())];
+        let want: Vec<(String, usize)> = want.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn restored_files_are_written_then_removed_and_failed_writes_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = |w: &WriteBehind, part: &[u8]| {
+            let mut buf = w.buffer();
+            buf.clear();
+            buf.extend_from_slice(part);
+            w.write(buf);
+        };
+        // `one` is a link to `kept`: its content outlives the removal of `one`.
+        std::os::unix::fs::symlink(dir.path().join("kept"), dir.path().join("one")).unwrap();
+        // `full` is a link to /dev/full: every write to it fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("full")).unwrap();
+        let w = WriteBehind::spawn();
+        w.create(dir.path().join("one"));
+        chunk(&w, b"abc");
+        chunk(&w, b"def");
+        w.create(dir.path().join("missing-folder/two"));
+        chunk(&w, b"x");
+        w.create(dir.path().join("full"));
+        chunk(&w, b"y");
+        w.create(dir.path().join("three"));
+        chunk(&w, b"ghi");
+        let failures = w.finish();
+        assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"abcdef");
+        assert!(
+            !dir.path().join("one").exists(),
+            "written files are removed"
+        );
+        assert!(!dir.path().join("three").exists(), "the last one too");
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[0].contains("missing-folder/two"), "{failures:?}");
+        assert!(failures[1].contains("No space left"), "{failures:?}");
+    }
+
+    #[test]
+    fn read_ahead_hashes_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 3 + 1)).map(|i| (i % 13) as u8).collect();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let mut r = ReadAhead::open(&path).unwrap();
+        let mut head = vec![0u8; 10];
+        r.read_exact(&mut head).unwrap();
+        assert_eq!(head, &data[..10]);
+        let (sha, size) = r.finish().unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+    }
+}
