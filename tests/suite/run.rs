@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::approvals::{Keys, approve, signed_fixture};
-use crate::support::{Repo, SOP, files, stderr, stdout};
+use crate::support::{Repo, SOP, end_records, files, sha256, stderr, stdout};
 
 const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump target=nowhere}\ndatabase: app\n```\n";
 
@@ -413,6 +413,17 @@ fn archive_then_verify_and_a_corrupted_archive_is_caught() {
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .unwrap();
+    // The record takes the archive's hash computed while writing it: it is the file's.
+    let pack = &end_records(&r)[0];
+    let recorded = pack["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"].as_str().unwrap().ends_with(".tar.zst"))
+        .unwrap_or_else(|| panic!("no archive in {pack}"));
+    let on_disk = std::fs::read(&archive).unwrap();
+    assert_eq!(recorded["sha256"], sha256(&on_disk));
+    assert_eq!(recorded["size"], on_disk.len() as u64);
     // A byte flipped on disk: verify fails, and the log says why.
     let mut bytes = std::fs::read(&archive).unwrap();
     let at = bytes.len() / 2;
