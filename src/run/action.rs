@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::config::TargetKind;
 use crate::fs_atomic::StreamedFile;
 
-mod pipeline;
+pub(crate) mod pipeline;
 pub(crate) use pipeline::ReadAhead;
 
 /// The built-in actions this version runs.

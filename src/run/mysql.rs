@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::action::{
-    Context, Error, HashingReader, Output, hex, io, resolve, string_arg, timestamp,
+    Context, Error, HashingReader, Output, hex, io, pipeline, resolve, string_arg, timestamp,
 };
 use crate::config::{Target, TargetKind};
 
@@ -325,9 +325,14 @@ impl<W: Write> Write for Tally<W> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
         self.count += n as u64;
-        self.tail.extend_from_slice(&buf[..n]);
-        if self.tail.len() > 4096 {
-            self.tail.drain(..self.tail.len() - 256);
+        const KEEP: usize = 256;
+        if n >= KEEP {
+            self.tail.clear();
+            self.tail.extend_from_slice(&buf[n - KEEP..n]);
+        } else {
+            self.tail.extend_from_slice(&buf[..n]);
+            let extra = self.tail.len().saturating_sub(KEEP);
+            self.tail.drain(..extra);
         }
         Ok(n)
     }
@@ -429,7 +434,8 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         tail: Vec::new(),
     };
     let mut stdout = child.stdout.take().expect("piped");
-    let copied = std::io::copy(&mut stdout, &mut sql);
+    pipeline::widen_pipe(&stdout);
+    let copied = pipeline::copy_chunks(&mut stdout, &mut sql);
     if copied.is_err() {
         let _ = child.kill();
     }
@@ -623,13 +629,14 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
     };
     let fed = {
         let mut stdin = child.stdin.take().expect("piped");
+        pipeline::widen_pipe(&stdin);
         let result = zstd::stream::read::Decoder::new(&mut file_reader).and_then(|dec| {
             let mut sql = HashingReader {
                 inner: dec,
                 hash: Sha256::new(),
                 count: 0,
             };
-            std::io::copy(&mut sql, &mut stdin)?;
+            pipeline::copy_chunks(&mut sql, &mut stdin)?;
             Ok((hex(sql.hash.finalize()), sql.count))
         });
         drop(stdin);

@@ -55,6 +55,33 @@ pub(crate) fn fill(from: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<u
     Ok(n)
 }
 
+/// Copies `from` to `to` in chunks of `CHUNK` bytes (`std::io::copy` moves 8 KiB at a time
+/// between a pipe and a writer that hashes and compresses); returns the bytes copied.
+pub(crate) fn copy_chunks(
+    from: &mut impl Read,
+    to: &mut impl std::io::Write,
+) -> std::io::Result<u64> {
+    let mut buf = Vec::with_capacity(CHUNK);
+    let mut total = 0u64;
+    loop {
+        let n = fill(from, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf)?;
+        total += n as u64;
+    }
+}
+
+/// Asks for a 1 MiB pipe buffer (Linux allows it to any process by default): the tool at
+/// the other end and this process then hand over fewer, larger pieces. Only a hint.
+pub(crate) fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on an open descriptor with an integer argument; no memory is passed.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
+    }
+}
+
 /// A file read and hashed on its own thread; its consumer (decompression, say) and SHA-256
 /// of the file use two cores.
 pub(crate) struct ReadAhead {
