@@ -29,7 +29,8 @@ impl Spare {
     }
 }
 
-/// A buffer of `CHUNK` bytes, an emptied one when there is one.
+/// A buffer with room for `CHUNK` bytes, a used one when there is one: its length is what
+/// its last user left, so [`fill`] it (which keeps its bytes initialised) or clear it.
 fn take(pool: &Receiver<Vec<u8>>) -> Vec<u8> {
     pool.try_recv()
         .unwrap_or_else(|_| Vec::with_capacity(CHUNK))
@@ -439,7 +440,7 @@ impl WriteBehind {
         }
     }
 
-    /// An empty buffer to fill and hand to [`WriteBehind::write`].
+    /// A buffer to [`fill`] and hand to [`WriteBehind::write`] (see [`take`]).
     pub(crate) fn buffer(&self) -> Vec<u8> {
         take(&self.pool)
     }
