@@ -83,6 +83,28 @@ pub(crate) fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
     }
 }
 
+/// Reads `file` to its end in chunks (buffers from `pool`), hashing each before `send` hands
+/// it over; `send` answers false when the consumer is gone, and then `None` is returned.
+fn read_hashed(
+    file: &mut std::fs::File,
+    pool: &Receiver<Vec<u8>>,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) -> std::io::Result<Option<(Sha256, u64)>> {
+    let (mut hash, mut size) = (Sha256::new(), 0u64);
+    loop {
+        let mut buf = take(pool);
+        let n = fill(file, &mut buf)?;
+        if n == 0 {
+            return Ok(Some((hash, size)));
+        }
+        hash.update(&buf);
+        size += n as u64;
+        if !send(buf) {
+            return Ok(None);
+        }
+    }
+}
+
 /// A file read and hashed on its own thread; its consumer (decompression, say) and SHA-256
 /// of the file use two cores.
 pub(crate) struct ReadAhead {
@@ -99,23 +121,14 @@ impl ReadAhead {
         let (tx, chunks) = sync_channel(DEPTH);
         let (spare, pool) = sync_channel(DEPTH + 2);
         let reader = std::thread::spawn(move || {
-            let (mut hash, mut count) = (Sha256::new(), 0u64);
-            loop {
-                let mut buf = take(&pool);
-                match fill(&mut file, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => count += n as u64,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                }
-                hash.update(&buf);
-                if tx.send(Ok(buf)).is_err() {
-                    break; // the consumer is gone
+            match read_hashed(&mut file, &pool, |chunk| tx.send(Ok(chunk)).is_ok()) {
+                Ok(Some(done)) => done,
+                Ok(None) => (Sha256::new(), 0), // the consumer is gone
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    (Sha256::new(), 0)
                 }
             }
-            (hash, count)
         });
         Ok(ReadAhead {
             chunks,
@@ -160,14 +173,18 @@ impl std::io::BufRead for ReadAhead {
 }
 
 impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::BufRead;
-        let available = self.fill_buf()?;
-        let n = buf.len().min(available.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        read_buffered(self, out)
     }
+}
+
+/// `Read::read` for a reader whose chunks `BufRead` already holds.
+fn read_buffered(from: &mut impl std::io::BufRead, out: &mut [u8]) -> std::io::Result<usize> {
+    let available = from.fill_buf()?;
+    let n = out.len().min(available.len());
+    out[..n].copy_from_slice(&available[..n]);
+    from.consume(n);
+    Ok(n)
 }
 
 /// What [`TreeReader`] hands over, in walk order (sorted by name, parents first).
@@ -253,25 +270,18 @@ impl TreeReader {
                         return;
                     }
                 };
-                let (mut hash, mut size) = (Sha256::new(), 0u64);
-                loop {
-                    let mut buf = take(&pool);
-                    match fill(&mut file, &mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => size += n as u64,
-                        Err(e) => {
-                            let _ = tx.send(failed(&path, e.to_string()));
+                match read_hashed(&mut file, &pool, |c| tx.send(Walked::Chunk(c)).is_ok()) {
+                    Ok(Some((hash, size))) => {
+                        let sha256 = super::hex(hash.finalize());
+                        if tx.send(Walked::End { size, sha256 }).is_err() {
                             return;
                         }
                     }
-                    hash.update(&buf);
-                    if tx.send(Walked::Chunk(buf)).is_err() {
+                    Ok(None) => return, // the archive writer stopped
+                    Err(e) => {
+                        let _ = tx.send(failed(&path, e.to_string()));
                         return;
                     }
-                }
-                let sha256 = super::hex(hash.finalize());
-                if tx.send(Walked::End { size, sha256 }).is_err() {
-                    return;
                 }
             }
         });
@@ -366,12 +376,7 @@ impl std::io::BufRead for FileChunks<'_> {
 
 impl Read for FileChunks<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::BufRead;
-        let available = self.fill_buf()?;
-        let n = out.len().min(available.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, out)
     }
 }
 
