@@ -1,5 +1,6 @@
 //! Writing files so that a reader never sees half of one: a temporary file in the same
-//! folder, flushed to disk, then renamed over the destination.
+//! folder, flushed to disk, then renamed over the destination; and [`StreamedFile`], for a
+//! large temporary file whose pages go to the disk while it is still being written.
 
 use std::io::Write;
 use std::path::Path;
@@ -75,7 +76,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_written_behind_has_every_byte() {
+    fn a_streamed_file_has_every_byte() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut w = StreamedFile::new(std::fs::File::create(&path).unwrap());
