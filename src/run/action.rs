@@ -346,21 +346,19 @@ impl ArchiveWriter {
             .map_err(io(origin))?;
         let mut data = tree.file();
         let out = self.tar.get_mut();
-        let mut written = 0u64;
         loop {
             let chunk = data.fill_buf().map_err(io(origin))?;
             if chunk.is_empty() {
                 break;
             }
             out.write_all(chunk).map_err(io(&self.dest))?;
-            written += chunk.len() as u64;
             let n = chunk.len();
             data.consume(n);
         }
-        let pad = (512 - written % 512) % 512;
+        let read = data.digest().map_err(io(origin))?;
+        let pad = (512 - read.0 % 512) % 512;
         out.write_all(&[0u8; 512][..pad as usize])
             .map_err(io(&self.dest))?;
-        let read = data.digest().map_err(io(origin))?;
         self.file_added(rel, read, size, mode, origin)
     }
 

@@ -2,8 +2,9 @@
 //! a file read and hashed ahead of its reader ([`ReadAhead`]), a folder walked, read and
 //! hashed ahead of the archive writer ([`TreeReader`]), and restored files written behind
 //! the verifier ([`WriteBehind`]). Each hands 1 MiB chunks over a bounded channel (memory
-//! stays constant) and gets the emptied buffers back, so no chunk is allocated twice.
-//! Hand-written: a bounded channel between two threads is all each of them takes.
+//! stays constant) and gets the used buffers back to fill again. Hand-written: a bounded
+//! channel between two threads is all each of them takes. Also: 1 MiB copies over a
+//! widened pipe to and from the database tools ([`copy_chunks`], [`widen_pipe`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -57,21 +58,16 @@ pub(crate) fn fill(from: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<u
 }
 
 /// Copies `from` to `to` in chunks of `CHUNK` bytes (`std::io::copy` moves 8 KiB at a time
-/// between a pipe and a writer that hashes and compresses); returns the bytes copied.
+/// between a pipe and a writer that hashes and compresses).
 pub(crate) fn copy_chunks(
     from: &mut impl Read,
     to: &mut impl std::io::Write,
-) -> std::io::Result<u64> {
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(CHUNK);
-    let mut total = 0u64;
-    loop {
-        let n = fill(from, &mut buf)?;
-        if n == 0 {
-            return Ok(total);
-        }
+    while fill(from, &mut buf)? > 0 {
         to.write_all(&buf)?;
-        total += n as u64;
     }
+    Ok(())
 }
 
 /// Asks for a 1 MiB pipe buffer (Linux allows it to any process by default): the tool at
