@@ -140,11 +140,16 @@ impl Locator<'_> {
         if loc.line() == 0 {
             return self.block.yaml;
         }
-        let line = loc.line() as usize + self.block.first_line - 1;
-        let start = self
-            .file
-            .offset(line, loc.column() as usize)
-            .max(self.block.yaml.start);
+        // The parser gives byte offsets for text it parsed from a string; lines and columns
+        // are the fallback (and need the file's line index).
+        let start = match loc.span().byte_offset() {
+            Some(b) => (self.block.yaml.start + b as usize).min(self.block.yaml.end),
+            None => {
+                let line = loc.line() as usize + self.block.first_line - 1;
+                self.file.offset(line, loc.column() as usize)
+            }
+        }
+        .max(self.block.yaml.start);
         let rest = &self.file.text[start..self.block.yaml.end.max(start)];
         let end = start + rest.find('\n').unwrap_or(rest.len());
         let token = self.file.text[start..end].trim_end();
@@ -362,6 +367,24 @@ mod tests {
         let f = SourceFile::new("p.md", "---\nid: a\ncustom: { x: 1 }\n---\n");
         let values = values(&f, split(&f.text).unwrap().unwrap()).unwrap();
         assert_eq!(values["custom"]["x"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn values_are_located_on_their_own_bytes() {
+        // Multi-byte characters before a value, in a flow sequence and in an SLO.
+        let text = "---\ntitle: \"Sicherung für Äpfel\"\nowner: it-lead\napprovers: [qa, \"é\"]\nslos:\n  - { step: dump, every: 1d }\n---\n";
+        let (f, r) = sop(text);
+        let (m, problems) = r.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        // A span runs from the value to the end of its line.
+        let at = |s: Span| &f.text[s.start..s.end];
+        assert_eq!(at(m.owner.unwrap().span), "it-lead");
+        let approvers = m.approvers.unwrap();
+        assert_eq!(at(approvers.value[0].span), "qa, \"é\"]");
+        assert_eq!(at(approvers.value[1].span), "\"é\"]");
+        assert_eq!(at(m.slos[0].step.span), "dump, every: 1d }");
+        // The same positions as the line and column the parser reports.
+        assert_eq!(f.position(m.slos[0].step.span.start).line, 6);
     }
 
     #[test]
