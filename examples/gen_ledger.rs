@@ -1,0 +1,127 @@
+//! Generates a repository for `scripts/bench-status`: N SOPs with SLOs and targets, and an
+//! evidence ledger of M records (start and end of M/2 runs) spread over the last 60 days
+//! among 10 writers, chained and digested exactly as `sopkit run` writes them.
+//!
+//! Usage: cargo run --release --example gen_ledger -- DIR SOPS RECORDS
+
+use std::path::Path;
+
+use sopkit::evidence::{FORMAT, FileRef, Kind, Outcome, Record, record_name, sha256_hex};
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 4 {
+        eprintln!("usage: gen_ledger DIR SOPS RECORDS");
+        std::process::exit(2);
+    }
+    let dir = Path::new(&args[1]);
+    let sops: usize = args[2].parse().expect("SOPS is a number");
+    let records: usize = args[3].parse().expect("RECORDS is a number");
+    std::fs::create_dir_all(dir.join("procedures"))?;
+    let mut toml = String::new();
+    for (name, medium, location, connectivity) in [
+        ("disk", "disk", "on-site", "online"),
+        ("usb", "usb", "on-site", "offline"),
+        ("cloud", "object-storage", "off-site", "online"),
+    ] {
+        toml.push_str(&format!(
+            "[targets.{name}]\nkind = \"local\"\npath = \"/srv/{name}\"\nmedium = \"{medium}\"\nlocation = \"{location}\"\nconnectivity = \"{connectivity}\"\n\n"
+        ));
+    }
+    std::fs::write(dir.join("sopkit.toml"), toml)?;
+    let steps = ["backup", "copy-offline", "copy-offsite", "verify-backup"];
+    let targets = ["disk", "usb", "cloud", "disk"];
+    for i in 0..sops {
+        let mut body = format!(
+            "---\nid: BENCH-{i:04}\ntitle: Bench {i}\nretention: 35d\nslos:\n  - {{ step: backup, every: 1d }}\n  - {{ step: verify-backup, every: 7d }}\n---\n\n# Bench {i}\n\n## Steps\n"
+        );
+        for (s, t) in steps.iter().zip(targets) {
+            body.push_str(&format!("\n```sh {{step={s} target={t}}}\necho {s}\n```\n"));
+        }
+        std::fs::write(dir.join(format!("procedures/BENCH-{i:04}.md")), body)?;
+    }
+    // A small deterministic generator (xorshift): the same ledger on every run.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let at = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(fmt)
+            .unwrap()
+    };
+    let writers = 10;
+    let runs = records / 2;
+    let mut chains: Vec<(u64, Option<String>)> = vec![(0, None); writers];
+    // Runs in time order, so each writer's chain is in time order too.
+    let mut times: Vec<i64> = (0..runs)
+        .map(|_| now - (next() % (60 * 86_400)) as i64)
+        .collect();
+    times.sort();
+    for (n, started) in times.into_iter().enumerate() {
+        let w = n % writers;
+        let sop = (next() % sops as u64) as usize;
+        let k = (next() % steps.len() as u64) as usize;
+        let ok = next() % 20 != 0;
+        let host = format!("host{w}");
+        let operator = format!("op{w}@example.com");
+        let wdir = dir.join(format!("evidence/{operator}@{host}"));
+        std::fs::create_dir_all(&wdir)?;
+        let base = Record {
+            format: FORMAT,
+            seq: 0,
+            prev: None,
+            kind: Kind::Start,
+            run: format!("{n:016x}"),
+            sop: format!("BENCH-{sop:04}"),
+            sop_path: format!("procedures/BENCH-{sop:04}.md"),
+            commit: Some("0".repeat(40)),
+            content_sha256: "0".repeat(64),
+            version: Some(1),
+            allow_draft: false,
+            step: steps[k].to_string(),
+            target: Some(targets[k].to_string()),
+            operator,
+            host,
+            started: at(started),
+            ended: None,
+            exit_status: None,
+            outcome: None,
+            files: Vec::new(),
+            verification: Vec::new(),
+            sopkit_version: sopkit::VERSION.to_string(),
+            digest: String::new(),
+        };
+        let mut end = base.clone();
+        end.kind = Kind::End;
+        end.ended = Some(at(started + 60 + (next() % 3600) as i64));
+        end.exit_status = Some(if ok { 0 } else { 1 });
+        end.outcome = Some(if ok {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        });
+        end.files = vec![FileRef {
+            role: "artifact".into(),
+            name: format!("/srv/{}/bench-{n}.tar.zst", targets[k]),
+            size: 1 + next() % (1 << 30),
+            sha256: "0".repeat(64),
+        }];
+        for mut r in [base, end] {
+            let (seq, prev) = &mut chains[w];
+            *seq += 1;
+            r.seq = *seq;
+            r.prev = prev.clone();
+            let bytes = r.to_bytes();
+            *prev = Some(sha256_hex(&bytes));
+            std::fs::write(wdir.join(record_name(*seq)), bytes)?;
+        }
+    }
+    Ok(())
+}
