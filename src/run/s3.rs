@@ -363,8 +363,9 @@ fn opt_string(args: &Args, name: &'static str) -> Result<Option<String>, Error> 
 /// SHA-256 of a whole stream and of each `part_size` slice of it, as it passes.
 pub struct PartHasher {
     part_size: u64,
-    whole: Sha256,
-    part: Sha256,
+    /// `None` when only the parts are wanted, `part` `None` when only the whole is.
+    whole: Option<Sha256>,
+    part: Option<Sha256>,
     in_part: u64,
     pub len: u64,
     pub parts: Vec<[u8; 32]>,
@@ -374,25 +375,46 @@ impl PartHasher {
     pub fn new(part_size: u64) -> PartHasher {
         PartHasher {
             part_size: part_size.max(1),
-            whole: Sha256::new(),
-            part: Sha256::new(),
+            whole: Some(Sha256::new()),
+            part: Some(Sha256::new()),
             in_part: 0,
             len: 0,
             parts: Vec::new(),
         }
     }
 
+    /// Hashes each part only; `finish` then gives the whole hash as zeros.
+    pub fn parts_only(part_size: u64) -> PartHasher {
+        PartHasher {
+            whole: None,
+            ..PartHasher::new(part_size)
+        }
+    }
+
+    /// Hashes the whole only; `finish` then gives no part hashes.
+    pub fn whole_only() -> PartHasher {
+        PartHasher {
+            part: None,
+            ..PartHasher::new(u64::MAX)
+        }
+    }
+
     pub fn update(&mut self, mut data: &[u8]) {
-        self.whole.update(data);
+        if let Some(w) = &mut self.whole {
+            w.update(data);
+        }
         self.len += data.len() as u64;
+        let Some(part) = &mut self.part else {
+            return;
+        };
         while !data.is_empty() {
             let room = (self.part_size - self.in_part) as usize;
             let n = room.min(data.len());
-            self.part.update(&data[..n]);
+            part.update(&data[..n]);
             self.in_part += n as u64;
             data = &data[n..];
             if self.in_part == self.part_size {
-                self.parts.push(self.part.finalize_reset().into());
+                self.parts.push(part.finalize_reset().into());
                 self.in_part = 0;
             }
         }
@@ -400,10 +422,15 @@ impl PartHasher {
 
     /// The whole stream's SHA-256 and each part's (an empty stream has one empty part).
     pub fn finish(mut self) -> ([u8; 32], Vec<[u8; 32]>) {
-        if self.in_part > 0 || self.parts.is_empty() {
-            self.parts.push(self.part.finalize().into());
+        if let Some(part) = self.part
+            && (self.in_part > 0 || self.parts.is_empty())
+        {
+            self.parts.push(part.finalize().into());
         }
-        (self.whole.finalize().into(), self.parts)
+        (
+            self.whole.map_or([0; 32], |w| w.finalize().into()),
+            self.parts,
+        )
     }
 }
 
@@ -607,25 +634,67 @@ struct Hashed<'a> {
     whole: [u8; 32],
 }
 
-/// Hashes `path` (whole and per part) in one pass.
-fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let mut h = PartHasher::new(part_size);
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(path)(e)),
-        };
-        h.update(&buf[..n]);
+/// The SHA-256 of each `part_size` part of the bytes received on `chunks`.
+fn hash_parts<B: AsRef<[u8]>>(
+    chunks: std::sync::mpsc::Receiver<B>,
+    part_size: u64,
+) -> Vec<[u8; 32]> {
+    let mut h = PartHasher::parts_only(part_size);
+    for chunk in chunks {
+        h.update(chunk.as_ref());
     }
-    let len = h.len;
-    let (whole, parts) = h.finish();
+    h.finish().1
+}
+
+/// Hashes `path` whole and per part. The two hashes are computed on two threads, each
+/// reading the file (from the page cache, in the common case of a file just written), since
+/// one SHA-256 stream cannot be split; this halves the wait before the first byte is sent.
+/// A file whose size or modification time changes meanwhile is refused.
+fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
+    let stamp = || -> Result<(u64, Option<std::time::SystemTime>), Error> {
+        let m = std::fs::metadata(path).map_err(io(path))?;
+        Ok((m.len(), m.modified().ok()))
+    };
+    let before = stamp()?;
+    let hash_with = |mut h: PartHasher| -> Result<PartHasher, Error> {
+        let mut f = std::fs::File::open(path).map_err(io(path))?;
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(path)(e)),
+            };
+            h.update(&buf[..n]);
+        }
+        Ok(h)
+    };
+    let (whole, parts) = if part_size >= before.0 {
+        // One part: its hash is the whole content's.
+        let (whole, _) = hash_with(PartHasher::whole_only())?.finish();
+        (whole, vec![whole])
+    } else {
+        std::thread::scope(|s| {
+            let parts = s.spawn(|| hash_with(PartHasher::parts_only(part_size)));
+            let whole = hash_with(PartHasher::whole_only());
+            let parts = parts
+                .join()
+                .map_err(|_| Error::Failed("hashing stopped".into()))?;
+            let (_, parts) = parts?.finish();
+            let (whole, _) = whole?.finish();
+            Ok::<_, Error>((whole, parts))
+        })?
+    };
+    if stamp()? != before {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            message: "changed while being hashed".into(),
+        });
+    }
     Ok(Hashed {
         path,
-        len,
+        len: before.0,
         part_size,
         parts,
         sha256: hex(whole),
@@ -979,13 +1048,23 @@ async fn download(
         .and_then(|m| m.get(META_PART_SIZE))
         .and_then(|s| s.parse::<u64>().ok());
     let stored = got.checksum_sha256().map(str::to_string);
-    let mut hasher = PartHasher::new(part_size.unwrap_or(u64::MAX));
+    // The part hashes of a multipart object are computed on a thread of their own, beside
+    // the whole content's hash here: two SHA-256 streams over the same bytes on two cores.
+    let parts_thread = part_size.map(|size| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        (tx, std::thread::spawn(move || hash_parts(rx, size)))
+    });
+    let mut hasher = PartHasher::whole_only();
     let mut body = got.body;
     loop {
         match body.try_next().await {
             Ok(Some(chunk)) => {
                 hasher.update(&chunk);
                 sink.write_all(&chunk).map_err(io(sink_path))?;
+                if let Some((tx, _)) = &parts_thread {
+                    // A send fails only if the thread is gone; the join below says why.
+                    let _ = tx.send(chunk);
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -998,7 +1077,16 @@ async fn download(
         }
     }
     let size = hasher.len;
-    let (whole, parts) = hasher.finish();
+    let (whole, _) = hasher.finish();
+    let parts = match parts_thread {
+        Some((tx, thread)) => {
+            drop(tx);
+            thread
+                .join()
+                .map_err(|_| Error::Failed("hashing the parts stopped unexpectedly".into()))?
+        }
+        None => Vec::new(),
+    };
     let sha256 = hex(whole);
     let mut problems = Vec::new();
     let mut checked = Vec::new();
@@ -1673,6 +1761,15 @@ mod tests {
         assert_eq!(whole_a, <[u8; 32]>::from(Sha256::digest(&data)));
         let (_, empty) = PartHasher::new(10).finish();
         assert_eq!(empty.len(), 1);
+        // Split in two, as uploads hash on two threads: the same hashes.
+        let mut parts = PartHasher::parts_only(4096);
+        let mut whole = PartHasher::whole_only();
+        for chunk in data.chunks(1000) {
+            parts.update(chunk);
+            whole.update(chunk);
+        }
+        assert_eq!(parts.finish().1, parts_a);
+        assert_eq!(whole.finish(), (whole_a, Vec::new()));
         assert!(composite_checksum(&parts_a).ends_with("-3"));
         assert_eq!(
             checksum_matches(&composite_checksum(&parts_a), &whole_a, Some(&parts_a)),
