@@ -1743,6 +1743,27 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_hashed_whole_and_per_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(3 * BUF + 5)).map(|i| (i * 31 % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let part = (BUF + 7) as u64;
+        let h = hash_file(&path, part).unwrap();
+        assert_eq!(h.len, data.len() as u64);
+        assert_eq!(h.whole, <[u8; 32]>::from(Sha256::digest(&data)));
+        let want: Vec<[u8; 32]> = data
+            .chunks(part as usize)
+            .map(|c| Sha256::digest(c).into())
+            .collect();
+        assert_eq!(h.parts, want);
+        // One part: its hash is the whole content's.
+        let one = hash_file(&path, u64::MAX).unwrap();
+        assert_eq!(one.parts, vec![one.whole]);
+        assert_eq!(one.sha256, h.sha256);
+    }
+
+    #[test]
     fn part_hashes_split_at_part_boundaries_whatever_the_chunks() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut a = PartHasher::new(4096);
