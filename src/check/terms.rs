@@ -309,23 +309,92 @@ mod tests {
         assert_eq!(relative("procedures/x/a.md", "procedures/b.md"), "../b.md");
     }
 
-    /// The terms `first_uses` finds in `prose` (a file of its own beside a glossary).
-    fn uses_in(prose: &str) -> Vec<String> {
+    /// The terms `first_uses` finds in `prose` (a file of its own beside a glossary), and
+    /// the ones [`reference_uses`] finds.
+    fn found_in(prose: &str) -> (Vec<String>, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("glossary.md"),
-            "# Glossary\n\n## Recovery Point Objective (RPO)\n\nHow much.\n\n## Restore Test\n\nA test.\n\n## Installation Qualification (IQ)\n\nInstallation.\n",
+            "# Glossary\n\n## Recovery Point Objective (RPO)\n\nHow much.\n\n## Restore Test\n\nA test.\n\n## Installation Qualification (IQ)\n\nInstallation.\n\n## Hot Site\n\nA site.\n\n## Qualität (QÄ)\n\nGüte.\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("a.md"), prose).unwrap();
         let corpus = Corpus::load(crate::tree::Tree::open_dir(dir.path()).unwrap()).unwrap();
         let matcher = TermMatcher::new(&corpus);
         let doc = corpus.doc("a.md").unwrap();
-        matcher
-            .first_uses(doc)
-            .into_iter()
-            .map(|(_, s)| doc.file.text[s.start..s.end].to_string())
-            .collect()
+        let text = |uses: Vec<(usize, Span)>| -> Vec<String> {
+            uses.into_iter()
+                .map(|(_, s)| doc.file.text[s.start..s.end].to_string())
+                .collect()
+        };
+        (
+            text(matcher.first_uses(doc)),
+            text(reference_uses(&matcher, doc)),
+        )
+    }
+
+    fn uses_in(prose: &str) -> Vec<String> {
+        found_in(prose).0
+    }
+
+    /// What `first_uses` must find, the slow way: at every word start of every prose span,
+    /// the longest pattern there (ASCII case folded), kept when its case and the words
+    /// around it are right; the next search begins where a kept use ends.
+    fn reference_uses(m: &TermMatcher, doc: &Document) -> Vec<(usize, Span)> {
+        let bytes = doc.file.text.as_bytes();
+        let (mut seen, mut uses) = (HashSet::new(), Vec::new());
+        for p in &doc.markdown.prose {
+            let mut resume = p.start;
+            for i in p.start..p.end.saturating_sub(1) {
+                if i < resume || (i > 0 && continues_word(bytes[i - 1])) {
+                    continue;
+                }
+                let longest = m
+                    .texts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| {
+                        bytes.get(i..i + t.len()).is_some_and(|b| {
+                            i + t.len() <= p.end && b.eq_ignore_ascii_case(t.as_bytes())
+                        })
+                    })
+                    .max_by_key(|(k, t)| (t.len(), std::cmp::Reverse(*k)));
+                let Some((k, t)) = longest else { continue };
+                let (term, acronym) = m.patterns[k];
+                let e = i + t.len();
+                let suffixes: &[&str] = if acronym {
+                    &["s", ""]
+                } else {
+                    &["es", "s", ""]
+                };
+                if (acronym && &bytes[i..e] != t.as_bytes())
+                    || !whole_word(&doc.file.text, i, e, suffixes)
+                {
+                    continue;
+                }
+                if seen.insert(term) {
+                    uses.push((term, Span::new(i, e)));
+                }
+                resume = e;
+            }
+        }
+        uses
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_scan_finds_what_the_slow_one_does(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "RPO", "rpo", "RPOs", "Restore Test", "restore tests", "Recovery Point Objective",
+                "IQ", "iq", "hot site", "Hot Sites", "QÄ", "qualität", "Qualität", "-", "_", " ",
+                " ", " ", "é", "\u{2014}", "x", "ab", "\n", "*", "`", "[", "](g.md)", ".", "Ä",
+            ]), 0..60),
+            pad in 0usize..70,
+        ) {
+            let prose = format!("{}{}", "w ".repeat(pad / 2), pieces.concat());
+            let (fast, slow) = found_in(&prose);
+            proptest::prop_assert_eq!(fast, slow, "{:?}", prose);
+        }
     }
 
     #[test]
