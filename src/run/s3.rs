@@ -15,7 +15,7 @@
 //! runtime of its own and streams with constant memory.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
@@ -29,7 +29,7 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::action::{Context, Error, Output, hex, io, resolve, sources, string_arg};
+use super::action::{Context, Error, Output, hex, io, pipeline, resolve, sources, string_arg};
 use crate::config::{Target, TargetKind};
 
 type Args = BTreeMap<String, serde_json::Value>;
@@ -658,15 +658,9 @@ fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
     let before = stamp()?;
     let hash_with = |mut h: PartHasher| -> Result<PartHasher, Error> {
         let mut f = std::fs::File::open(path).map_err(io(path))?;
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(path)(e)),
-            };
-            h.update(&buf[..n]);
+        let mut buf = Vec::new();
+        while pipeline::fill(&mut f, &mut buf).map_err(io(path))? > 0 {
+            h.update(&buf);
         }
         Ok(h)
     };
