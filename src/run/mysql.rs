@@ -6,9 +6,10 @@
 //!
 //! A dump records, beside the compressed SQL, every table's row count and `CHECKSUM TABLE`
 //! taken just before and just after the dump; a table that changed meanwhile is marked so,
-//! because its checksum cannot be compared with the dump's snapshot. A restore test loads
-//! the dump into a scratch database, compares counts and checksums with that record, and
-//! drops the scratch database whatever happens.
+//! because its checksum cannot be compared with the dump's snapshot. It also records the
+//! rows in the dump's own INSERT statements ([`rows`]), which hold for such a table too. A
+//! restore test loads the dump into a scratch database, compares counts and checksums with
+//! that record, and drops the scratch database whatever happens.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -24,6 +25,8 @@ use super::action::{
 };
 use crate::config::{Target, TargetKind};
 
+mod rows;
+
 type Args = BTreeMap<String, serde_json::Value>;
 
 /// One table as the dump's record keeps it.
@@ -35,6 +38,10 @@ pub struct Table {
     pub checksum: Option<String>,
     /// False when the table changed while it was being dumped.
     pub stable: bool,
+    /// The rows in the dump's own INSERT statements (records before this field have none,
+    /// and so does a dump whose SQL the counter did not understand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_rows: Option<u64>,
 }
 
 /// The record written beside a dump (`DUMP.dump.json`).
@@ -243,6 +250,7 @@ impl Server {
                 rows: counts.get(&n).copied().unwrap_or(0),
                 checksum: sums.get(&n).filter(|c| *c != "NULL").cloned(),
                 stable: true,
+                dump_rows: None,
                 name: n,
             })
             .collect())
@@ -318,6 +326,8 @@ struct Tally<W> {
     count: u64,
     /// The last bytes written (to find the dump tool's completion line).
     tail: Vec<u8>,
+    /// Counts the rows of each table, when what passes is the dump tool's SQL.
+    rows: Option<rows::RowCounter>,
 }
 
 impl<W: Write> Write for Tally<W> {
@@ -325,6 +335,9 @@ impl<W: Write> Write for Tally<W> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
         self.count += n as u64;
+        if let Some(rows) = &mut self.rows {
+            rows.feed(&buf[..n]);
+        }
         const KEEP: usize = 256;
         if n >= KEEP {
             self.tail.clear();
@@ -422,6 +435,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         hash: Sha256::new(),
         count: 0,
         tail: Vec::new(),
+        rows: None,
     };
     // Level 1 on one worker thread keeps up with the dump tool (which, with the server,
     // needs the other cores) and still shrinks SQL about 2.5 times.
@@ -432,6 +446,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         hash: Sha256::new(),
         count: 0,
         tail: Vec::new(),
+        rows: Some(rows::RowCounter::default()),
     };
     let mut stdout = child.stdout.take().expect("piped");
     pipeline::widen_pipe(&stdout);
@@ -458,6 +473,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     let dump_seconds = started.elapsed().as_secs_f64();
     let checks_started = Instant::now();
     let (sql_sha256, sql_size) = (hex(sql.hash.finalize()), sql.count);
+    let dumped = sql.rows.take().and_then(rows::RowCounter::finish);
     let mut compressed = sql.inner.finish().map_err(io(&dest))?;
     compressed.flush().map_err(io(&dest))?;
     let (file_sha256, file_size) = (hex(compressed.hash.finalize()), compressed.count);
@@ -485,13 +501,7 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     };
     let check_seconds = checks_started.elapsed().as_secs_f64();
     let mut tables = before;
-    let mut changed = Vec::new();
-    for (t, same) in tables.iter_mut().zip(unchanged) {
-        if !same {
-            t.stable = false;
-            changed.push(t.name.clone());
-        }
-    }
+    let changed = settle(&mut tables, &unchanged, dumped.as_ref());
     tmp.persist(&dest).map_err(|e| Error::Io {
         path: dest.clone(),
         message: e.to_string(),
@@ -528,9 +538,14 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
             record.tables.len()
         ),
     ];
+    if dumped.is_none() {
+        verification.push(
+            "warning: the rows in the dump's INSERT statements could not be counted; a restore test compares rows and checksums with the server's counts only".to_string(),
+        );
+    }
     if !changed.is_empty() {
         let line = format!(
-            "warning: {} changed while being dumped; a restore test cannot compare their checksums",
+            "warning: {} changed while being dumped; a restore test cannot compare their checksums, only the rows in the dump",
             changed.join(", ")
         );
         let _ = writeln!(cx.log, "{line}");
@@ -541,6 +556,27 @@ pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
         artifacts: vec![dest, record_file],
         verification,
     })
+}
+
+/// Gives every table of a dump its rows in the dump (`dumped`, when they could be counted)
+/// and marks unstable the ones whose checksum changed during the dump (`unchanged` false)
+/// or whose rows in the dump differ from the server's count: such a table changed between
+/// the dump's snapshot and the count, which the second checksum cannot see, so its checksum
+/// does not describe the dump either. Returns the names of the unstable tables.
+fn settle(
+    tables: &mut [Table],
+    unchanged: &[bool],
+    dumped: Option<&BTreeMap<String, u64>>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (t, &same) in tables.iter_mut().zip(unchanged) {
+        t.dump_rows = dumped.map(|d| d.get(&t.name).copied().unwrap_or(0));
+        if !same || t.dump_rows.is_some_and(|n| n != t.rows) {
+            t.stable = false;
+            changed.push(t.name.clone());
+        }
+    }
+    changed
 }
 
 /// Drops the scratch database when the restore test ends, however it ends.
@@ -708,13 +744,28 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
                     "FAILED: table {} is missing after the restore",
                     want.name
                 )),
-                Some(_) if !want.stable => {
-                    matched += 1;
-                    checks.push(format!(
-                        "warning: {} restored with {rows} rows; it changed during the dump, so its checksum is not compared",
+                // Changed during the dump: its checksum says nothing about the dump, but the
+                // rows counted in the dump's own INSERTs do.
+                Some(_) if !want.stable => match want.dump_rows {
+                    Some(n) if n == rows => {
+                        matched += 1;
+                        checks.push(format!(
+                            "ok: {} restored with the {rows} rows of the dump; it changed during the dump, so its checksum is not compared",
+                            want.name
+                        ));
+                    }
+                    Some(n) => failures.push(format!(
+                        "FAILED: table {}: {rows} rows after the restore; the dump holds {n}",
                         want.name
-                    ));
-                }
+                    )),
+                    None => {
+                        matched += 1;
+                        checks.push(format!(
+                            "warning: {} restored with {rows} rows; it changed during the dump, so its checksum is not compared",
+                            want.name
+                        ));
+                    }
+                },
                 Some(got) if want.checksum.is_some() && *got == want.checksum => matched += 1,
                 Some(got) if rows != want.rows || *got != want.checksum => failures.push(format!(
                     "FAILED: table {}: {rows} rows, checksum {} after the restore; the dump recorded {} rows, checksum {}",
@@ -781,6 +832,33 @@ fn getrandom_bytes(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_is_stable_only_when_its_checksum_and_its_rows_in_the_dump_agree() {
+        let table = |name: &str, rows: u64| Table {
+            name: name.into(),
+            rows,
+            checksum: Some("1".into()),
+            stable: true,
+            dump_rows: None,
+        };
+        let dumped: BTreeMap<String, u64> = [("a", 5), ("b", 6), ("c", 7)]
+            .map(|(t, n)| (t.to_string(), n))
+            .into();
+        // a: nothing changed; b: its checksum changed; c: written after the dump's
+        // snapshot, before the count; d: no rows in the dump (no INSERT at all).
+        let mut tables = vec![table("a", 5), table("b", 6), table("c", 8), table("d", 0)];
+        let changed = settle(&mut tables, &[true, false, true, true], Some(&dumped));
+        assert_eq!(changed, ["b", "c"]);
+        let stable: Vec<bool> = tables.iter().map(|t| t.stable).collect();
+        assert_eq!(stable, [true, false, false, true]);
+        let rows: Vec<Option<u64>> = tables.iter().map(|t| t.dump_rows).collect();
+        assert_eq!(rows, [Some(5), Some(6), Some(7), Some(0)]);
+        // Without a count of the dump, only the checksums decide.
+        let mut tables = vec![table("a", 5), table("c", 8)];
+        assert_eq!(settle(&mut tables, &[true, false], None), ["c"]);
+        assert!(tables.iter().all(|t| t.dump_rows.is_none()));
+    }
 
     #[test]
     fn identifiers_and_literals_are_quoted() {

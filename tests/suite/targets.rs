@@ -366,6 +366,10 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     assert_eq!(tables.len(), 2, "{record}");
     assert_eq!(tables[0]["name"], "items");
     assert_eq!(tables[0]["rows"], 2000);
+    // The rows in the dump's own INSERTs agree with the server's count.
+    for t in tables {
+        assert_eq!(t["dump_rows"], t["rows"], "{record}");
+    }
     assert!(
         tables[0]["checksum"]
             .as_str()
@@ -397,6 +401,29 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     assert!(
         v.contains("FAILED: table items: 2000 rows, checksum ")
             && v.contains("the dump recorded 2000 rows, checksum 12345"),
+        "{v}"
+    );
+    std::fs::write(record_file, &original).unwrap();
+
+    // A table that changed during the dump has no checksum to compare, but the rows of the
+    // dump itself are compared: a restore that lost one would fail.
+    let mut edited = record.clone();
+    edited["tables"][0]["stable"] = serde_json::json!(false);
+    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let out = run(&r, &["restore-test"]);
+    let v = verification(&last_end(&r)).join("\n");
+    assert!(out.status.success(), "{}{v}", stdout(&out));
+    assert!(
+        v.contains("items restored with the 2000 rows of the dump"),
+        "{v}"
+    );
+    edited["tables"][0]["dump_rows"] = serde_json::json!(2001);
+    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let out = run(&r, &["restore-test"]);
+    let v = verification(&last_end(&r)).join("\n");
+    assert_eq!(out.status.code(), Some(1), "{}{v}", stdout(&out));
+    assert!(
+        v.contains("FAILED: table items: 2000 rows after the restore; the dump holds 2001"),
         "{v}"
     );
     std::fs::write(record_file, &original).unwrap();
