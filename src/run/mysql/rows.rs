@@ -257,6 +257,27 @@ INSERT INTO `empty` VALUES ;\n\
         assert_eq!(c.finish(), whole);
     }
 
+    proptest::proptest! {
+        /// Pieces of dump syntax in any order: never a panic, and the same counts however
+        /// the stream is cut.
+        #[test]
+        fn any_sql_in_any_pieces(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "INSERT INTO `t` VALUES ", "INSERT INTO `u``v` VALUES\n", "INSERT INTO `", "(",
+                ")", "'", "\\", ";", "\n", "DELIMITER ;;\n", "DELIMITER ;\n", "1,", "`", "x",
+                "é",
+            ]), 0..60),
+            cut in 0usize..400,
+        ) {
+            let sql = pieces.concat();
+            let cut = cut.min(sql.len());
+            let mut c = RowCounter::default();
+            c.feed(&sql.as_bytes()[..cut]);
+            c.feed(&sql.as_bytes()[cut..]);
+            proptest::prop_assert_eq!(c.finish(), count(&sql));
+        }
+    }
+
     #[test]
     fn an_insert_not_understood_or_cut_short_makes_the_count_unknown() {
         assert_eq!(count("INSERT INTO `t` (`a`) VALUES (1);\n"), None);
