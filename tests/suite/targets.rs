@@ -333,6 +333,19 @@ fn seed_shop(db: &Server) {
     db.root_sql(&sql);
 }
 
+/// Runs the `restore-test` step with `record` as the dump's record; its output and the
+/// verification lines of its evidence.
+fn restore_test_with(
+    r: &Repo,
+    record_file: &str,
+    record: &serde_json::Value,
+) -> (std::process::Output, String) {
+    std::fs::write(record_file, serde_json::to_vec_pretty(record).unwrap()).unwrap();
+    let out = run(r, &["restore-test"]);
+    let v = verification(&last_end(r)).join("\n");
+    (out, v)
+}
+
 const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n";
 
 #[test]
@@ -394,10 +407,8 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let original = std::fs::read(record_file).unwrap();
     let mut edited = record.clone();
     edited["tables"][0]["checksum"] = serde_json::json!("12345");
-    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
-    let out = run(&r, &["restore-test"]);
+    let (out, v) = restore_test_with(&r, record_file, &edited);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let v = verification(&last_end(&r)).join("\n");
     assert!(
         v.contains("FAILED: table items: 2000 rows, checksum ")
             && v.contains("the dump recorded 2000 rows, checksum 12345"),
@@ -409,18 +420,14 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     // dump itself are compared: a restore that lost one would fail.
     let mut edited = record.clone();
     edited["tables"][0]["stable"] = serde_json::json!(false);
-    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
-    let out = run(&r, &["restore-test"]);
-    let v = verification(&last_end(&r)).join("\n");
+    let (out, v) = restore_test_with(&r, record_file, &edited);
     assert!(out.status.success(), "{}{v}", stdout(&out));
     assert!(
         v.contains("items restored with the 2000 rows of the dump"),
         "{v}"
     );
     edited["tables"][0]["dump_rows"] = serde_json::json!(2001);
-    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
-    let out = run(&r, &["restore-test"]);
-    let v = verification(&last_end(&r)).join("\n");
+    let (out, v) = restore_test_with(&r, record_file, &edited);
     assert_eq!(out.status.code(), Some(1), "{}{v}", stdout(&out));
     assert!(
         v.contains("FAILED: table items: 2000 rows after the restore; the dump holds 2001"),
@@ -459,9 +466,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     edited["file_sha256"] = serde_json::json!(sha256(&repacked));
     edited["file_size"] = serde_json::json!(repacked.len());
     std::fs::write(dump_file, &repacked).unwrap();
-    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
-    let out = run(&r, &["restore-test"]);
-    let v = verification(&last_end(&r)).join("\n");
+    let (out, v) = restore_test_with(&r, record_file, &edited);
     assert!(out.status.success(), "{}{v}", stdout(&out));
     assert!(v.contains("2 of 2 tables match"), "{v}");
     std::fs::write(dump_file, &packed).unwrap();

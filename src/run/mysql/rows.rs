@@ -43,9 +43,10 @@ enum State {
     Name { name: Vec<u8>, tick: bool },
     /// After the name: the bytes of ` VALUES` matched so far.
     Keyword { table: String, matched: usize },
-    /// In the values of `table`.
+    /// In the values of `table`, `rows` of them counted so far in this statement.
     Values {
         table: String,
+        rows: u64,
         depth: u32,
         quoted: bool,
         escaped: bool,
@@ -98,6 +99,7 @@ impl RowCounter {
                 State::Keyword { table, matched } => self.keyword(table, matched, b),
                 State::Values {
                     table,
+                    mut rows,
                     mut depth,
                     mut quoted,
                     mut escaped,
@@ -118,9 +120,7 @@ impl RowCounter {
                         match b {
                             b'\'' => quoted = true,
                             b'(' => {
-                                if depth == 0 {
-                                    *self.rows.entry(table.clone()).or_default() += 1;
-                                }
+                                rows += u64::from(depth == 0);
                                 depth += 1;
                             }
                             b')' => depth = depth.saturating_sub(1),
@@ -129,10 +129,12 @@ impl RowCounter {
                     }
                     if !quoted && b == b';' && depth == 0 {
                         // The end of the statement; the rest of its line is skipped.
+                        *self.rows.entry(table).or_default() += rows;
                         State::Skip
                     } else {
                         State::Values {
                             table,
+                            rows,
                             depth,
                             quoted,
                             escaped,
@@ -171,9 +173,9 @@ impl RowCounter {
     fn keyword(&mut self, table: String, matched: usize, b: u8) -> State {
         if b == VALUES[matched] {
             if matched + 1 == VALUES.len() {
-                self.rows.entry(table.clone()).or_default();
                 return State::Values {
                     table,
+                    rows: 0,
                     depth: 0,
                     quoted: false,
                     escaped: false,
