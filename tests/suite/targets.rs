@@ -330,7 +330,22 @@ fn seed_shop(db: &Server) {
     sql.push_str(
         "; INSERT INTO shop.orders(item, at) SELECT id, '2026-01-01 10:00:00' FROM shop.items;",
     );
+    // About 2.5 MB of rows: several INSERT statements in a dump, which a restore test
+    // spreads over its sessions. The trigger would change every row it saw inserted, and the
+    // procedure's body is an INSERT line inside the dump's DELIMITER section: a restore that
+    // created the trigger before the rows, or ran the body as an INSERT, fails its checksums.
+    // The row with id 0 keeps it only under the dump's own `SQL_MODE` (NO_AUTO_VALUE_ON_ZERO),
+    // which every session loading rows must have.
+    sql.push_str(
+        "USE shop; CREATE TABLE shop.log(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(120)); \
+         SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO'); INSERT INTO shop.log VALUES (0, 'zero'); \
+         INSERT INTO shop.log SELECT seq, CONCAT('entrée ', seq, ' ', SHA1(seq), ' ', SHA1(seq + 1)) FROM seq_1_to_25000; \
+         CREATE TRIGGER log_note BEFORE INSERT ON log FOR EACH ROW SET NEW.note = CONCAT(NEW.note, ' (late)');",
+    );
     db.root_sql(&sql);
+    db.root_sql(
+        "USE shop\nDELIMITER ;;\nCREATE PROCEDURE touch()\nBEGIN\n  SELECT 1;\nINSERT INTO `orders` VALUES (NULL, 1, NOW());\nEND;;\nDELIMITER ;\n",
+    );
 }
 
 /// Runs the `restore-test` step with `record` as the dump's record; its output and the
@@ -346,7 +361,26 @@ fn restore_test_with(
     (out, v)
 }
 
-const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n";
+/// Runs the `restore-test` step on `sql` in place of the dump's SQL, with a record that
+/// matches it (so only the loading can fail).
+fn restore_test_of_sql(
+    r: &Repo,
+    dump_file: &str,
+    record_file: &str,
+    record: &serde_json::Value,
+    sql: &str,
+) -> (std::process::Output, String) {
+    let packed = zstd::encode_all(sql.as_bytes(), 1).unwrap();
+    let mut edited = record.clone();
+    edited["sql_sha256"] = serde_json::json!(sha256(sql.as_bytes()));
+    edited["sql_size"] = serde_json::json!(sql.len());
+    edited["file_sha256"] = serde_json::json!(sha256(&packed));
+    edited["file_size"] = serde_json::json!(packed.len());
+    std::fs::write(dump_file, &packed).unwrap();
+    restore_test_with(r, record_file, &edited)
+}
+
+const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n\n```sopkit {step=restore-test-one action=restore-test}\ndump: dump\ntarget: app-db\njobs: 1\n```\n";
 
 #[test]
 fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
@@ -376,7 +410,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(record_file).unwrap()).unwrap();
     let tables = record["tables"].as_array().unwrap();
-    assert_eq!(tables.len(), 2, "{record}");
+    assert_eq!(tables.len(), 3, "{record}");
     assert_eq!(tables[0]["name"], "items");
     assert_eq!(tables[0]["rows"], 2000);
     // The rows in the dump's own INSERTs agree with the server's count.
@@ -393,8 +427,18 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let test = &all[1];
     assert_eq!(test["outcome"], "succeeded");
     let v = verification(test).join("\n");
-    assert!(v.contains("2 of 2 tables match"), "{v}");
-    assert!(v.contains("restore took"), "{v}");
+    assert!(v.contains("3 of 3 tables match"), "{v}");
+    assert!(v.contains("over 4 client sessions"), "{v}");
+    assert!(v.contains("dropped"), "{v}");
+    // One session: the dump as it is, as `mariadb DB < dump.sql` reads it.
+    let out = run(&r, &["restore-test-one"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let v = verification(&last_end(&r)).join("\n");
+    assert!(v.contains("3 of 3 tables match"), "{v}");
+    assert!(
+        v.lines().any(|l| l.ends_with("over 1 client session")),
+        "{v}"
+    );
     assert!(v.contains("dropped"), "{v}");
     let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
     assert!(left.trim().is_empty(), "scratch databases left: {left}");
@@ -435,17 +479,23 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     );
     std::fs::write(record_file, &original).unwrap();
 
-    // The restore runs with autocommit off, so the last rows of a dump must be committed
-    // even when no statement of the dump commits them: here the dump ends with an INSERT,
-    // without the `UNLOCK TABLES`, `ALTER TABLE` and view definitions that would.
+    // A dump that ends right after its last INSERT, without the `UNLOCK TABLES`, `ALTER
+    // TABLE` and view definitions that follow it, still restores every row.
     let dump_file = names.iter().find(|n| n.ends_with(".sql.zst")).unwrap();
     let packed = std::fs::read(dump_file).unwrap();
     let sql = String::from_utf8(zstd::decode_all(&packed[..]).unwrap()).unwrap();
     let lines: Vec<&str> = sql.lines().collect();
-    let last_insert = lines
+    // `orders` is the last table dumped (the procedure's INSERT comes later, in a DELIMITER
+    // section), and its rows fit one INSERT.
+    let locked = lines
         .iter()
-        .rposition(|l| l.starts_with("INSERT INTO"))
-        .expect("the dump inserts rows");
+        .position(|l| *l == "LOCK TABLES `orders` WRITE;")
+        .expect("the dump locks orders");
+    let last_insert = locked
+        + lines[locked..]
+            .iter()
+            .position(|l| l.starts_with("INSERT INTO"))
+            .expect("the dump inserts rows");
     // Its rows follow on lines of their own; the statement ends at the first `;`.
     let end = last_insert
         + lines[last_insert..]
@@ -459,20 +509,35 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(unlocked.len() < sql.len(), "nothing was cut from the dump");
-    let repacked = zstd::encode_all(unlocked.as_bytes(), 1).unwrap();
-    let mut edited = record.clone();
-    edited["sql_sha256"] = serde_json::json!(sha256(unlocked.as_bytes()));
-    edited["sql_size"] = serde_json::json!(unlocked.len());
-    edited["file_sha256"] = serde_json::json!(sha256(&repacked));
-    edited["file_size"] = serde_json::json!(repacked.len());
-    std::fs::write(dump_file, &repacked).unwrap();
-    let (out, v) = restore_test_with(&r, record_file, &edited);
+    let (out, v) = restore_test_of_sql(&r, dump_file, record_file, &record, &unlocked);
     assert!(out.status.success(), "{}{v}", stdout(&out));
-    assert!(v.contains("2 of 2 tables match"), "{v}");
+    assert!(v.contains("3 of 3 tables match"), "{v}");
+
+    // A statement the server refuses in the middle of the rows stops the restore, whichever
+    // session it reached, and the test fails with the client's error.
+    let bad = sql.replacen(
+        "INSERT INTO `log` VALUES",
+        "INSERT INTO `log` VALUES (1, 'x'",
+        2,
+    );
+    let bad = bad.replacen(
+        "INSERT INTO `log` VALUES (1, 'x'",
+        "INSERT INTO `log` VALUES",
+        1,
+    );
+    assert_ne!(bad, sql);
+    let (out, v) = restore_test_of_sql(&r, dump_file, record_file, &record, &bad);
+    assert_eq!(out.status.code(), Some(1), "{}{v}", stdout(&out));
+    assert!(
+        v.contains("could not load the dump") && v.contains("ERROR"),
+        "{v}"
+    );
+    let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
+    assert!(left.trim().is_empty(), "scratch databases left: {left}");
     std::fs::write(dump_file, &packed).unwrap();
     std::fs::write(record_file, &original).unwrap();
 
-    // A damaged dump fails its restore test; the scratch database is still dropped.
+    // A damaged dump fails its restore test, and no scratch database is left.
     let mut bytes = std::fs::read(dump_file).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
@@ -481,7 +546,11 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let end = last_end(&r);
     assert_eq!(end["outcome"], "failed");
-    assert!(verification(&end).join("\n").contains("FAILED"), "{end}");
+    // Its hash differs from the record's: nothing of it reaches the server.
+    assert!(
+        verification(&end).join("\n").contains("was not loaded"),
+        "{end}"
+    );
     let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
     assert!(left.trim().is_empty(), "scratch databases left: {left}");
 }
