@@ -337,7 +337,7 @@ fn seed_shop(db: &Server) {
     // The row with id 0 keeps it only under the dump's own `SQL_MODE` (NO_AUTO_VALUE_ON_ZERO),
     // which every session loading rows must have.
     sql.push_str(
-        "USE shop; CREATE TABLE shop.log(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(120)); \
+        "USE shop; CREATE TABLE shop.log(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(120), UNIQUE KEY (note), KEY (note(8))); \
          SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO'); INSERT INTO shop.log VALUES (0, 'zero'); \
          INSERT INTO shop.log SELECT seq, CONCAT('entrée ', seq, ' ', SHA1(seq), ' ', SHA1(seq + 1)) FROM seq_1_to_25000; \
          CREATE TRIGGER log_note BEFORE INSERT ON log FOR EACH ROW SET NEW.note = CONCAT(NEW.note, ' (late)');",
