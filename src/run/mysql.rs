@@ -658,6 +658,7 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
     args.entry("target".to_string())
         .or_insert_with(|| serde_json::Value::String(record.target.clone()));
     let server = Server::from_args(&args, cx)?;
+    let jobs = jobs_arg(&args)?;
     let client = program(&["mariadb", "mysql"])?;
     // Only the dump its record describes is loaded: a changed file fails here, before any
     // of its SQL reaches a server (its SQL is hashed again as it streams).
@@ -682,7 +683,6 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
     };
     server.query(&format!("CREATE DATABASE {}", ident(&scratch.name)))?;
 
-    let jobs = jobs_arg(&args)?;
     let started = Instant::now();
     let mut sessions = Vec::new();
     for _ in 0..jobs {
@@ -913,6 +913,26 @@ mod tests {
         let mut tables = vec![table("a", 5), table("c", 8)];
         assert_eq!(settle(&mut tables, &[true, false], None), ["c"]);
         assert!(tables.iter().all(|t| t.dump_rows.is_none()));
+    }
+
+    #[test]
+    fn jobs_default_to_four_and_must_be_from_1_to_64() {
+        let args = |v: serde_json::Value| -> Args { [("jobs".to_string(), v)].into() };
+        assert_eq!(jobs_arg(&Args::new()).unwrap(), 4);
+        assert_eq!(jobs_arg(&args(serde_json::json!(1))).unwrap(), 1);
+        assert_eq!(jobs_arg(&args(serde_json::json!(64))).unwrap(), 64);
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!(65),
+            serde_json::json!("2"),
+            serde_json::json!(-1),
+        ] {
+            let e = jobs_arg(&args(bad.clone())).unwrap_err().to_string();
+            assert!(
+                e.contains("jobs") && e.contains("from 1 to 64"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! - `LOCK TABLES`/`UNLOCK TABLES` are left out: a write lock held by one session would make
 //!   the others wait, and InnoDB gains nothing from them.
 //!
-//! Hand-written: no crate reads MySQL dump output as a stream of statements, and a dump is
-//! regular enough that lines tell them apart (see [`Splitter`]).
+//! Hand-written: no crate splits MySQL dump output into statements as it streams, and only
+//! the boundaries matter, which the client's own lexical rules give (see [`Splitter`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{ChildStdin, ChildStdout};
