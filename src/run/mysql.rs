@@ -733,14 +733,19 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
         Ok((hex(sql.hash.finalize()), sql.count))
     });
     let mut load_failures = Vec::new();
-    for (mut child, errors) in sessions {
+    for (i, (mut child, errors)) in sessions.into_iter().enumerate() {
         // Any stdin still open (the dump could not be opened) is closed here.
         drop(child.stdin.take());
         let status = child.wait().map_err(|e| failed(format!("{client}: {e}")))?;
         let errors = errors.join().unwrap_or_default();
         if !status.success() {
+            let which = if jobs > 1 {
+                format!(" (session {} of {jobs})", i + 1)
+            } else {
+                String::new()
+            };
             load_failures.push(format!(
-                "FAILED: {client} could not load the dump ({status}): {}",
+                "FAILED: {client}{which} could not load the dump ({status}): {}",
                 errors.trim()
             ));
         }

@@ -529,7 +529,7 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let (out, v) = restore_test_of_sql(&r, dump_file, record_file, &record, &bad);
     assert_eq!(out.status.code(), Some(1), "{}{v}", stdout(&out));
     assert!(
-        v.contains("could not load the dump") && v.contains("ERROR"),
+        v.contains(" of 4) could not load the dump") && v.contains("ERROR"),
         "{v}"
     );
     let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
