@@ -661,7 +661,8 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
     let jobs = jobs_arg(&args)?;
     let client = program(&["mariadb", "mysql"])?;
     // Only the dump its record describes is loaded: a changed file fails here, before any
-    // of its SQL reaches a server (its SQL is hashed again as it streams).
+    // of its SQL reaches a server (the SQL is hashed as it streams, which catches a change
+    // made meanwhile).
     let (_, file_sha) = super::action::hash_path(&dump)?;
     if file_sha != record.file_sha256 {
         return super::action::conclude(
@@ -703,12 +704,8 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
         sessions.push((child, errors));
     }
     let file = std::fs::File::open(&dump).map_err(io(&dump))?;
-    let mut file_reader = HashingReader {
-        inner: std::io::BufReader::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-        count: 0,
-    };
-    let fed = zstd::stream::read::Decoder::new(&mut file_reader).and_then(|dec| {
+    let file_reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let fed = zstd::stream::read::Decoder::with_buffer(file_reader).and_then(|dec| {
         let mut sql = HashingReader {
             inner: dec,
             hash: Sha256::new(),
@@ -751,20 +748,9 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
         }
     }
     let restore_seconds = started.elapsed().as_secs_f64();
-    let _ = std::io::copy(&mut file_reader, &mut std::io::sink());
-    let file_sha = hex(file_reader.hash.finalize());
 
     let mut failures = Vec::new();
-    let mut checks = Vec::new();
-    if file_sha != record.file_sha256 {
-        failures.push(format!(
-            "FAILED: {} has sha256 {file_sha}; its record says {}",
-            dump.display(),
-            record.file_sha256
-        ));
-    } else {
-        checks.push(format!("ok: dump file sha256 {file_sha}"));
-    }
+    let mut checks = vec![format!("ok: dump file sha256 {file_sha}")];
     match &fed {
         Ok((sha, size)) if *sha == record.sql_sha256 && *size == record.sql_size => {
             checks.push(format!("ok: {size} bytes of SQL with sha256 {sha}"))

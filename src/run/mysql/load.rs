@@ -272,10 +272,9 @@ impl Splitter {
             self.line = end;
             return Ok(());
         }
-        // The comments before this line go their own way.
-        let before = classify(&self.piece[..self.line]);
+        // The blank and comment lines before this one go their own way.
         let start = self.line;
-        self.emit(start, before, out)?;
+        self.emit(start, Kind::Skip, out)?;
         let end = end - start;
         match delimiter {
             Some(true) => return self.emit(end, Kind::Serial, out),
@@ -433,11 +432,14 @@ fn table_name(piece: &[u8]) -> &[u8] {
     name
 }
 
+const STOPPED: &str = "a loading session stopped taking statements";
+
 fn stopped() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::BrokenPipe,
-        "a loading session stopped taking statements",
-    )
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, STOPPED)
+}
+
+fn broken(e: std::io::Error) -> String {
+    format!("{STOPPED}: {e}")
 }
 
 impl Dispatch {
@@ -517,7 +519,6 @@ fn session(id: usize, pipes: Pipes, rx: mpsc::Receiver<Msg>, ready: mpsc::Sender
     let mut stdout = BufReader::new(stdout);
     let mut state: Result<(), String> = Ok(());
     let mut marker = 0u64;
-    let broken = |e: std::io::Error| format!("a loading session stopped taking statements: {e}");
     for msg in rx {
         match msg {
             Msg::Data(piece) => {
@@ -556,7 +557,7 @@ fn sync(
     // On a line of its own, whatever the last piece ended with.
     stdin
         .write_all(format!("\nSELECT '{marker}';\n").as_bytes())
-        .map_err(|e| format!("a loading session stopped taking statements: {e}"))?;
+        .map_err(broken)?;
     let mut line = String::new();
     let mut idle = 0;
     loop {
