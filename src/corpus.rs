@@ -8,8 +8,12 @@ pub mod people;
 pub mod slug;
 pub mod step;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
+
+// Keys are one repository's paths and slugs: FxHash, not SipHash, whose DoS resistance
+// buys nothing here and costs time on every link.
+use rustc_hash::FxHashMap as HashMap;
 
 use rayon::prelude::*;
 use regex::Regex;
@@ -114,8 +118,8 @@ pub struct Corpus {
     doc_index: HashMap<String, usize>,
     pub sops: Vec<Sop>,
     pub terms: Vec<Term>,
-    /// (glossary document, slug) → term
-    term_index: HashMap<(usize, String), usize>,
+    /// Glossary document → heading slug → index into `terms`.
+    term_index: HashMap<usize, HashMap<String, usize>>,
     pub roles: BTreeMap<String, Role>,
     pub people: Vec<Person>,
     /// people.yaml, when it exists (for locating findings in it).
@@ -366,7 +370,7 @@ impl Corpus {
     /// The index (into [`Corpus::terms`]) of the term defined by heading `slug` in glossary
     /// document `doc`.
     pub fn term_index_at(&self, doc: usize, slug: &str) -> Option<usize> {
-        self.term_index.get(&(doc, slug.to_string())).copied()
+        self.term_index.get(&doc)?.get(slug).copied()
     }
 
     pub fn sop_by_id(&self, id: &str) -> Option<&Sop> {
@@ -459,9 +463,9 @@ fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic
     }
 }
 
-fn collect_terms(docs: &[Document]) -> (Vec<Term>, HashMap<(usize, String), usize>) {
+fn collect_terms(docs: &[Document]) -> (Vec<Term>, HashMap<usize, HashMap<String, usize>>) {
     let mut terms = Vec::new();
-    let mut index = HashMap::new();
+    let mut index: HashMap<usize, HashMap<String, usize>> = HashMap::default();
     for (i, d) in docs
         .iter()
         .enumerate()
@@ -477,7 +481,10 @@ fn collect_terms(docs: &[Document]) -> (Vec<Term>, HashMap<(usize, String), usiz
                 Some(c) => (c[1].to_string(), Some(c[2].to_string())),
                 None => (text.to_string(), None),
             };
-            index.insert((i, h.slug.clone()), terms.len());
+            index
+                .entry(i)
+                .or_default()
+                .insert(h.slug.clone(), terms.len());
             terms.push(Term {
                 name,
                 acronym,

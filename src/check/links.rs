@@ -2,7 +2,7 @@
 //! reference, into the roles folder a role reference, into the procedures a cross-reference;
 //! each is checked against the corpus. External URLs are recognised and never fetched.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::sync::LazyLock;
 
 use percent_encoding::percent_decode_str;
@@ -122,7 +122,7 @@ pub struct DocLinks {
 pub fn check_document(corpus: &Corpus, doc: &Document) -> DocLinks {
     let mut out = DocLinks {
         diagnostics: Vec::new(),
-        linked_terms: HashSet::new(),
+        linked_terms: HashSet::default(),
     };
     let path = doc.path();
     let md = &doc.markdown;

@@ -2,7 +2,7 @@
 //! is matched without regard to case (a plural `s`/`es` allowed), the acronym exactly, both
 //! as whole words; the longest match wins, so "Backup Set" is not also counted as "Backup".
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use aho_corasick::{
     AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind, StartKind,
@@ -183,7 +183,7 @@ impl TermMatcher {
         };
         let text = &doc.file.text;
         let bytes = text.as_bytes();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut uses = Vec::new();
         // Without a prefilter (there are too many patterns for one) the automaton costs about
         // 2 ns a byte whatever the patterns; a term can only start at a word start, so the
@@ -342,7 +342,7 @@ mod tests {
     /// around it are right; the next search begins where a kept use ends.
     fn reference_uses(m: &TermMatcher, doc: &Document) -> Vec<(usize, Span)> {
         let bytes = doc.file.text.as_bytes();
-        let (mut seen, mut uses) = (HashSet::new(), Vec::new());
+        let (mut seen, mut uses) = (HashSet::default(), Vec::new());
         for p in &doc.markdown.prose {
             let mut resume = p.start;
             for i in p.start..p.end.saturating_sub(1) {
