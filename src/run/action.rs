@@ -671,6 +671,10 @@ fn verify(
     let scratch = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
     let mut seen: BTreeMap<String, Entry> = BTreeMap::new();
     let restore = pipeline::WriteBehind::spawn();
+    // Files whose size and hash the restoring thread has yet to give: path → the file's
+    // place in the order of creation.
+    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+    let mut restored_files = 0usize;
     let mut links = std::collections::BTreeSet::new();
     {
         let dec = zstd::stream::read::Decoder::with_buffer(&mut reader).map_err(io(&archive))?;
@@ -712,27 +716,31 @@ fn verify(
             if let Some(parent) = restored.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
+            pending.remove(&path);
             let record = if kind.is_file() {
-                // Hashed here, written to disk by the restoring thread.
+                // Decompressed here; hashed and written to disk by the restoring thread, which
+                // gives the size and hash back at the end (the record waits for them).
                 restore.create(restored);
-                let (mut hash, mut size) = (Sha256::new(), 0u64);
-                loop {
+                pending.insert(path.clone(), restored_files);
+                restored_files += 1;
+                // The entry's size bounds the reads: no buffer is taken just to find its end.
+                let mut left = entry.size();
+                while left > 0 {
                     let mut buf = restore.buffer();
                     let n = pipeline::fill(&mut entry, &mut buf)
                         .map_err(|e| Error::Failed(format!("restoring {path}: {e}")))?;
                     if n == 0 {
                         break;
                     }
-                    hash.update(&buf);
-                    size += n as u64;
+                    left = left.saturating_sub(n as u64);
                     restore.write(buf);
                 }
                 Entry {
                     path: path.clone(),
                     kind: "file".into(),
-                    size,
+                    size: 0,
                     mode,
-                    sha256: Some(hex(hash.finalize())),
+                    sha256: None,
                     target: None,
                 }
             } else if kind.is_symlink() {
@@ -771,7 +779,15 @@ fn verify(
         std::io::copy(&mut rest, &mut std::io::sink())
             .map_err(|e| Error::Failed(format!("{}: {e}", archive.display())))?;
     }
-    failures.extend(restore.finish());
+    let restored = restore.finish();
+    failures.extend(restored.failures);
+    for (path, i) in pending {
+        // A restoring thread that stopped early leaves no hash: the file then differs.
+        if let (Some(got), Some((size, sha256))) = (seen.get_mut(&path), restored.files.get(i)) {
+            got.size = *size;
+            got.sha256 = Some(sha256.clone());
+        }
+    }
     let (sha, count) = reader.finish().map_err(io(&archive))?;
     if sha != manifest.archive_sha256 || count != manifest.archive_size {
         failures.push(format!(

@@ -87,7 +87,30 @@ fn read_hashed(
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> std::io::Result<Option<(Sha256, u64)>> {
     let (mut hash, mut size) = (Sha256::new(), 0u64);
+    // Once the length the file had when it was opened is read, a one-byte read finds its
+    // end, rather than a chunk taken from the pool (and grown, zeroing 1 MiB) for nothing.
+    let mut expected = file.metadata()?.len();
     loop {
+        if size >= expected {
+            let mut probe = [0u8; 1];
+            let k = loop {
+                match file.read(&mut probe) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            if k == 0 {
+                return Ok(Some((hash, size)));
+            }
+            // The file grew since: the rest is read in chunks, as much as there is.
+            hash.update(&probe[..k]);
+            size += k as u64;
+            if !send(probe[..k].to_vec()) {
+                return Ok(None);
+            }
+            expected = u64::MAX;
+            continue;
+        }
         let mut buf = take(pool);
         let n = fill(file, &mut buf)?;
         if n == 0 {
@@ -381,13 +404,22 @@ enum Restore {
     Chunk(Vec<u8>),
 }
 
-/// Restored files written on their own thread, behind the thread that decompresses and
-/// hashes them; each is removed once written in full. Write failures are collected and
-/// returned by [`WriteBehind::finish`].
+/// Restored files hashed and written on their own thread, behind the thread that
+/// decompresses them (SHA-256 of every file is the larger half of a verify's work); each is
+/// removed once written in full. [`WriteBehind::finish`] returns each file's size and hash
+/// in the order the files were created, and the writes that failed.
 pub(crate) struct WriteBehind {
     tx: Option<SyncSender<Restore>>,
     pool: Receiver<Vec<u8>>,
-    writer: Option<JoinHandle<Vec<String>>>,
+    writer: Option<JoinHandle<Restored>>,
+}
+
+/// What the restoring thread did.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    /// Size and SHA-256 of each file, in the order they were created.
+    pub files: Vec<(u64, String)>,
+    pub failures: Vec<String>,
 }
 
 impl WriteBehind {
@@ -397,12 +429,18 @@ impl WriteBehind {
         let spare = Spare(spare);
         let writer = std::thread::spawn(move || {
             use std::io::Write;
-            let mut failures = Vec::new();
+            let mut out = Restored::default();
             let mut current: Option<(PathBuf, std::fs::File)> = None;
+            let mut digest: Option<(Sha256, u64)> = None;
             // A file written in full has been restored; it is removed then, so that a verify
             // needs free space for its largest file, not for the whole tree, and the clean-up
             // runs beside the decompression instead of after it.
-            let done = |current: Option<(PathBuf, std::fs::File)>| {
+            let done = |current: Option<(PathBuf, std::fs::File)>,
+                        digest: Option<(Sha256, u64)>,
+                        out: &mut Restored| {
+                if let Some((hash, size)) = digest {
+                    out.files.push((size, super::hex(hash.finalize())));
+                }
                 if let Some((path, file)) = current {
                     drop(file);
                     let _ = std::fs::remove_file(path); // else the temporary folder's removal
@@ -411,28 +449,35 @@ impl WriteBehind {
             for msg in rx {
                 match msg {
                     Restore::Create(path) => {
-                        done(current.take());
+                        done(current.take(), digest.take(), &mut out);
+                        digest = Some((Sha256::new(), 0));
                         current = match std::fs::File::create(&path) {
                             Ok(f) => Some((path, f)),
                             Err(e) => {
-                                failures.push(format!("FAILED: restoring {}: {e}", path.display()));
+                                let message = format!("FAILED: restoring {}: {e}", path.display());
+                                out.failures.push(message);
                                 None
                             }
                         }
                     }
                     Restore::Chunk(buf) => {
+                        if let Some((hash, size)) = &mut digest {
+                            hash.update(&buf);
+                            *size += buf.len() as u64;
+                        }
                         if let Some((path, f)) = &mut current
                             && let Err(e) = f.write_all(&buf)
                         {
-                            failures.push(format!("FAILED: restoring {}: {e}", path.display()));
+                            let message = format!("FAILED: restoring {}: {e}", path.display());
+                            out.failures.push(message);
                             current = None;
                         }
                         spare.give(buf);
                     }
                 }
             }
-            done(current);
-            failures
+            done(current, digest, &mut out);
+            out
         });
         WriteBehind {
             tx: Some(tx),
@@ -452,7 +497,7 @@ impl WriteBehind {
         }
     }
 
-    /// Starts writing a new file at `path` (its folder exists).
+    /// Starts hashing and writing a new file at `path` (its folder exists).
     pub(crate) fn create(&self, path: PathBuf) {
         self.send(Restore::Create(path));
     }
@@ -462,12 +507,15 @@ impl WriteBehind {
         self.send(Restore::Chunk(chunk));
     }
 
-    /// Waits for every write; returns the ones that failed.
-    pub(crate) fn finish(mut self) -> Vec<String> {
+    /// Waits for every write; returns the files' sizes and hashes and the failed writes.
+    pub(crate) fn finish(mut self) -> Restored {
         self.tx.take();
         match self.writer.take().map(JoinHandle::join) {
-            Some(Ok(failures)) => failures,
-            _ => vec!["FAILED: the restoring thread stopped unexpectedly".into()],
+            Some(Ok(restored)) => restored,
+            _ => Restored {
+                files: Vec::new(),
+                failures: vec!["FAILED: the restoring thread stopped unexpectedly".into()],
+            },
         }
     }
 }
@@ -515,8 +563,60 @@ mod tests {
         assert_eq!(seen, want);
     }
 
+    /// Reads `path` with [`read_hashed`]; `change` runs on the file after the first chunk.
+    fn read_changing(path: &Path, change: impl Fn(&Path)) -> (Vec<u8>, u64, String) {
+        let mut file = std::fs::File::open(path).unwrap();
+        let (_spare, pool) = sync_channel(DEPTH + 2);
+        let mut got = Vec::new();
+        let (hash, size) = read_hashed(&mut file, &pool, |chunk| {
+            if got.is_empty() {
+                change(path);
+            }
+            got.extend_from_slice(&chunk);
+            true
+        })
+        .unwrap()
+        .expect("read to the end");
+        (got, size, super::super::hex(hash.finalize()))
+    }
+
     #[test]
-    fn restored_files_are_written_then_removed_and_failed_writes_are_reported() {
+    fn a_file_that_grows_or_shrinks_while_read_is_read_to_its_new_end() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..CHUNK).map(|i| (i % 7) as u8).collect();
+        // Exactly one chunk long when opened: the end probe finds the bytes added since.
+        std::fs::write(&path, &data).unwrap();
+        let append = |p: &Path| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(b"xyz").unwrap();
+        };
+        let (got, size, sha) = read_changing(&path, append);
+        let mut want = data.clone();
+        want.extend_from_slice(b"xyz");
+        assert!(
+            got == want,
+            "read {} bytes, {} expected",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(size, want.len() as u64);
+        assert_eq!(sha, super::super::hex(Sha256::digest(&want)));
+        // Cut short after the first chunk: what is left is what is read.
+        std::fs::write(&path, [&data[..], b"tail"].concat()).unwrap();
+        let cut = |p: &Path| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(CHUNK as u64).unwrap();
+        };
+        let (got, size, sha) = read_changing(&path, cut);
+        assert!(got == data, "read {} bytes, {CHUNK} expected", got.len());
+        assert_eq!(size, CHUNK as u64);
+        assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn restored_files_are_hashed_written_then_removed_and_failed_writes_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let chunk = |w: &WriteBehind, part: &[u8]| {
             let mut buf = w.buffer();
@@ -538,8 +638,17 @@ mod tests {
         chunk(&w, b"y");
         w.create(dir.path().join("three"));
         chunk(&w, b"ghi");
-        let failures = w.finish();
+        let Restored { files, failures } = w.finish();
         assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"abcdef");
+        // Every file is hashed, whether or not it could be written.
+        let digest = |data: &[u8]| (data.len() as u64, super::super::hex(Sha256::digest(data)));
+        let want = [
+            digest(b"abcdef"),
+            digest(b"x"),
+            digest(b"y"),
+            digest(b"ghi"),
+        ];
+        assert_eq!(files, want);
         assert!(
             !dir.path().join("one").exists(),
             "written files are removed"
