@@ -222,7 +222,9 @@ pub(crate) fn timestamp() -> String {
         .unwrap_or_default()
 }
 
-type Encoder = zstd::stream::write::Encoder<'static, Hashing<std::io::BufWriter<StreamedFile>>>;
+// No BufWriter: zstd hands over its output in blocks of about 128 KiB already, and another
+// buffer would copy every compressed byte once more.
+type Encoder = zstd::stream::write::Encoder<'static, Hashing<StreamedFile>>;
 
 /// An archive being written: tar + zstd streamed into a temporary file beside its final
 /// name, hashing each file as it goes in and the archive as it goes out.
@@ -245,7 +247,7 @@ impl ArchiveWriter {
             .map_err(io(&dest))?;
         let file = tmp.reopen().map_err(io(&dest))?;
         let hashing = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 20, StreamedFile::new(file)),
+            inner: StreamedFile::new(file),
             hash: Sha256::new(),
             count: 0,
         };
@@ -399,11 +401,7 @@ impl ArchiveWriter {
         hashing.flush().map_err(io(&dest))?;
         let archive_sha256 = hex(hashing.hash.finalize());
         let archive_size = hashing.count;
-        let file = hashing.inner.into_inner().map_err(|e| Error::Io {
-            path: dest.clone(),
-            message: e.to_string(),
-        })?;
-        file.into_inner().sync_all().map_err(io(&dest))?;
+        hashing.inner.into_inner().sync_all().map_err(io(&dest))?;
         self.tmp.persist(&dest).map_err(|e| Error::Io {
             path: dest.clone(),
             message: e.to_string(),
