@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 
 /// The size of the chunks handed between threads.
 pub(crate) const CHUNK: usize = 1 << 20;
-/// Chunks in flight between two threads (besides the one each side holds).
-const DEPTH: usize = 2;
+/// Chunks in flight between two threads (besides the one each side holds). Two left the
+/// threads waiting on each other on a busy 2-core machine; six kept both cores fuller
+/// (verify of 1 GiB: 1.41 -> 1.34 s, archive 2.58 -> 2.44 s; 6 MiB more per channel).
+const DEPTH: usize = 6;
 
 /// Buffers going back to the thread that fills them.
 #[derive(Clone)]
