@@ -222,7 +222,7 @@ pub(crate) fn timestamp() -> String {
         .unwrap_or_default()
 }
 
-// No BufWriter: zstd hands over its output in blocks of about 128 KiB already, and another
+// No BufWriter: zstd hands over its output in 32 KiB blocks already, and another
 // buffer would copy every compressed byte once more.
 type Encoder = zstd::stream::write::Encoder<'static, Hashing<StreamedFile>>;
 
