@@ -669,10 +669,9 @@ fn verify(
     let scratch = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
     let mut seen: BTreeMap<String, Entry> = BTreeMap::new();
     let restore = pipeline::WriteBehind::spawn();
-    // Files whose size and hash the restoring thread has yet to give: path → the file's
-    // place in the order of creation.
-    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-    let mut restored_files = 0usize;
+    // The files handed to the restoring thread, in order: it gives their sizes and hashes
+    // back in the same order.
+    let mut restored_paths: Vec<String> = Vec::new();
     let mut links = std::collections::BTreeSet::new();
     {
         let dec = zstd::stream::read::Decoder::with_buffer(&mut reader).map_err(io(&archive))?;
@@ -714,13 +713,11 @@ fn verify(
             if let Some(parent) = restored.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
-            pending.remove(&path);
             let record = if kind.is_file() {
                 // Decompressed here; hashed and written to disk by the restoring thread, which
                 // gives the size and hash back at the end (the record waits for them).
                 restore.create(restored);
-                pending.insert(path.clone(), restored_files);
-                restored_files += 1;
+                restored_paths.push(path.clone());
                 // The entry's size bounds the reads: no buffer is taken just to find its end.
                 let mut left = entry.size();
                 while left > 0 {
@@ -779,11 +776,14 @@ fn verify(
     }
     let restored = restore.finish();
     failures.extend(restored.failures);
-    for (path, i) in pending {
-        // A restoring thread that stopped early leaves no hash: the file then differs.
-        if let (Some(got), Some((size, sha256))) = (seen.get_mut(&path), restored.files.get(i)) {
-            got.size = *size;
-            got.sha256 = Some(sha256.clone());
+    // A path the archive holds twice keeps its last entry; a restoring thread that stopped
+    // early leaves files without a hash, which then differ from the manifest.
+    for (path, (size, sha256)) in restored_paths.iter().zip(restored.files) {
+        if let Some(got) = seen.get_mut(path)
+            && got.kind == "file"
+        {
+            got.size = size;
+            got.sha256 = Some(sha256);
         }
     }
     let (sha, count) = reader.finish().map_err(io(&archive))?;
