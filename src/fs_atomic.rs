@@ -3,14 +3,23 @@
 //! large temporary file whose pages go to the disk while it is still being written.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// Writes `bytes` to `path` atomically. The file gets the permissions of the file it replaces
+/// or, when new, those of any file a program creates (0666 less the umask), not the 0600 of
+/// a temporary file: a rendered PDF or an evidence record is read by others too.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(old.permissions())?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -74,6 +83,33 @@ impl Write for StreamedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_file_follows_the_umask_and_a_replaced_one_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        // Read without setting it: other tests create files meanwhile.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+            .expect("Linux reports the umask");
+        let new = dir.path().join("new.pdf");
+        write(&new, b"one").unwrap();
+        assert_eq!(mode(&new), 0o666 & !umask);
+        assert_eq!(std::fs::read(&new).unwrap(), b"one");
+
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write(&new, b"two").unwrap();
+        assert_eq!(mode(&new), 0o640);
+        assert_eq!(std::fs::read(&new).unwrap(), b"two");
+        // Nothing is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn a_streamed_file_has_every_byte() {

@@ -424,6 +424,18 @@ fn archive_then_verify_and_a_corrupted_archive_is_caught() {
     let on_disk = std::fs::read(&archive).unwrap();
     assert_eq!(recorded["sha256"], sha256(&on_disk));
     assert_eq!(recorded["size"], on_disk.len() as u64);
+    // Backup data is its owner's only; the manifest beside it is created as any file is.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    assert_eq!(mode(&archive), 0o600);
+    let manifest = std::path::PathBuf::from(format!("{}.manifest.json", archive.display()));
+    assert_eq!(mode(&manifest), 0o666 & !umask);
     // A byte flipped on disk: verify fails, and the log says why.
     let mut bytes = std::fs::read(&archive).unwrap();
     let at = bytes.len() / 2;
