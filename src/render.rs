@@ -118,9 +118,9 @@ impl Snapshot {
                 let c = repo
                     .revparse_single(rev)
                     .and_then(|o| o.peel_to_commit())
-                    .map_err(|source| tree::Error::BadRevision {
+                    .map_err(|reason| tree::Error::BadRevision {
                         rev: rev.to_string(),
-                        source,
+                        reason,
                     })?;
                 let t = Tree::open_revision(dir, &c.id().to_string())?;
                 (t, Some(c.id().to_string()), c.time().seconds(), false)

@@ -17,12 +17,14 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    // git2's message alone, and not as the error's source: its Display adds class and code
+    // numbers, and a source would be printed a second time after the message.
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     #[error("{0} is not inside a git repository (needed for a revision)")]
     NotARepository(PathBuf),
-    #[error("revision `{rev}` not found: {source}")]
-    BadRevision { rev: String, source: git2::Error },
+    #[error("revision `{rev}` not found: {}", .reason.message())]
+    BadRevision { rev: String, reason: git2::Error },
     #[error("{path}: no such file in the tree")]
     NotFound { path: String },
     #[error("{path}: {size} bytes is larger than the limit of {limit} bytes")]
@@ -32,6 +34,12 @@ pub enum Error {
 }
 
 /// What a path in the tree is.
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Error {
+        Error::Git(e)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A file. Its size is checked when it is read, so listing a large tree (an evidence
@@ -165,15 +173,15 @@ impl Tree {
         let prefix = path_to_repo(dir.strip_prefix(&workdir).unwrap_or(Path::new("")));
         let object = repo
             .revparse_single(rev)
-            .map_err(|source| Error::BadRevision {
+            .map_err(|reason| Error::BadRevision {
                 rev: rev.to_string(),
-                source,
+                reason,
             })?;
         let commit = object
             .peel_to_commit()
-            .map_err(|source| Error::BadRevision {
+            .map_err(|reason| Error::BadRevision {
                 rev: rev.to_string(),
-                source,
+                reason,
             })?;
         let mut tree = commit.tree()?;
         if !prefix.is_empty() {
