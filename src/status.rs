@@ -476,10 +476,12 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             let total = 1 + list.len();
             let mut shortfalls = Vec::new();
             if total < 3 {
-                shortfalls.push(format!("{total} copies (3 needed, the original counted)"));
+                shortfalls.push(format!(
+                    "{total} copy(ies) (3 needed, the original counted)"
+                ));
             }
             if media.len() < 2 {
-                shortfalls.push(format!("{} kind of medium (2 needed)", media.len()));
+                shortfalls.push(format!("{} kind(s) of medium (2 needed)", media.len()));
             }
             if off_site < 1 {
                 shortfalls.push("no off-site copy".into());
@@ -487,8 +489,14 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             if offline < 1 {
                 shortfalls.push("no offline copy".into());
             }
+            let never = errors.iter().filter(|e| e.ends_with("never ran")).count();
+            if never > 0 {
+                shortfalls.push(format!("{never} verification step(s) never run"));
+            }
+            if errors.len() > never {
+                shortfalls.push(format!("{} failed verification(s)", errors.len() - never));
+            }
             if !errors.is_empty() {
-                shortfalls.push(format!("{} verification error(s)", errors.len()));
                 // A verification that never ran is stale (its SLO says so); one that
                 // failed is broken.
                 for e in errors.iter().filter(|e| !e.ends_with("never ran")) {

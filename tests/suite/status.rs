@@ -119,7 +119,15 @@ fn slos_are_met_then_due_then_overdue() {
 #[test]
 fn the_32110_rule_from_evidence_and_target_labels() {
     let r = repo();
-    run(&r, &["backup", "verify-backup"]);
+    run(&r, &["backup"]);
+    // Not yet verified: unproven, and said so (not called an error).
+    let (_, v) = json(&r, &later(1));
+    let short = v["backup_sets"][0]["shortfalls"].to_string();
+    assert!(
+        short.contains("1 verification step(s) never run") && !short.contains("failed"),
+        "{short}"
+    );
+    run(&r, &["verify-backup"]);
     let (_, v) = json(&r, &later(1));
     let set = &v["backup_sets"][0];
     assert_eq!(set["sop"], "OPS-200");
@@ -169,6 +177,12 @@ fn the_32110_rule_from_evidence_and_target_labels() {
             .as_str()
             .unwrap()
             .contains("verify-backup failed"),
+        "{set}"
+    );
+    assert!(
+        set["shortfalls"]
+            .to_string()
+            .contains("1 failed verification(s)"),
         "{set}"
     );
 }
