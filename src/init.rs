@@ -11,6 +11,16 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: creating a git repository: {}", .reason.message())]
+    Git { path: PathBuf, reason: git2::Error },
+}
+
+/// What [`init`] made.
+#[derive(Debug)]
+pub struct Created {
+    pub files: Vec<PathBuf>,
+    /// A git repository was created in the folder (it was not inside one already).
+    pub git: bool,
 }
 
 /// The files of a new repository: path and content.
@@ -39,9 +49,10 @@ pub const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Creates the repository files under `dir` (which must be absent or empty). Returns the
-/// paths written.
-pub fn init(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Creates the repository files under `dir` (which must be absent or empty) and, unless `dir`
+/// is inside a git work tree already, a git repository there: approvals are signed commits,
+/// and every revision is read from git.
+pub fn init(dir: &Path) -> Result<Created, Error> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
@@ -61,5 +72,18 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         std::fs::write(&path, content).map_err(io(&path))?;
         written.push(path);
     }
-    Ok(written)
+    let inside = git2::Repository::discover(dir).is_ok_and(|r| !r.is_bare());
+    if !inside {
+        let git = |reason| Error::Git {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        git2::Repository::init_opts(dir, &opts).map_err(git)?;
+    }
+    Ok(Created {
+        files: written,
+        git: !inside,
+    })
 }

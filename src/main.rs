@@ -67,10 +67,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(args) => schedule(args),
         Command::Roles(RolesCommand::Jd(args)) => roles_jd(args),
         Command::Init { dir } => {
-            let written = sopkit::init::init(&dir)?;
+            let created = sopkit::init::init(&dir)?;
             println!(
-                "created {} files in {}; run `sopkit check {}`",
-                written.len(),
+                "created {} files{} in {}; run `sopkit check {}`, then commit them",
+                created.files.len(),
+                if created.git {
+                    " and a git repository"
+                } else {
+                    ""
+                },
                 dir.display(),
                 dir.display()
             );

@@ -78,6 +78,13 @@ fn init_creates_a_repository_that_passes_check() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("and a git repository"),
+        "{}",
+        stdout(&out)
+    );
+    let repo = git2::Repository::open(&target).expect("init made a git repository");
+    assert!(repo.head().is_err(), "with nothing committed yet");
     let out = std::process::Command::new(crate::support::sopkit_bin())
         .arg("check")
         .arg(&target)
@@ -85,7 +92,7 @@ fn init_creates_a_repository_that_passes_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("no findings"), "{}", stdout(&out));
-    // It builds too, before it is even a git repository.
+    // It builds too, before anything is committed.
     let out = std::process::Command::new(crate::support::sopkit_bin())
         .args(["build", "-C"])
         .arg(&target)
@@ -106,4 +113,14 @@ fn init_creates_a_repository_that_passes_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(crate::support::stderr(&out).contains("not empty"));
+    // Inside an existing repository, no repository is nested.
+    let nested = target.join("more-sops");
+    let out = std::process::Command::new(crate::support::sopkit_bin())
+        .arg("init")
+        .arg(&nested)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!stdout(&out).contains("git repository"), "{}", stdout(&out));
+    assert!(!nested.join(".git").exists());
 }
