@@ -34,6 +34,13 @@ pub enum Error {
     NotCommitted(String),
     #[error("git commit failed: {0}")]
     CommitFailed(String),
+    #[error(
+        "git could not sign the approval: {0}\nhelp: an approval is a commit signed with your own \
+         key: `git config user.signingkey ~/.ssh/id_ed25519.pub` with `git config gpg.format ssh` \
+         (or your OpenPGP key id, for GnuPG), and that public key listed under your entry in \
+         roles/people.yaml"
+    )]
+    SigningFailed(String),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
@@ -47,7 +54,10 @@ pub enum Error {
 impl Error {
     /// Usage errors (exit 2) as opposed to failures of the commit itself.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, Error::CommitFailed(_) | Error::Git(_) | Error::Io(_))
+        !matches!(
+            self,
+            Error::CommitFailed(_) | Error::SigningFailed(_) | Error::Git(_) | Error::Io(_)
+        )
     }
 }
 
@@ -178,9 +188,22 @@ pub fn approve(
         .write_all(message.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        return Err(Error::CommitFailed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        // git names the signing program's failure ("gpg failed to sign the data", or
+        // ssh-keygen's "Couldn't load public key", "failed to write commit object" after it).
+        let signing = [
+            "failed to sign",
+            "signing failed",
+            "ssh-keygen",
+            "load public key",
+        ]
+        .iter()
+        .any(|m| said.to_lowercase().contains(m));
+        return Err(if signing {
+            Error::SigningFailed(said)
+        } else {
+            Error::CommitFailed(said)
+        });
     }
     let repo = git2::Repository::discover(root)?;
     Ok(repo.head()?.peel_to_commit()?.id().to_string())

@@ -536,6 +536,24 @@ fn approve_refuses_unknown_meanings_and_uncommitted_edits() {
         approve(&r, "ann", &ann, "QA-404", "approved").status.code(),
         Some(2)
     );
+    r.git(&["reset", "-q"]);
+    // No key where git is told to find one: the error says how approvals are signed, and no
+    // commit is made.
+    let head = r.git(&["rev-parse", "HEAD"]);
+    let out = approve(
+        &r,
+        "ann",
+        &r.path().join("no-such-key"),
+        "QA-001",
+        "approved",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("could not sign") && stderr(&out).contains("help: an approval"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(r.git(&["rev-parse", "HEAD"]), head);
 }
 
 #[test]
