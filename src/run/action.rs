@@ -451,6 +451,14 @@ fn archive(
             message: format!("{} is not a folder", source.display()),
         });
     }
+    let dest_dir = if dest_arg.extension().is_some_and(|e| e == "zst") {
+        dest_arg.parent().unwrap_or(Path::new("."))
+    } else {
+        &dest_arg
+    };
+    if remote.is_none() {
+        refuse_dest_inside(dest_dir, &source)?;
+    }
     let dest = if dest_arg.extension().is_some_and(|e| e == "zst") {
         dest_arg
     } else {
@@ -931,6 +939,35 @@ fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Res
     Ok(out)
 }
 
+/// Refuses a destination folder inside the source folder (`/srv` backed up into
+/// `/srv/backups`): each run would take in its own output and every earlier one. Symlinks are
+/// resolved; a destination not created yet is judged by its nearest existing folder.
+fn refuse_dest_inside(dest_dir: &Path, source: &Path) -> Result<(), Error> {
+    let Ok(source) = source.canonicalize() else {
+        return Ok(()); // a missing source is reported where it is read
+    };
+    let existing = dest_dir.ancestors().find_map(|a| {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        a.canonicalize().ok()
+    });
+    if existing.is_some_and(|d| d.starts_with(&source)) {
+        return Err(Error::Argument {
+            name: "dest",
+            message: format!(
+                "{} is inside the source folder {}: every run would take in its own output and \
+                 all earlier ones; choose a destination outside it",
+                dest_dir.display(),
+                source.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Where a copied file goes: its path below the source folder, or its name.
 fn relative_to(src: &Path, base: &Path) -> PathBuf {
     src.strip_prefix(base)
@@ -981,9 +1018,12 @@ fn receive(
 }
 
 fn copy_local(source_arg: &str, dest: &Path, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let base = resolve(cx.root, source_arg);
+    if !cx.earlier.contains_key(source_arg) && base.is_dir() {
+        refuse_dest_inside(dest, &base)?;
+    }
     std::fs::create_dir_all(dest).map_err(io(dest))?;
     let files = sources(source_arg, cx)?;
-    let base = resolve(cx.root, source_arg);
     let mut out = Output::default();
     for src in files {
         let to = dest.join(relative_to(&src, &base));

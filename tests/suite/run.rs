@@ -383,6 +383,36 @@ fn an_approved_sop_runs_and_its_evidence_names_the_version() {
 const ARCHIVE_SOP: &str = "---\nid: BK-001\ntitle: Archive\n---\n\n# Archive\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: ${BACKUP_DIR}\n```\n\n```sopkit {step=check action=verify}\narchive: pack\n```\n";
 
 #[test]
+fn an_archive_or_copy_into_its_own_source_folder_is_refused() {
+    let r = Repo::empty();
+    r.write(
+        "procedures/BK-002-self.md",
+        "---\nid: BK-002\ntitle: Self\n---\n\n# Self\n\n```sopkit {step=pack action=archive}\nsource: data\ndest: data/backups\n```\n\n```sopkit {step=mirror action=copy}\nsource: data\ndest: ${BACKUP_DIR}/copies\n```\n",
+    );
+    r.write("data/a.txt", "alpha\n");
+    r.commit("self-archiving SOP");
+    // Archive: into a folder of the source (not created yet).
+    let out = run_backup(&r, "BK-002", r.path(), &["--step", "pack"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("is inside the source folder"), "{said}");
+    assert!(!r.path().join("data/backups").exists());
+    // Copy: BACKUP_DIR is the source folder itself, reached through a symlink.
+    let link = r.path().join("via-link");
+    std::os::unix::fs::symlink(r.path().join("data"), &link).unwrap();
+    let out = run_backup(&r, "BK-002", &link, &["--step", "mirror"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("is inside the source folder"), "{said}");
+    assert!(!r.path().join("data/copies").exists());
+    // Outside the source, both work.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = run_backup(&r, "BK-002", elsewhere.path(), &["--step", "mirror"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(elsewhere.path().join("copies/a.txt").is_file());
+}
+
+#[test]
 fn archive_then_verify_and_a_corrupted_archive_is_caught() {
     let r = Repo::empty();
     r.write("procedures/BK-001-archive.md", ARCHIVE_SOP);
