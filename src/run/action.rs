@@ -1388,12 +1388,42 @@ fn count_arg(
 
 /// What `prune` would do with the items in `path` at time `now` (UTC seconds); nothing is
 /// deleted here.
+/// Refuses to prune `/`, the home folder, or a folder holding the SOP repository: prune
+/// deletes whole files and folders, and a `path` one level too high would take everything.
+fn refuse_broad_prune(dir: &Path, root: &Path) -> Result<(), Error> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Ok(()); // a missing folder is reported where it is listed
+    };
+    let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
+    let what = if dir.parent().is_none() {
+        Some("the root folder")
+    } else if home.as_deref() == Some(dir.as_path()) {
+        Some("the home folder")
+    } else if root.canonicalize().is_ok_and(|r| r.starts_with(&dir)) {
+        Some("a folder holding the SOP repository")
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(Error::Argument {
+            name: "path",
+            message: format!(
+                "{} is {what}; prune deletes whole files and folders in `path`, so point it at \
+                 the folder of backups",
+                dir.display()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 pub fn prune_plan(
     args: &BTreeMap<String, serde_json::Value>,
     root: &Path,
     now: i64,
 ) -> Result<Vec<Decision>, Error> {
     let dir = resolve(root, &string_arg(args, "path")?);
+    refuse_broad_prune(&dir, root)?;
     let retention: crate::duration::Duration =
         string_arg(args, "retention")?
             .parse()
@@ -1598,7 +1628,8 @@ mod tests {
         std::fs::write(d.path().join("b400.tar.zst.legal-hold"), "case 12").unwrap();
         let mut a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
         a.insert("keep_monthly".into(), serde_json::json!(2));
-        let plan = prune_plan(&a, d.path(), now).unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let plan = prune_plan(&a, repo.path(), now).unwrap();
         let deleted: Vec<String> = plan
             .iter()
             .filter(|x| x.keep.is_none())
@@ -1630,9 +1661,25 @@ mod tests {
         );
         // Without keep rules, everything past retention goes except the held one.
         let a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
-        let plan = prune_plan(&a, d.path(), now).unwrap();
+        let plan = prune_plan(&a, repo.path(), now).unwrap();
         let deleted = plan.iter().filter(|x| x.keep.is_none()).count();
         assert_eq!(deleted, 4);
+    }
+
+    #[test]
+    fn prune_refuses_the_root_and_any_folder_holding_the_repository() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("sops");
+        std::fs::create_dir_all(repo.join("backups")).unwrap();
+        let plan = |path: &Path| {
+            let a = args(&[("path", path.to_str().unwrap()), ("retention", "1d")]);
+            prune_plan(&a, &repo, 0)
+        };
+        for broad in [Path::new("/"), d.path(), repo.as_path(), &repo.join(".")] {
+            let e = plan(broad).expect_err("refused").to_string();
+            assert!(e.contains("prune deletes whole files and folders"), "{e}");
+        }
+        assert!(plan(&repo.join("backups")).is_ok());
     }
 
     #[test]
