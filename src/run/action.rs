@@ -909,7 +909,7 @@ pub(crate) fn hash_path(path: &Path) -> Result<(u64, String), Error> {
 
 /// `copy`: `source` (a file, a folder, or an earlier step's artifacts) → `dest` (a folder,
 /// e.g. an off-site or offline mount). Each file is hashed while it is read, written under a
-/// temporary name, synced and renamed, then read back from the destination and hashed again;
+/// temporary name, synced, dropped from the page cache and renamed, then read back from the destination and hashed again;
 /// any difference fails. Either side may be `TARGET:/path` on an ssh target: the file then
 /// travels over ssh and is hashed on the host with `sha256sum` before it gets its name.
 fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Result<Output, Error> {
@@ -1010,11 +1010,22 @@ fn receive(
         )));
     }
     tmp.as_file().sync_all().map_err(io(to))?;
+    forget_cached(tmp.as_file());
     tmp.persist(to).map_err(|e| Error::Io {
         path: to.to_path_buf(),
         message: e.to_string(),
     })?;
     Ok(got)
+}
+
+/// Drops a synced file's pages from the page cache, so that reading it back checks what the
+/// device (a USB disk, a network share) holds rather than what this machine remembers
+/// writing. Only advice: where the kernel keeps the pages (tmpfs), the read-back is from
+/// memory, as it would be anyway.
+fn forget_cached(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments on a valid open descriptor; no memory is passed.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
 fn copy_local(source_arg: &str, dest: &Path, cx: &mut Context<'_>) -> Result<Output, Error> {
@@ -1664,6 +1675,44 @@ mod tests {
         let plan = prune_plan(&a, repo.path(), now).unwrap();
         let deleted = plan.iter().filter(|x| x.keep.is_none()).count();
         assert_eq!(deleted, 4);
+    }
+
+    /// How many of the first `len` bytes' pages of `file` are in the page cache.
+    fn resident_pages(file: &std::fs::File, len: usize) -> usize {
+        use std::os::fd::AsRawFd;
+        let pages = len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: a read-only shared mapping of `len` bytes of an open file, queried with
+        // mincore into a vector of one byte per page, then unmapped; nothing is dereferenced.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0);
+            libc::munmap(p, len);
+        }
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    #[test]
+    fn a_received_file_is_read_back_from_the_device_not_the_cache() {
+        // Under the package folder: a disk, where /tmp may be memory (tmpfs).
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let to = d.path().join("copy.bin");
+        let data = vec![7u8; 1 << 20];
+        let got = receive(&data[..], &to, None).unwrap();
+        assert_eq!(got.0, 1 << 20);
+        let f = std::fs::File::open(&to).unwrap();
+        assert_eq!(resident_pages(&f, 1 << 20), 0, "pages still cached");
+        // Reading it brings them back: the measure can see cached pages.
+        assert_eq!(hash_path(&to).unwrap(), got);
+        assert_eq!(resident_pages(&f, 1 << 20), 256);
     }
 
     #[test]
