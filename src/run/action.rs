@@ -909,9 +909,10 @@ pub(crate) fn hash_path(path: &Path) -> Result<(u64, String), Error> {
 
 /// `copy`: `source` (a file, a folder, or an earlier step's artifacts) → `dest` (a folder,
 /// e.g. an off-site or offline mount). Each file is hashed while it is read, written under a
-/// temporary name, synced, dropped from the page cache and renamed, then read back from the destination and hashed again;
-/// any difference fails. Either side may be `TARGET:/path` on an ssh target: the file then
-/// travels over ssh and is hashed on the host with `sha256sum` before it gets its name.
+/// temporary name, synced, dropped from the page cache and renamed, then read back from the
+/// destination and hashed again; any difference fails. Either side may be `TARGET:/path` on
+/// an ssh target: the file then travels over ssh and is hashed on the host with `sha256sum`
+/// before it gets its name.
 fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Result<Output, Error> {
     let source_arg = string_arg(args, "source")?;
     let dest_arg = string_arg(args, "dest")?;
