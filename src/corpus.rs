@@ -216,12 +216,20 @@ impl Corpus {
     pub fn load(tree: Tree) -> Result<Corpus, Error> {
         let mut problems = Vec::new();
         for e in tree.escapes() {
+            let (rule, what) = if e.dangling {
+                (
+                    Rule::BrokenSymlink,
+                    "which does not resolve (missing, or a loop)",
+                )
+            } else {
+                (Rule::SymlinkOutsideRepository, "outside the repository")
+            };
             problems.push(Diagnostic::new(
-                Rule::SymlinkOutsideRepository,
+                rule,
                 &e.path,
                 None,
                 format!(
-                    "{} is a symbolic link to `{}`, outside the repository; it is not followed",
+                    "{} is a symbolic link to `{}`, {what}; it is not followed",
                     e.path, e.target
                 ),
             ));

@@ -72,6 +72,9 @@ rules! {
     SymlinkOutsideRepository = "symlink-outside-repository", Error,
         "A symbolic link in the repository points outside it; sopkit does not follow it.",
         "Replace the symbolic link with the file itself or with a link inside the repository.";
+    BrokenSymlink = "broken-symlink", Error,
+        "A symbolic link in the repository does not resolve: its target is missing, or links lead round in a loop.",
+        "Point the symbolic link at an existing file in the repository, or remove it.";
     UndefinedReference = "undefined-reference", Error,
         "A reference-style link or footnote uses a label that is never defined.",
         "Add a definition such as `[label]: path.md#anchor` (or a footnote `[^label]: text`), or fix the label.";

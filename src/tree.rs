@@ -48,11 +48,13 @@ pub enum Kind {
     Dir,
 }
 
-/// A symbolic link that points outside the repository (or cannot be resolved).
+/// A symbolic link that is not followed: it points outside the repository or, when
+/// `dangling`, resolves to nothing (a missing target, or a loop of links).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Escape {
     pub path: String,
     pub target: String,
+    pub dangling: bool,
 }
 
 enum Backing {
@@ -137,8 +139,12 @@ impl Tree {
                     links.insert(rel.clone(), real);
                     Some((rel, kind))
                 }
-                Walked::Escape(target) => {
-                    escapes.push(Escape { path: rel, target });
+                Walked::Escape(target, dangling) => {
+                    escapes.push(Escape {
+                        path: rel,
+                        target,
+                        dangling,
+                    });
                     None
                 }
             }))
@@ -213,17 +219,19 @@ impl Tree {
                 .map(|b| String::from_utf8_lossy(b.content()).into_owned())
                 .unwrap_or_default();
             let resolved = normalize(&format!("{}/{}", parent_of(&path), target));
-            match resolved
-                .as_ref()
-                .and_then(|r| entries.get(r).map(|k| (r.clone(), *k)))
-            {
-                Some((r, kind)) if !target.starts_with('/') => {
+            let inside = resolved.as_ref().filter(|_| !target.starts_with('/'));
+            match inside.and_then(|r| entries.get(r).map(|k| (r.clone(), *k))) {
+                Some((r, kind)) => {
                     if let Some(oid) = blobs.get(&r).copied() {
                         blobs.insert(path.clone(), oid);
                     }
                     entries.insert(path, kind);
                 }
-                _ => escapes.push(Escape { path, target }),
+                None => escapes.push(Escape {
+                    path,
+                    dangling: inside.is_some(),
+                    target,
+                }),
             }
         }
         let id = commit.id().to_string();
@@ -350,8 +358,9 @@ enum Walked {
     Kind(Kind),
     /// A symlink resolved inside the root.
     Link(Kind, PathBuf),
-    /// A symlink out of the root (or unresolvable), with its target as written.
-    Escape(String),
+    /// A symlink out of the root or (`true`) resolving to nothing, with its target as
+    /// written.
+    Escape(String, bool),
 }
 
 /// A walking thread's entries, handed to `sink` when the thread's visitor is dropped.
@@ -381,6 +390,7 @@ fn walked(root: &Path, entry: &ignore::DirEntry) -> Option<(String, Walked)> {
                 std::fs::read_link(entry.path())
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default(),
+                entry.path().canonicalize().is_err(),
             ),
         }
     } else if ft.is_dir() {
@@ -478,6 +488,49 @@ mod tests {
         assert_eq!(
             tree.children("").collect::<Vec<_>>(),
             vec!["a.md", "alias.md"]
+        );
+    }
+    #[test]
+    fn links_that_resolve_to_nothing_are_told_from_links_out_of_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.md"), "# A").unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+        };
+        link("/etc/hostname", "out.md");
+        link("gone.md", "missing.md");
+        link("loop2.md", "loop1.md");
+        link("loop1.md", "loop2.md");
+        let want = vec![
+            ("loop1.md".to_string(), true),
+            ("loop2.md".to_string(), true),
+            ("missing.md".to_string(), true),
+            ("out.md".to_string(), false),
+        ];
+        let seen = |t: &Tree| {
+            let mut v: Vec<(String, bool)> = t
+                .escapes()
+                .iter()
+                .map(|e| (e.path.clone(), e.dangling))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(seen(&Tree::open_dir(dir.path()).unwrap()), want);
+        // The same links committed: a revision tells them apart the same way.
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        let tree_id = index.write_tree().unwrap();
+        let who = git2::Signature::now("T", "t@example.com").unwrap();
+        let tree = repo.find_tree(tree_id).unwrap();
+        repo.commit(Some("HEAD"), &who, &who, "links", &tree, &[])
+            .unwrap();
+        assert_eq!(
+            seen(&Tree::open_revision(dir.path(), "HEAD").unwrap()),
+            want
         );
     }
 }

@@ -427,6 +427,22 @@ fn symlinks_out_of_the_repository_are_reported_not_followed() {
 }
 
 #[test]
+fn broken_symlink() {
+    let r = Repo::clean();
+    std::os::unix::fs::symlink("gone.md", r.path().join("notes.md")).unwrap();
+    std::os::unix::fs::symlink("loop-b.md", r.path().join("loop-a.md")).unwrap();
+    std::os::unix::fs::symlink("loop-a.md", r.path().join("loop-b.md")).unwrap();
+    assert_findings(
+        &r,
+        &[
+            ("broken-symlink", "loop-a.md", None),
+            ("broken-symlink", "loop-b.md", None),
+            ("broken-symlink", "notes.md", None),
+        ],
+    );
+}
+
+#[test]
 fn rooted_links_web_root_and_routes() {
     let r = Repo::clean();
     r.append(
