@@ -7,6 +7,7 @@
 //! named by `$SOPKIT_ARTIFACTS`; sopkit hashes each into the end record.
 
 pub mod action;
+pub mod capture;
 pub mod mysql;
 pub mod redact;
 pub mod s3;
@@ -439,11 +440,12 @@ fn run_id(step: &str) -> String {
 /// Copies one output stream to the operator and to a log file, secrets masked.
 fn pump(
     mut from: impl Read,
-    mut log: std::fs::File,
+    log: std::fs::File,
     mut echo: impl Write,
     secrets: Vec<String>,
-) -> std::io::Result<std::fs::File> {
+) -> std::io::Result<capture::Captured> {
     let mut r = Redactor::new(&secrets);
+    let mut log = capture::CappedLog::new(log);
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match from.read(&mut buf) {
@@ -453,15 +455,16 @@ fn pump(
             Err(e) => return Err(e),
         };
         let out = r.push(&buf[..n]);
-        log.write_all(&out)?;
+        log.push(&out)?;
         let _ = echo.write_all(&out);
         let _ = echo.flush();
     }
     let out = r.finish();
-    log.write_all(&out)?;
+    log.push(&out)?;
     let _ = echo.write_all(&out);
-    evidence::sync(&mut log)?;
-    Ok(log)
+    let (mut file, captured) = log.finish()?;
+    evidence::sync(&mut file)?;
+    Ok(captured)
 }
 
 fn kill_group(pid: u32, signal: libc::c_int) {
@@ -841,8 +844,6 @@ fn run_shell(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let _ = t_out.join();
-    let _ = t_err.join();
     let code = status.and_then(|s| s.code());
     let outcome = outcome.unwrap_or(if code == Some(0) {
         Outcome::Succeeded
@@ -850,6 +851,19 @@ fn run_shell(
         Outcome::Failed
     });
     let mut end = StepEnd::new(outcome, code, Vec::new());
+    // A log that could not be written shows as what it holds; a long one says it was cut.
+    for (name, pumped) in [("stdout", t_out), ("stderr", t_err)] {
+        if let Ok(Ok(c)) = pumped.join()
+            && c.omitted > 0
+        {
+            end.verification.push(format!(
+                "ok: {name} was {} bytes (sha256 {}); its log keeps the first and the last {} MiB",
+                c.size,
+                c.sha256,
+                capture::KEEP >> 20
+            ));
+        }
+    }
     if let Some((host, step)) = &remote {
         if code == Some(255) {
             end.verification.push(format!(

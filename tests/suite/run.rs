@@ -48,6 +48,50 @@ fn log_json(r: &Repo) -> Vec<serde_json::Value> {
 }
 
 #[test]
+fn a_very_long_output_keeps_its_ends_in_the_log_and_its_whole_hash_in_the_record() {
+    let r = Repo::empty();
+    // 20 MB of numbered lines: the log keeps 8 MiB from each end.
+    r.write(
+        "procedures/OPS-002-loud.md",
+        "---\nid: OPS-002\ntitle: Loud\n---\n\n# Loud\n\n```sh {step=loud}\nseq 1 2400000\n```\n",
+    );
+    r.commit("loud");
+    let out = run(&r, &["OPS-002", "--allow-draft", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The operator saw every line.
+    let whole: String = (1..=2_400_000).map(|i| format!("{i}\n")).collect();
+    assert!(stdout(&out).contains("\n1200000\n") && stdout(&out).ends_with("\n2400000\n"));
+    let log = files(&r.path().join("evidence"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".stdout.log"))
+        .unwrap();
+    let kept = std::fs::read(&log).unwrap();
+    let keep = 8 << 20;
+    assert!(kept.len() < 2 * keep + 200, "{} bytes kept", kept.len());
+    assert_eq!(&kept[..keep], &whole.as_bytes()[..keep]);
+    assert_eq!(
+        &kept[kept.len() - keep..],
+        &whole.as_bytes()[whole.len() - keep..]
+    );
+    let omitted = whole.len() - 2 * keep;
+    assert!(
+        String::from_utf8_lossy(&kept[keep..kept.len() - keep])
+            .contains(&format!("{omitted} bytes of this output are not kept here")),
+    );
+    let rec = &end_records(&r)[0];
+    let said = crate::support::verification(rec).join("\n");
+    assert!(
+        said.contains(&format!(
+            "stdout was {} bytes (sha256 {})",
+            whole.len(),
+            sha256(whole.as_bytes())
+        )),
+        "{said}"
+    );
+    assert!(verify(&r).status.success(), "{}", stdout(&verify(&r)));
+}
+
+#[test]
 fn a_step_streams_its_output_and_leaves_verifiable_evidence_without_its_secrets() {
     let r = steps_repo();
     let out = run(
