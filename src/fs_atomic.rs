@@ -14,6 +14,13 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if !dir.is_dir() {
+        // Said plainly: tempfile's own error names the temporary file it could not create.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", dir.display()),
+        ));
+    }
     let mut tmp = tempfile::Builder::new()
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
@@ -109,6 +116,9 @@ mod tests {
         assert_eq!(std::fs::read(&new).unwrap(), b"two");
         // Nothing is left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let e = write(&dir.path().join("no/such.pdf"), b"x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().ends_with("no does not exist"), "{e}");
     }
 
     #[test]
