@@ -220,7 +220,7 @@ pub struct EvidenceLogArgs {
     pub sop: Option<String>,
     #[arg(long, value_name = "ID")]
     pub step: Option<String>,
-    /// Only runs started on or after this day (YYYY-MM-DD).
+    /// Only runs started on or after this day (YYYY-MM-DD) or time (RFC 3339, any offset).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]

@@ -422,19 +422,26 @@ fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
     use sopkit::evidence::log;
-    if let Some(d) = &args.since
-        && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
-    {
-        eprintln!("error: --since {d}: expected a date as YYYY-MM-DD");
-        return Ok(ExitCode::from(2));
-    }
+    let since = match &args.since {
+        None => None,
+        Some(d) => match log::since_bound(d) {
+            Some(bound) => Some(bound),
+            None => {
+                eprintln!(
+                    "error: --since {d}: expected a day (YYYY-MM-DD) or an RFC 3339 time \
+                     (2026-12-01T09:30:00Z, or with an offset such as +01:00)"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
     let (dir, _) = evidence_dir(&args.path)?;
     let rows = log::rows(
         &dir,
         &log::Filter {
             sop: args.sop,
             step: args.step,
-            since: args.since,
+            since,
         },
     );
     // Buffered: the JSON serializer writes many small pieces.

@@ -131,6 +131,21 @@ pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
     out
 }
 
+/// The lower bound `--since` gives, in the form records keep their start times (UTC,
+/// `YYYY-MM-DDTHH:MM:SSZ`, compared as text): a day (`2026-12-01`, from its start) or an
+/// RFC 3339 time in any offset (`2026-12-01T09:30:00+01:00`). `None` when it is neither.
+pub fn since_bound(given: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    if time::Date::parse(given, day).is_ok() {
+        return Some(given.to_string());
+    }
+    let at = time::OffsetDateTime::parse(given, &Rfc3339).ok()?;
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    let form = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    utc.format(form).ok()
+}
+
 /// The rows as CSV (RFC 4180 quoting).
 pub fn csv(rows: &[Row]) -> String {
     fn q(s: &str) -> String {
@@ -205,4 +220,27 @@ pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<Stri
         }
     }
     best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_day_or_a_time_in_any_offset_as_utc() {
+        assert_eq!(since_bound("2026-12-01").as_deref(), Some("2026-12-01"));
+        assert_eq!(
+            since_bound("2026-12-01T09:30:00+01:00").as_deref(),
+            Some("2026-12-01T08:30:00Z")
+        );
+        assert_eq!(
+            since_bound("2026-12-01T00:15:00-02:00").as_deref(),
+            Some("2026-12-01T02:15:00Z")
+        );
+        // Compared as text with a record's start, a day bound lets that whole day through.
+        assert!("2026-12-01T00:00:00Z" >= since_bound("2026-12-01").unwrap().as_str());
+        for bad in ["yesterday", "2026-13-01", "2026-12-01 09:30", ""] {
+            assert_eq!(since_bound(bad), None, "{bad}");
+        }
+    }
 }

@@ -590,6 +590,35 @@ fn copy_and_git_mirror_leave_verified_artifacts() {
         "the bundle is an artifact"
     );
     assert!(verify(&r).status.success());
+    // --since: a day, or a time in any offset, against the runs' UTC start times.
+    let since = |bound: &str| {
+        let out = r.sopkit(&["evidence", "log", "--since", bound, "--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap()
+            .len()
+    };
+    let first = log_json(&r)[0]["started"].as_str().unwrap().to_string();
+    assert_eq!(since(&first[..10]), 3, "the whole day of the runs");
+    assert_eq!(since("2999-01-01"), 0);
+    // The first run's start written in UTC+01:00: a second later leaves it out, a second
+    // earlier lets every run through.
+    let t = time::OffsetDateTime::parse(&first, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .to_offset(time::macros::offset!(+1));
+    let later = (t + time::Duration::seconds(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert!(
+        since(&later) < 3,
+        "{later} is after the first run started ({first})"
+    );
+    let earlier = (t - time::Duration::seconds(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(since(&earlier), 3, "{earlier}");
+    let out = r.sopkit(&["evidence", "log", "--since", "last week"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
