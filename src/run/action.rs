@@ -451,15 +451,16 @@ fn archive(
             message: format!("{} is not a folder", source.display()),
         });
     }
-    let dest_dir = if dest_arg.extension().is_some_and(|e| e == "zst") {
-        dest_arg.parent().unwrap_or(Path::new("."))
-    } else {
-        &dest_arg
-    };
+    let names_file = dest_arg.extension().is_some_and(|e| e == "zst");
     if remote.is_none() {
+        let dest_dir = if names_file {
+            dest_arg.parent().unwrap_or(Path::new("."))
+        } else {
+            &dest_arg
+        };
         refuse_dest_inside(dest_dir, &source)?;
     }
-    let dest = if dest_arg.extension().is_some_and(|e| e == "zst") {
+    let dest = if names_file {
         dest_arg
     } else {
         std::fs::create_dir_all(&dest_arg).map_err(io(&dest_arg))?;
@@ -1398,8 +1399,6 @@ fn count_arg(
     }
 }
 
-/// What `prune` would do with the items in `path` at time `now` (UTC seconds); nothing is
-/// deleted here.
 /// Refuses to prune `/`, the home folder, or a folder holding the SOP repository: prune
 /// deletes whole files and folders, and a `path` one level too high would take everything.
 fn refuse_broad_prune(dir: &Path, root: &Path) -> Result<(), Error> {
@@ -1429,6 +1428,8 @@ fn refuse_broad_prune(dir: &Path, root: &Path) -> Result<(), Error> {
     }
 }
 
+/// What `prune` would do with the items in `path` at time `now` (UTC seconds); nothing is
+/// deleted here.
 pub fn prune_plan(
     args: &BTreeMap<String, serde_json::Value>,
     root: &Path,
