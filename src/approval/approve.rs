@@ -189,6 +189,7 @@ pub fn approve(
     let out = child.wait_with_output()?;
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let lower = said.to_lowercase();
         // git names the signing program's failure ("gpg failed to sign the data", or
         // ssh-keygen's "Couldn't load public key", "failed to write commit object" after it).
         let signing = [
@@ -198,7 +199,7 @@ pub fn approve(
             "load public key",
         ]
         .iter()
-        .any(|m| said.to_lowercase().contains(m));
+        .any(|m| lower.contains(m));
         return Err(if signing {
             Error::SigningFailed(said)
         } else {
