@@ -33,13 +33,13 @@ pub enum Error {
     NotADirectory(PathBuf),
 }
 
-/// What a path in the tree is.
 impl From<git2::Error> for Error {
     fn from(e: git2::Error) -> Error {
         Error::Git(e)
     }
 }
 
+/// What a path in the tree is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A file. Its size is checked when it is read, so listing a large tree (an evidence

@@ -21,6 +21,7 @@ pub struct Captured {
     pub omitted: u64,
 }
 
+/// A log written through up to `keep` bytes, then holding the stream's last `keep` bytes.
 pub struct CappedLog<W: Write> {
     out: W,
     keep: usize,
