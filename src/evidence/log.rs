@@ -13,7 +13,11 @@ pub struct Row {
     pub started: String,
     pub ended: Option<String>,
     pub sop: String,
+    /// The effective version that ran; `None` when it ran from a draft (`allow_draft`).
     pub version: Option<u32>,
+    /// Whether the step ran from content that was not an effective revision
+    /// (`--allow-draft`); the row's `issues` say so too.
+    pub allow_draft: bool,
     pub step: String,
     pub target: Option<String>,
     pub operator: String,
@@ -58,6 +62,9 @@ pub fn records(evidence: &Path) -> Vec<Record> {
         .collect()
 }
 
+/// The issue a run from a draft gets: the policies require approved procedures.
+pub const DRAFT_ISSUE: &str = "ran from an unapproved draft (--allow-draft)";
+
 /// The log rows: starts paired with ends.
 pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
     let mut runs: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
@@ -75,7 +82,7 @@ pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
             let started = start
                 .as_ref()
                 .map_or(base.started.clone(), |s| s.started.clone());
-            let (result, issues) = match end.as_ref().and_then(|e| e.outcome) {
+            let (result, mut issues) = match end.as_ref().and_then(|e| e.outcome) {
                 Some(o) => {
                     let issues: Vec<String> = end
                         .as_ref()
@@ -94,11 +101,15 @@ pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
                     vec!["no end record: the run was killed or the machine stopped".to_string()],
                 ),
             };
+            if base.allow_draft {
+                issues.push(DRAFT_ISSUE.to_string());
+            }
             Some(Row {
                 started,
                 ended: end.as_ref().and_then(|e| e.ended.clone()),
                 sop: base.sop.clone(),
                 version: base.version,
+                allow_draft: base.allow_draft,
                 step: base.step.clone(),
                 target: base.target.clone(),
                 operator: base.operator.clone(),
@@ -182,16 +193,18 @@ pub fn csv(rows: &[Row]) -> String {
 /// The rows as a table for people.
 pub fn human(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<20} {:<10} {:<24} {:<14} {:<11} {:>6} {}\n",
-        "started (UTC)", "sop", "step", "target", "result", "exit", "issues"
+        "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {}\n",
+        "started (UTC)", "sop", "version", "step", "target", "size", "result", "exit", "issues"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<20} {:<10} {:<24} {:<14} {:<11} {:>6} {}\n",
+            "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {}\n",
             r.started,
             r.sop,
+            r.version.map_or("draft".to_string(), |v| format!("v{v}")),
             r.step,
             r.target.as_deref().unwrap_or("-"),
+            indicatif::HumanBytes(r.size).to_string(),
             r.result,
             r.exit_status.map_or("-".to_string(), |v| v.to_string()),
             r.issues.join("; ")
@@ -225,6 +238,46 @@ pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::{FileRef, Writer, tests::record};
+
+    #[test]
+    fn a_row_shows_version_size_and_a_draft_run_as_an_issue() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Writer::open(d.path(), "ann@h").unwrap();
+        let l = w.lock().unwrap();
+        let end = |run: &str, version: Option<u32>| {
+            let mut r = record();
+            r.run = run.into();
+            r.kind = Kind::End;
+            r.version = version;
+            r.allow_draft = version.is_none();
+            r.outcome = Some(Outcome::Succeeded);
+            r.exit_status = Some(0);
+            r.files.push(FileRef {
+                role: "artifact".into(),
+                name: "a.tar.zst".into(),
+                size: 1536,
+                sha256: "ab".into(),
+            });
+            r
+        };
+        l.append(end("approved", Some(3)), &[]).unwrap();
+        l.append(end("draft", None), &[]).unwrap();
+        let rows = rows(d.path(), &Filter::default());
+        let by_run = |run: &str| rows.iter().find(|r| r.run == run).unwrap();
+        assert!(by_run("approved").issues.is_empty());
+        assert!(!by_run("approved").allow_draft);
+        assert_eq!(by_run("draft").issues, vec![DRAFT_ISSUE.to_string()]);
+        assert!(by_run("draft").allow_draft);
+        let table = human(&rows);
+        let line = |run: &str| {
+            let v = if run == "draft" { " draft " } else { " v3 " };
+            table.lines().find(|l| l.contains(v)).unwrap().to_string()
+        };
+        assert!(line("approved").contains("1.50 KiB"), "{table}");
+        assert!(line("draft").ends_with(DRAFT_ISSUE), "{table}");
+        assert!(csv(&rows).contains(DRAFT_ISSUE));
+    }
 
     #[test]
     fn since_takes_a_day_or_a_time_in_any_offset_as_utc() {

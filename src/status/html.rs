@@ -43,17 +43,6 @@ fn colour(result: &str) -> &'static str {
     }
 }
 
-fn human_bytes(n: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", units[i])
-}
-
 /// One chart: a bar per run at its start time, height `value`, coloured by result.
 fn chart(title: &str, runs: &[(i64, f64, &Row)], label: &dyn Fn(f64) -> String) -> String {
     let (w, h, pad) = (640.0, 140.0, 30.0);
@@ -276,7 +265,10 @@ pub fn render(s: &Status, rows: &[Row]) -> String {
             escape(step),
             runs.len(),
             ok,
-            chart("artifact size", &sizes, &|v| human_bytes(v)),
+            chart("artifact size", &sizes, &|v| indicatif::HumanBytes(
+                v as u64
+            )
+            .to_string()),
             chart("duration", &durations, &|v| format!("{v:.0} s"))
         );
     }
@@ -294,11 +286,5 @@ mod tests {
             escape("<script>alert('x')</script> & \"q\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(1536.0), "1.5 KiB");
-        assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
     }
 }
