@@ -192,11 +192,10 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     sopkit::fs_atomic::write(&out, &rendered.pdf)
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
-        "{} {} ({}, {}) -> {}",
+        "{} {} ({}) -> {}",
         rendered.id,
         rendered.title,
-        rendered.version_label,
-        rendered.status_label,
+        rendered.state(),
         out.display()
     );
     if snap.uncommitted {

@@ -32,8 +32,9 @@ pub enum Error {
     Corpus(#[from] crate::corpus::Error),
     #[error(transparent)]
     History(#[from] history::Error),
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    // git2's message alone: its Display adds class and code numbers (see tree::Error).
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     #[error(
         "no SOP `{0}` in this repository (give an id such as IT-245 or a path under the procedures folder)"
     )]
@@ -42,6 +43,12 @@ pub enum Error {
     Template { name: String, message: String },
     #[error("{sop}: {error}")]
     Typeset { sop: String, error: typeset::Error },
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Error {
+        Error::Git(e)
+    }
 }
 
 /// A repository as it stood at one revision (or in the working tree), read once for any
@@ -213,6 +220,21 @@ pub struct Rendered {
     pub status_label: String,
     pub effective_date: Option<String>,
     pub draft: bool,
+}
+
+impl Rendered {
+    /// Version and status in one phrase for a terminal: `Version 3, Effective`, or
+    /// `Draft (after version 2), not approved` (not `Draft …, Draft (not approved)`).
+    pub fn state(&self) -> String {
+        let reason = self
+            .status_label
+            .strip_prefix("Draft (")
+            .and_then(|r| r.strip_suffix(')'));
+        match reason {
+            Some(r) => format!("{}, {r}", self.version_label),
+            None => format!("{}, {}", self.version_label, self.status_label),
+        }
+    }
 }
 
 fn date(t: i64) -> String {
@@ -909,4 +931,33 @@ pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
             pdf.len()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_says_draft_once() {
+        let r = |version: &str, status: &str| Rendered {
+            pdf: Vec::new(),
+            id: "IT-1".into(),
+            title: "T".into(),
+            path: "p".into(),
+            version_label: version.into(),
+            status_label: status.into(),
+            effective_date: None,
+            draft: status != "Effective",
+        };
+        assert_eq!(r("Version 3", "Effective").state(), "Version 3, Effective");
+        assert_eq!(
+            r("Draft", "Draft (not approved)").state(),
+            "Draft, not approved"
+        );
+        assert_eq!(
+            r("Draft (after version 2)", "Draft (uncommitted changes)").state(),
+            "Draft (after version 2), uncommitted changes"
+        );
+        assert_eq!(r("Version 3", "Retired").state(), "Version 3, Retired");
+    }
 }

@@ -459,6 +459,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn git_errors_say_gits_message_without_class_and_code() {
+        let e = || {
+            git2::Error::new(
+                git2::ErrorCode::NotFound,
+                git2::ErrorClass::Reference,
+                "reference 'refs/heads/x' not found",
+            )
+        };
+        assert!(e().to_string().contains("class="), "git2's own Display");
+        let said = [
+            Error::from(e()).to_string(),
+            crate::render::Error::from(e()).to_string(),
+            crate::render::sign::Error::from(e()).to_string(),
+            crate::approval::history::Error::from(e()).to_string(),
+            crate::approval::approve::Error::from(e()).to_string(),
+        ];
+        for s in said {
+            assert_eq!(s, "git: reference 'refs/heads/x' not found");
+        }
+    }
+
+    #[test]
     fn normalize_stays_inside() {
         assert_eq!(normalize("a/b/../c").as_deref(), Some("a/c"));
         assert_eq!(normalize("./a//b/.").as_deref(), Some("a/b"));

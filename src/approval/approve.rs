@@ -45,10 +45,17 @@ pub enum Error {
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
     Corpus(#[from] crate::corpus::Error),
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    // git2's message alone: its Display adds class and code numbers (see tree::Error).
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     #[error("running git: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Error {
+        Error::Git(e)
+    }
 }
 
 impl Error {

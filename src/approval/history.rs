@@ -24,14 +24,21 @@ use crate::source::SourceFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    // git2's message alone: its Display adds class and code numbers (see tree::Error).
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     #[error("{0} is not inside a git repository")]
     NotARepository(std::path::PathBuf),
     #[error(
         "sopkit.toml asks for `backend = \"gnupg\"`, but this sopkit was built without the `gpgme` feature"
     )]
     NoGnupg,
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Error {
+        Error::Git(e)
+    }
 }
 
 /// How one signature on an SOP revision was judged. Exactly one applies.

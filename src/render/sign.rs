@@ -13,8 +13,9 @@ pub const SSH_NAMESPACE: &str = "sopkit-pdf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    // git2's message alone: its Display adds class and code numbers (see tree::Error).
+    #[error("git: {}", .0.message())]
+    Git(git2::Error),
     #[error(
         "no signing key: set `git config user.signingkey` (and `gpg.format ssh` for an SSH key)"
     )]
@@ -31,6 +32,12 @@ pub enum Error {
     Config(#[from] crate::corpus::Error),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Error {
+        Error::Git(e)
+    }
 }
 
 fn run(program: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>, Error> {

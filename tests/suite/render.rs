@@ -86,7 +86,11 @@ fn a_rendered_sop_shows_sections_history_signatures_and_glossary() {
     let pdf = r.path().join("QA-001.pdf");
     let out = r.sopkit(&["render", "QA-001", "-o", pdf.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Version 1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("(Version 1, Effective)"),
+        "{}",
+        stdout(&out)
+    );
     assert_qpdf_ok(&pdf);
     let text = pdf_text(&pdf);
     for needle in [
