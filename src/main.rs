@@ -435,7 +435,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let (dir, _) = evidence_dir(&args.path)?;
-    let rows = log::rows(
+    let log = log::read(
         &dir,
         &log::Filter {
             sop: args.sop,
@@ -443,6 +443,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
             since,
         },
     );
+    let rows = log.rows;
     // Buffered: the JSON serializer writes many small pieces.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
@@ -454,7 +455,21 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    if log.unreadable.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A record left out of an audit log must not go unnoticed.
+    for p in &log.unreadable {
+        eprintln!(
+            "error: {} could not be read as an evidence record; its run is not in this log",
+            p.display()
+        );
+    }
+    eprintln!(
+        "{} record file(s) left out; `sopkit evidence verify` says what is wrong with them",
+        log.unreadable.len()
+    );
+    Ok(ExitCode::from(1))
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {

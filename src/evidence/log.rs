@@ -2,7 +2,7 @@
 //! for, one row per executed step (a start record without an end is an interrupted run).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -42,11 +42,11 @@ pub struct Filter {
     pub since: Option<String>,
 }
 
-/// Every readable record of every writer (unreadable ones are skipped: `verify` reports
-/// them), read and parsed in parallel.
-pub fn records(evidence: &Path) -> Vec<Record> {
+/// Every readable record of every writer, read and parsed in parallel, and the record files
+/// that could not be read or parsed (`verify` says what is wrong with them).
+pub fn records(evidence: &Path) -> (Vec<Record>, Vec<PathBuf>) {
     use rayon::prelude::*;
-    let paths: Vec<std::path::PathBuf> = std::fs::read_dir(evidence)
+    let paths: Vec<PathBuf> = std::fs::read_dir(evidence)
         .into_iter()
         .flatten()
         .flatten()
@@ -55,20 +55,42 @@ pub fn records(evidence: &Path) -> Vec<Record> {
         .filter(|e| parse_seq(&e.file_name().to_string_lossy()).is_some())
         .map(|e| e.path())
         .collect();
-    paths
+    let read: Vec<Result<Record, &PathBuf>> = paths
         .par_iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-        .collect()
+        .map(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+                .ok_or(p)
+        })
+        .collect();
+    let mut records = Vec::with_capacity(read.len());
+    let mut unreadable = Vec::new();
+    for r in read {
+        match r {
+            Ok(r) => records.push(r),
+            Err(p) => unreadable.push(p.clone()),
+        }
+    }
+    unreadable.sort();
+    (records, unreadable)
+}
+
+/// The log: its rows, and the record files left out of it because they could not be read.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub rows: Vec<Row>,
+    pub unreadable: Vec<PathBuf>,
 }
 
 /// The issue a run from a draft gets: the policies require approved procedures.
 pub const DRAFT_ISSUE: &str = "ran from an unapproved draft (--allow-draft)";
 
-/// The log rows: starts paired with ends.
-pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
+/// The log rows (starts paired with ends), and the record files it had to leave out.
+pub fn read(evidence: &Path, filter: &Filter) -> Log {
+    let (records, unreadable) = records(evidence);
     let mut runs: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
-    for r in records(evidence) {
+    for r in records {
         let slot = runs.entry(r.run.clone()).or_default();
         match r.kind {
             Kind::Start => slot.0 = Some(r),
@@ -139,7 +161,15 @@ pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
     out.sort_by(|a, b| {
         (&a.started, &a.host, &a.operator, a.seq).cmp(&(&b.started, &b.host, &b.operator, b.seq))
     });
-    out
+    Log {
+        rows: out,
+        unreadable,
+    }
+}
+
+/// The log rows alone (see [`read`]).
+pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
+    read(evidence, filter).rows
 }
 
 /// The lower bound `--since` gives, in the form records keep their start times (UTC,
@@ -217,7 +247,7 @@ pub fn human(rows: &[Row]) -> String {
 /// recorded), so that a later step can refer to them by step id.
 pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<String>> {
     let mut best: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    for r in records(evidence) {
+    for r in records(evidence).0 {
         if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
             continue;
         }

@@ -329,6 +329,34 @@ fn an_edited_or_deleted_evidence_file_fails_verification() {
     );
     std::fs::write(&log, &original).unwrap();
     assert!(verify(&r).status.success());
+    // The log of these draft runs says so in every row.
+    let log = r.sopkit(&["evidence", "log"]);
+    assert!(log.status.success(), "{}", stderr(&log));
+    let table = stdout(&log);
+    let draft_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.contains(" draft ") && l.ends_with("ran from an unapproved draft (--allow-draft)")
+        })
+        .collect();
+    assert_eq!(draft_rows.len(), 3, "{table}");
+    // A record cut short is left out of the log, loudly: exit 1 and the file named.
+    let record = writer.join("000004.json");
+    let whole = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &whole[..whole.len() / 2]).unwrap();
+    let log = r.sopkit(&["evidence", "log", "--format", "csv"]);
+    assert_eq!(log.status.code(), Some(1), "{}", stderr(&log));
+    assert!(
+        stderr(&log).contains("000004.json could not be read as an evidence record"),
+        "{}",
+        stderr(&log)
+    );
+    assert_eq!(
+        stdout(&log).lines().count(),
+        4,
+        "the header and three runs (one has no end record now)"
+    );
+    std::fs::write(&record, &whole).unwrap();
     // A deleted middle record.
     std::fs::remove_file(writer.join("000003.json")).unwrap();
     let v = verify(&r);
@@ -417,7 +445,11 @@ fn an_approved_sop_runs_and_its_evidence_names_the_version() {
     assert!(stdout(&out).contains("backup"));
     let rows = log_json(&r);
     assert_eq!(rows[0]["version"], 1);
+    assert_eq!(rows[0]["allow_draft"], false);
+    assert_eq!(rows[0]["issues"], serde_json::json!([]));
     assert_eq!(rows[0]["target"], "backups");
+    let human = stdout(&r.sopkit(&["evidence", "log"]));
+    assert!(human.lines().nth(1).unwrap().contains(" v1 "), "{human}");
     // An edit makes it a draft again: it no longer runs.
     r.append(SOP, "\nAn edit.\n");
     let out = r.sopkit(&["run", "QA-001", "--yes"]);
