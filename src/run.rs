@@ -617,7 +617,17 @@ fn run_action(
         }
     }
     let mut log = Tee(out_file, Redactor::new(&p.secrets));
-    let earlier = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    let (earlier, unreadable) = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    if let Some(first) = unreadable.first() {
+        let _ = writeln!(
+            log,
+            "warning: {} evidence record file(s) could not be read (first: {}); a step named \
+             as a source is taken from its latest run in the records that could \
+             (`sopkit evidence verify` says what is wrong)",
+            unreadable.len(),
+            first.display()
+        );
+    }
     let mut cx = action::Context {
         root: &plan.root,
         sop: &plan.sop,

@@ -244,10 +244,15 @@ pub fn human(rows: &[Row]) -> String {
 }
 
 /// For each step of `sop`: the files its latest successful run produced (artifact names as
-/// recorded), so that a later step can refer to them by step id.
-pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<String>> {
+/// recorded), so that a later step can refer to them by step id; and the record files that
+/// could not be read (one of them may have been a later run).
+pub fn latest_artifacts(
+    evidence: &Path,
+    sop: &str,
+) -> (BTreeMap<String, Vec<String>>, Vec<PathBuf>) {
+    let (records, unreadable) = records(evidence);
     let mut best: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    for r in records(evidence).0 {
+    for r in records {
         if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
             continue;
         }
@@ -262,7 +267,8 @@ pub fn latest_artifacts(evidence: &Path, sop: &str) -> BTreeMap<String, Vec<Stri
             best.insert(r.step.clone(), (ended, files));
         }
     }
-    best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+    let latest = best.into_iter().map(|(k, (_, v))| (k, v)).collect();
+    (latest, unreadable)
 }
 
 #[cfg(test)]

@@ -557,6 +557,19 @@ fn archive_then_verify_and_a_corrupted_archive_is_caught() {
         rows[2]
     );
     assert!(verify(&r).status.success());
+    // A record cut short: the next built-in step says the ledger could not all be read.
+    let pack_end = files(&r.path().join("evidence"))
+        .into_iter()
+        .find(|p| p.ends_with("000002.json"))
+        .unwrap();
+    let whole = std::fs::read(&pack_end).unwrap();
+    std::fs::write(&pack_end, &whole[..100]).unwrap();
+    let out = run_bk(&["--step", "check"]);
+    assert!(
+        stdout(&out).contains("warning: 1 evidence record file(s) could not be read"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
