@@ -1,4 +1,5 @@
-//! Property tests: the parsers never panic, and link resolution never leaves the repository.
+//! Property tests: the parsers never panic, link resolution never leaves the repository, and
+//! random edits of real SOP content never break `check` or its reports.
 
 use proptest::prelude::*;
 use sopkit::corpus::{front_matter, markdown, step};
@@ -65,5 +66,190 @@ fn link_resolution_never_leaves_the_repository() {
                 Ok(())
             },
         )
+        .unwrap();
+}
+
+/// Pieces that Markdown, YAML, step blocks and links give meaning to, for the mutations below.
+const TOKENS: &[&str] = &[
+    "[",
+    "]",
+    "(",
+    ")",
+    "#",
+    "\n",
+    "---\n",
+    "```",
+    "```sh {step=",
+    "}",
+    "{",
+    "<a id=\"",
+    "\"",
+    "é",
+    "日本",
+    "\u{200b}",
+    "\u{0301}",
+    "%",
+    "%e9",
+    "%ff",
+    "..",
+    "../",
+    "/",
+    "*",
+    "&a ",
+    "*a",
+    "!!binary ",
+    ":",
+    ": ",
+    "- ",
+    "\t",
+    "\r",
+    "[^1]",
+    "[^1]: x\n",
+    "[x]: ",
+    "[x][]",
+    "|",
+    "| a |\n|---|\n",
+    "\\",
+    "`",
+    "<",
+    "> ",
+    "1. ",
+    "- [ ] ",
+    "id: ",
+    "owner: ",
+    "approvers: [",
+    "slos:\n  - { step: ",
+    "every: ",
+    "99999999999999999999d",
+    "-1d",
+    "(../glossary/",
+    "(/roles/",
+    ".md#",
+    "target=",
+    "timeout=",
+    "env=",
+    " action=",
+    "${",
+    "<!--",
+    "RPO",
+    "restore test",
+];
+
+/// One edit: insert a token, delete a run of bytes, repeat a run elsewhere, or flip a bit
+/// (which may leave the file invalid UTF-8). Positions are fractions of the file's length.
+fn apply(bytes: &mut Vec<u8>, (op, at, arg, len): (u8, u16, u16, u8)) {
+    let pos = |n: usize, f: u16| n * usize::from(f) / usize::from(u16::MAX);
+    let at = pos(bytes.len(), at);
+    let end = (at + usize::from(len)).min(bytes.len());
+    match op % 4 {
+        0 => {
+            let t = TOKENS[usize::from(arg) % TOKENS.len()].as_bytes();
+            bytes.splice(at..at, t.iter().copied());
+        }
+        1 => {
+            bytes.drain(at..end);
+        }
+        2 => {
+            let piece = bytes[at..end].to_vec();
+            let to = pos(bytes.len(), arg);
+            bytes.splice(to..to, piece);
+        }
+        _ => {
+            if let Some(b) = bytes.get_mut(at) {
+                *b ^= 1 << (arg % 8);
+            }
+        }
+    }
+}
+
+/// This repository's own SOPs, glossary, roles, people and configuration, edited at random:
+/// `check` and every report format never panic, never fail as a whole, and place every
+/// finding inside its file; the JSON and SARIF reports stay valid JSON.
+#[test]
+fn edits_of_this_repositorys_own_content_never_break_check_or_its_reports() {
+    use sopkit::report::{self, Format};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for sub in ["procedures", "glossary", "roles", "sopkit.toml", "evidence"] {
+        let p = root.join(sub);
+        if p.is_file() {
+            files.push(p);
+        } else {
+            files.extend(crate::support::files(&p));
+        }
+    }
+    let originals: Vec<(std::path::PathBuf, Vec<u8>)> = files
+        .iter()
+        .map(|p| {
+            let to = work.path().join(p.strip_prefix(root).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(&to, &bytes).unwrap();
+            (to, bytes)
+        })
+        .collect();
+    let editable: Vec<usize> = (0..originals.len())
+        .filter(|&i| {
+            let name = originals[i].0.to_string_lossy();
+            name.ends_with(".md") || name.ends_with(".yaml") || name.ends_with(".toml")
+        })
+        .collect();
+    assert!(editable.len() >= 10, "{} files to edit", editable.len());
+    let edits = proptest::collection::vec(any::<(u8, u16, u16, u8)>(), 1..8);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&(any::<prop::sample::Index>(), edits), |(which, edits)| {
+            let (path, original) = &originals[editable[which.index(editable.len())]];
+            let mut bytes = original.clone();
+            for e in edits {
+                apply(&mut bytes, e);
+            }
+            // Put the file back even when check panics, so shrinking starts from the original.
+            struct Restore<'a>(&'a std::path::Path, &'a [u8]);
+            impl Drop for Restore<'_> {
+                fn drop(&mut self) {
+                    std::fs::write(self.0, self.1).unwrap();
+                }
+            }
+            std::fs::write(path, &bytes).unwrap();
+            let outcome = {
+                let _restore = Restore(path, original);
+                sopkit::check::check_path(work.path(), None)
+            };
+            let outcome = outcome.map_err(|e| TestCaseError::fail(format!("check failed: {e}")))?;
+            let findings = report::locate(&outcome.diagnostics, &outcome.corpus);
+            for f in &findings {
+                if let (Some(line), Some(source)) = (f.line, outcome.corpus.source(&f.path)) {
+                    prop_assert!(
+                        line >= 1 && line <= source.text.lines().count() + 1,
+                        "{f:?}"
+                    );
+                }
+            }
+            let cx = report::Context {
+                corpus: &outcome.corpus,
+                summary: outcome.summary,
+                color: false,
+            };
+            for format in [
+                Format::Human,
+                Format::Short,
+                Format::Json,
+                Format::Github,
+                Format::Sarif,
+                Format::Junit,
+            ] {
+                let mut out = Vec::new();
+                report::write(format, &findings, &cx, &mut out).unwrap();
+                if matches!(format, Format::Json | Format::Sarif) {
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok());
+                }
+            }
+            Ok(())
+        })
         .unwrap();
 }
