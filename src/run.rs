@@ -129,14 +129,20 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         .ok_or_else(|| Error::UnknownSop(sop.to_string()))?;
     let doc = &corpus.docs[s.doc];
     let content_sha256 = sha256_hex(doc.file.text.as_bytes());
-    let history = history::load(root, None, &corpus.config).unwrap_or_default();
+    // Outside git nothing is approved; a history that cannot be read is said as such.
+    let (history, unread) = match history::load(root, None, &corpus.config) {
+        Ok(h) => (h, None),
+        Err(history::Error::NotARepository(_)) => (history::History::default(), None),
+        Err(e) => (history::History::default(), Some(e)),
+    };
     let sop_history = history.sops.get(&s.id);
     let revision = sop_history.and_then(|h| h.revision_with(&content_sha256));
     let version = revision.and_then(|r| r.version);
     if version.is_none() && !opts.allow_draft {
-        let why = match revision {
-            None => "it is not committed".to_string(),
-            Some(r) => format!("approval missing from {}", r.missing_roles().join(", ")),
+        let why = match (unread, revision) {
+            (Some(e), _) => format!("its approval history could not be read: {e}"),
+            (None, None) => "it is not committed".to_string(),
+            (None, Some(r)) => format!("approval missing from {}", r.missing_roles().join(", ")),
         };
         return Err(Error::NotEffective {
             sop: s.id.clone(),

@@ -319,9 +319,16 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     // The ledger is verified and read in one pass over its files, while the approval history
     // is read from git beside it.
     let (history, (ledger, records)) = rayon::join(
-        || history::load(root, at, &corpus.config).unwrap_or_default(),
+        || history::load(root, at, &corpus.config),
         || ledger(root, &corpus, &evidence_dir),
     );
+    // Outside git there are no approvals to read; any other failure must not pass for "no
+    // SOP is approved".
+    let (history, history_error) = match history {
+        Ok(h) => (h, None),
+        Err(history::Error::NotARepository(_)) => (history::History::default(), None),
+        Err(e) => (history::History::default(), Some(e)),
+    };
     let runs = runs(records);
     let today = time::OffsetDateTime::from_unix_timestamp(now)
         .map(|t| t.date())
@@ -347,6 +354,11 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         alerts: Vec::new(),
         evidence_dir: evidence_dir.clone(),
     };
+    if let Some(e) = history_error {
+        out.alerts.push(format!(
+            "the approval history could not be read ({e}): no SOP is shown as effective"
+        ));
+    }
     let this_host = crate::run::hostname();
     // Each SOP's runs, in time order, found once.
     let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();

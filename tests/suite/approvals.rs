@@ -564,6 +564,23 @@ fn the_gnupg_backend_needs_the_gpgme_feature() {
     // The default build has no GnuPG backend: a clear fatal error, not silently another backend.
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stderr(&out).contains("gpgme"), "{}", stderr(&out));
+    // status and run say that the approvals could not be read; neither passes it off as
+    // "nothing is approved".
+    let out = r.sopkit(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the approval history could not be read (")
+            && stdout(&out).contains("gpgme"),
+        "{}",
+        stdout(&out)
+    );
+    let out = r.sopkit(&["run", "QA-001", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("its approval history could not be read: sopkit.toml asks for"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
