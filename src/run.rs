@@ -129,10 +129,8 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         .ok_or_else(|| Error::UnknownSop(sop.to_string()))?;
     let doc = &corpus.docs[s.doc];
     let content_sha256 = sha256_hex(doc.file.text.as_bytes());
-    // Outside git nothing is approved; a history that cannot be read is said as such.
-    let (history, unread) = match history::load(root, None, &corpus.config) {
+    let (history, unread) = match history::load_if_in_git(root, None, &corpus.config) {
         Ok(h) => (h, None),
-        Err(history::Error::NotARepository(_)) => (history::History::default(), None),
         Err(e) => (history::History::default(), Some(e)),
     };
     let sop_history = history.sops.get(&s.id);

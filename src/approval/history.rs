@@ -230,6 +230,15 @@ fn is_sop_path(path: &str, procedures: &str) -> bool {
     under(path, procedures) && lower.ends_with(".md") && name != "readme.md" && name != "index.md"
 }
 
+/// [`load`], where a folder outside git simply has no history (nothing is approved there);
+/// every other failure stays an error, never to be taken for "nothing approved".
+pub fn load_if_in_git(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
+    match load(dir, rev, config) {
+        Err(Error::NotARepository(_)) => Ok(History::default()),
+        other => other,
+    }
+}
+
 /// Reads the history of the repository containing `dir`, up to `rev` (default `HEAD`).
 /// `dir` may be a sub-folder: paths are then relative to it.
 pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
