@@ -207,7 +207,20 @@ fn read_text(
             ));
             None
         }
-        Err(_) => None,
+        // Never skipped in silence: an SOP that cannot be read would otherwise go unchecked.
+        Err(e) => {
+            let why = match e {
+                tree::Error::Io { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            problems.push(Diagnostic::new(
+                Rule::UnreadableFile,
+                path,
+                None,
+                format!("{path} could not be read: {why}"),
+            ));
+            None
+        }
     }
 }
 

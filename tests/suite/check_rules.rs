@@ -406,6 +406,30 @@ fn invalid_encoding() {
 }
 
 #[test]
+fn unreadable_file() {
+    // A file deleted after the walk listed it stands for any read that fails (tests run as
+    // root, which no permission stops).
+    let r = Repo::clean();
+    r.write("notes/gone.md", "# Gone\n");
+    let tree = sopkit::tree::Tree::open_dir(r.path()).unwrap();
+    std::fs::remove_file(r.path().join("notes/gone.md")).unwrap();
+    let corpus = sopkit::corpus::Corpus::load(tree).unwrap();
+    let diagnostics = sopkit::check::check(&corpus);
+    let found: Vec<(&str, &str, &str)> = diagnostics
+        .iter()
+        .map(|d| (d.rule.id(), d.path.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "unreadable-file",
+            "notes/gone.md",
+            "notes/gone.md could not be read: No such file or directory (os error 2)"
+        )]
+    );
+}
+
+#[test]
 fn symlinks_out_of_the_repository_are_reported_not_followed() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(
