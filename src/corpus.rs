@@ -248,6 +248,22 @@ impl Corpus {
             ));
         }
 
+        for u in tree.unreadable() {
+            problems.push(Diagnostic::new(
+                Rule::UnreadableFile,
+                &u.path,
+                None,
+                if u.folder {
+                    format!(
+                        "the folder {} could not be read: {}; nothing in it was checked",
+                        u.path, u.reason
+                    )
+                } else {
+                    format!("{} could not be read: {}", u.path, u.reason)
+                },
+            ));
+        }
+
         let mut config_valid = true;
         let (config, config_file, mode) = if tree.is_file(config::FILE_NAME) {
             let text =

@@ -142,8 +142,8 @@ rules! {
         "A Markdown, YAML or TOML file is not valid UTF-8.",
         "Save the file as UTF-8.";
     UnreadableFile = "unreadable-file", Error,
-        "A file that sopkit must check could not be read: no permission, an I/O error, or it was deleted or replaced during the check.",
-        "Make the file readable by the user running sopkit, then check again.";
+        "A file or folder that sopkit must check could not be read: no permission, an I/O error, or it was deleted or replaced during the check.",
+        "Make it readable by the user running sopkit, then check again.";
 }
 
 /// A secondary location that explains a finding (for example the first definition of a

@@ -57,6 +57,15 @@ pub struct Escape {
     pub dangling: bool,
 }
 
+/// A file or folder the walk of a working tree could not read (a folder: nothing below it
+/// is in the tree). Reported, never skipped in silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub path: String,
+    pub reason: String,
+    pub folder: bool,
+}
+
 enum Backing {
     /// `links` maps entries that are symbolic links (inside the root) to their real path.
     Disk {
@@ -73,6 +82,7 @@ pub struct Tree {
     backing: Backing,
     entries: BTreeMap<String, Kind>,
     escapes: Vec<Escape>,
+    unreadable: Vec<Unreadable>,
     /// What this tree shows, for messages: a directory or `REV (commit)`.
     pub label: String,
     /// The commit a revision tree was read from.
@@ -119,10 +129,9 @@ impl Tree {
                 };
                 let root = &root;
                 Box::new(move |entry| {
-                    if let Ok(e) = entry
-                        && let Some(item) = walked(root, &e)
-                    {
-                        batch.items.push(item);
+                    match entry {
+                        Ok(e) => batch.items.extend(walked(root, &e)),
+                        Err(e) => batch.items.extend(walk_error(root, &e)),
                     }
                     ignore::WalkState::Continue
                 })
@@ -131,9 +140,18 @@ impl Tree {
         // Sorted first: a map built from sorted entries is built in one pass.
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut escapes = Vec::new();
+        let mut unreadable = Vec::new();
         let mut links = BTreeMap::new();
         let entries: BTreeMap<String, Kind> = std::iter::once((String::new(), Kind::Dir))
             .chain(found.into_iter().filter_map(|(rel, w)| match w {
+                Walked::Unreadable(reason, folder) => {
+                    unreadable.push(Unreadable {
+                        path: rel,
+                        reason,
+                        folder,
+                    });
+                    None
+                }
                 Walked::Kind(kind) => Some((rel, kind)),
                 Walked::Link(kind, real) => {
                     links.insert(rel.clone(), real);
@@ -155,6 +173,7 @@ impl Tree {
             backing: Backing::Disk { root, links },
             entries,
             escapes,
+            unreadable,
             commit: None,
         })
     }
@@ -246,6 +265,7 @@ impl Tree {
             },
             entries,
             escapes,
+            unreadable: Vec::new(),
             commit: Some(id),
         })
     }
@@ -290,6 +310,11 @@ impl Tree {
     /// Symbolic links that point outside the repository.
     pub fn escapes(&self) -> &[Escape] {
         &self.escapes
+    }
+
+    /// Files and folders of a working tree that could not be read while it was walked.
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 
     /// Reads a file, refusing files larger than `limit` bytes.
@@ -361,6 +386,8 @@ enum Walked {
     /// A symlink out of the root or (`true`) resolving to nothing, with its target as
     /// written.
     Escape(String, bool),
+    /// An entry that could not be read, why, and whether it is a folder.
+    Unreadable(String, bool),
 }
 
 /// A walking thread's entries, handed to `sink` when the thread's visitor is dropped.
@@ -376,7 +403,27 @@ impl Drop for Batch<'_> {
     }
 }
 
-/// What the walk learns from one entry (unreadable entries are simply not part of the tree).
+/// An I/O error of the walk (a folder it could not list, an entry it could not stat), as an
+/// unreadable path. Errors that are not about reading (a bad glob in a `.gitignore`) are not
+/// about the tree's content and are left to git.
+fn walk_error(root: &Path, e: &ignore::Error) -> Option<(String, Walked)> {
+    let reason = e.io_error()?.to_string();
+    let mut inner = e;
+    let path = loop {
+        match inner {
+            ignore::Error::WithPath { path, .. } => break path,
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                inner = err
+            }
+            _ => return None,
+        }
+    };
+    let rel = path_to_repo(path.strip_prefix(root).ok()?);
+    let folder = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    Some((rel, Walked::Unreadable(reason, folder)))
+}
+
+/// What the walk learns from one entry.
 fn walked(root: &Path, entry: &ignore::DirEntry) -> Option<(String, Walked)> {
     let rel = path_to_repo(entry.path().strip_prefix(root).ok()?);
     if rel.is_empty() {

@@ -1,7 +1,9 @@
 //! One fixture per rule: start from a clean repository, break one thing, and expect exactly
 //! the finding(s) of that rule, at the right line and column.
 
-use crate::support::{Repo, SOP};
+use std::process::Command;
+
+use crate::support::{Repo, SOP, sopkit_bin, stderr, stdout};
 
 /// Where a finding is expected: a file and the text it points at (`None`: the whole file).
 type Expect<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -426,6 +428,64 @@ fn unreadable_file() {
             "notes/gone.md",
             "notes/gone.md could not be read: No such file or directory (os error 2)"
         )]
+    );
+}
+
+#[test]
+fn a_folder_or_file_without_read_permission_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // A zero-config tree: every Markdown file is checked.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("notes/secret")).unwrap();
+    std::fs::write(root.join("README.md"), "# Notes\n").unwrap();
+    std::fs::write(root.join("notes/secret/a.md"), "# A\n").unwrap();
+    std::fs::write(root.join("notes/locked.md"), "# L\n").unwrap();
+    mode(root, 0o755);
+    mode(&root.join("notes/secret"), 0o000);
+    mode(&root.join("notes/locked.md"), 0o000);
+    // Root reads anything, so then the check runs as `nobody`, from a copy of the binary in a
+    // folder that user may enter.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("sopkit");
+    if std::fs::hard_link(sopkit_bin(), &bin).is_err() {
+        std::fs::copy(sopkit_bin(), &bin).unwrap();
+    }
+    mode(bin_dir.path(), 0o755);
+    let mut cmd = if root_user {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let out = cmd
+        .args(["check", "--format", "short"])
+        .arg(root)
+        .env("HOME", root)
+        .output()
+        .unwrap();
+    mode(&root.join("notes/secret"), 0o755);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}{}", stderr(&out));
+    assert!(
+        report.contains(
+            "notes/secret: error[unreadable-file]: the folder notes/secret could not be read: \
+             Permission denied (os error 13); nothing in it was checked"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "notes/locked.md: error[unreadable-file]: notes/locked.md could not be read: \
+             Permission denied (os error 13)"
+        ),
+        "{report}"
     );
 }
 
