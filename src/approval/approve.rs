@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("no SOP with id `{0}` in this repository")]
     UnknownSop(String),
+    #[error("cannot approve `{0}`: {form}", form = crate::corpus::front_matter::SOP_ID_FORM)]
+    InvalidSopId(String),
     #[error("name at least one SOP to approve")]
     NothingToApprove,
     #[error("uncommitted changes to {}: commit them first, so that the approval names committed content", .0.join(", "))]
@@ -111,6 +113,9 @@ pub fn approve(
         let sop = corpus
             .sop_by_id(id)
             .ok_or_else(|| Error::UnknownSop(id.clone()))?;
+        if !crate::corpus::front_matter::is_valid_sop_id(&sop.id) {
+            return Err(Error::InvalidSopId(sop.id.clone()));
+        }
         let path = corpus.docs[sop.doc].path().to_string();
         guarded.push(in_repo(&path));
         approves.push((id.clone(), in_repo(&path)));

@@ -202,6 +202,19 @@ fn check_yaml_size(block: Block) -> Result<(), Problem> {
     Ok(())
 }
 
+/// What an SOP id may hold, said where one is refused.
+pub const SOP_ID_FORM: &str = "an SOP id may hold only the letters A-Z and a-z, digits, `-`, `_` and `.`, \
+     and starts with a letter or digit (approval trailers, evidence and PDF file names carry it)";
+
+/// Whether `id` can name an SOP everywhere sopkit writes it: an approval trailer splits on
+/// whitespace, and two ids must never map to one PDF file name.
+pub fn is_valid_sop_id(id: &str) -> bool {
+    id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Parses an SOP's front matter. Hard errors (syntax, types) come back as `Err`; value
 /// problems (a bad duration or status) as a list beside the metadata.
 pub fn parse_sop(file: &SourceFile, block: Block) -> Result<(SopMeta, Vec<Problem>), Problem> {
@@ -252,8 +265,15 @@ pub fn parse_sop(file: &SourceFile, block: Block) -> Result<(SopMeta, Vec<Proble
             }
         },
     };
+    let id = raw.id.map(|v| loc.located(v));
+    if let Some(id) = id.as_ref().filter(|id| !is_valid_sop_id(&id.value)) {
+        problems.push(Problem {
+            message: format!("id `{}`: {SOP_ID_FORM}", id.value),
+            span: id.span,
+        });
+    }
     let meta = SopMeta {
-        id: raw.id.map(|v| loc.located(v)),
+        id,
         title: raw.title.map(|v| loc.located(v)),
         status,
         owner: raw.owner.map(|v| loc.located(v)),

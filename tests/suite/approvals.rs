@@ -665,3 +665,19 @@ fn approve_signs_through_gnupg() {
             .contains("Checked against the policy.")
     );
 }
+
+#[test]
+fn an_sop_id_that_a_trailer_cannot_carry_is_not_approved() {
+    let r = Repo::clean();
+    r.replace(SOP, "id: QA-001", "id: QA 001");
+    r.commit("an id with a space");
+    let head = r.git(&["rev-parse", "HEAD"]);
+    let out = r.sopkit(&["approve", "QA 001", "--meaning", "approved"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot approve `QA 001`: an SOP id may hold only"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(r.git(&["rev-parse", "HEAD"]), head, "no commit was made");
+}

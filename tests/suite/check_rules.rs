@@ -224,6 +224,18 @@ fn invalid_front_matter_missing_keys() {
 }
 
 #[test]
+fn invalid_front_matter_sop_id_that_trailers_and_file_names_cannot_carry() {
+    for bad in ["QA 001", "QA/001", "-QA-001", "QA-Ä1"] {
+        let r = Repo::clean();
+        r.replace(SOP, "id: QA-001", &format!("id: {bad}"));
+        assert_findings(&r, &[("invalid-front-matter", SOP, Some(bad))]);
+    }
+    let r = Repo::clean();
+    r.replace(SOP, "id: QA-001", "id: QM.7_5-1");
+    assert_findings(&r, &[]);
+}
+
+#[test]
 fn invalid_front_matter_type_error_is_located() {
     let r = Repo::clean();
     r.replace(SOP, "approvers: [qa-lead]", "approvers: 5");
