@@ -514,12 +514,17 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let mut undelivered = 0;
     if args.notify {
-        for (alert, d) in status::notify_new(&args.path, &s)? {
+        let told = status::notify_new(&args.path, &s)?;
+        for (alert, d) in told.deliveries {
             if !d.ok {
                 undelivered += 1;
             }
             eprintln!("{} ({alert})", d.line());
         }
+        for w in &told.warnings {
+            eprintln!("warning: {w}");
+        }
+        undelivered += told.warnings.len();
     }
     Ok(if s.alerts.is_empty() && undelivered == 0 {
         ExitCode::SUCCESS

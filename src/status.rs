@@ -883,19 +883,38 @@ pub fn notify_state_path(root: &Path) -> PathBuf {
         .unwrap_or_else(|_| root.join(".sopkit-notified.json"))
 }
 
+/// What [`notify_new`] did: every delivery attempt (with the alert it told), and problems
+/// with its record of what was told (the alerts are then told again next time, never lost).
+#[derive(Debug, Default)]
+pub struct Notified {
+    pub deliveries: Vec<(String, crate::notify::Delivery)>,
+    pub warnings: Vec<String>,
+}
+
 /// Sends each alert not told before to the holders of the responsible role (the SOP's
-/// owner, or `[notify] roles`) and records the outcome. Returns every delivery attempt.
-pub fn notify_new(
-    root: &Path,
-    status: &Status,
-) -> Result<Vec<(String, crate::notify::Delivery)>, Error> {
+/// owner, or `[notify] roles`) and records the outcome.
+pub fn notify_new(root: &Path, status: &Status) -> Result<Notified, Error> {
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
     let cfg = &corpus.config.notify;
     let path = notify_state_path(root);
-    let mut state: NotifyState = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut warnings = Vec::new();
+    let mut state: NotifyState = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NotifyState::default(),
+        Err(e) => {
+            warnings.push(format!(
+                "{} could not be read ({e}): every alert is told again",
+                path.display()
+            ));
+            NotifyState::default()
+        }
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warnings.push(format!(
+                "{} is not a notification record ({e}): every alert is told again",
+                path.display()
+            ));
+            NotifyState::default()
+        }),
+    };
     let today = parse_time(&status.now)
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .map_or(time::Date::MIN, |t| t.date());
@@ -950,6 +969,14 @@ pub fn notify_new(
     state.failures.drain(..keep);
     let mut json = serde_json::to_vec_pretty(&state).unwrap_or_default();
     json.push(b'\n');
-    let _ = crate::fs_atomic::write(&path, &json);
-    Ok(out)
+    if let Err(e) = crate::fs_atomic::write(&path, &json) {
+        warnings.push(format!(
+            "which alerts were told could not be recorded in {} ({e}): they will be told again",
+            path.display()
+        ));
+    }
+    Ok(Notified {
+        deliveries: out,
+        warnings,
+    })
 }

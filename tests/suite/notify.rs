@@ -246,4 +246,23 @@ fn status_notify_tells_each_new_alert_once_and_retries_failed_deliveries() {
         "a failed delivery is tried again: {}",
         stderr(&out)
     );
+    // A record of what was told that is damaged, or cannot be written, is said (the alerts
+    // are then told again, never dropped).
+    std::fs::write(&state_file, "{ not json").unwrap();
+    let out = status(&r);
+    assert!(
+        stderr(&out).contains("is not a notification record")
+            && stderr(&out).contains("every alert is told again"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&state_file).unwrap();
+    std::fs::create_dir(&state_file).unwrap();
+    let out = status(&r);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("which alerts were told could not be recorded in"),
+        "{}",
+        stderr(&out)
+    );
 }
