@@ -248,22 +248,6 @@ impl Corpus {
             ));
         }
 
-        for u in tree.unreadable() {
-            problems.push(Diagnostic::new(
-                Rule::UnreadableFile,
-                &u.path,
-                None,
-                if u.folder {
-                    format!(
-                        "the folder {} could not be read: {}; nothing in it was checked",
-                        u.path, u.reason
-                    )
-                } else {
-                    format!("{} could not be read: {}", u.path, u.reason)
-                },
-            ));
-        }
-
         let mut config_valid = true;
         let (config, config_file, mode) = if tree.is_file(config::FILE_NAME) {
             let text =
@@ -297,6 +281,26 @@ impl Corpus {
             }
             b.build().unwrap_or_else(|_| globset::GlobSet::empty())
         };
+        for u in tree
+            .unreadable()
+            .iter()
+            .filter(|u| !exclude.is_match(&u.path))
+        {
+            problems.push(Diagnostic::new(
+                Rule::UnreadableFile,
+                &u.path,
+                None,
+                if u.folder {
+                    format!(
+                        "the folder {} could not be read: {}; nothing in it was checked",
+                        u.path, u.reason
+                    )
+                } else {
+                    format!("{} could not be read: {}", u.path, u.reason)
+                },
+            ));
+        }
+
         let paths = &config.paths;
         let kind_of = |path: &str| -> DocKind {
             match mode {

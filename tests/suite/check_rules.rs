@@ -456,6 +456,10 @@ fn a_folder_or_file_without_read_permission_is_reported() {
     std::fs::write(root.join("README.md"), "# Notes\n").unwrap();
     std::fs::write(root.join("notes/secret/a.md"), "# A\n").unwrap();
     std::fs::write(root.join("notes/locked.md"), "# L\n").unwrap();
+    // A folder listed in .gitignore is not part of the tree, readable or not.
+    std::fs::create_dir_all(root.join("private")).unwrap();
+    std::fs::write(root.join(".gitignore"), "private/\n").unwrap();
+    mode(&root.join("private"), 0o000);
     mode(root, 0o755);
     mode(&root.join("notes/secret"), 0o000);
     mode(&root.join("notes/locked.md"), 0o000);
@@ -483,8 +487,10 @@ fn a_folder_or_file_without_read_permission_is_reported() {
         .output()
         .unwrap();
     mode(&root.join("notes/secret"), 0o755);
+    mode(&root.join("private"), 0o755);
     let report = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{report}{}", stderr(&out));
+    assert_eq!(report.matches("unreadable-file").count(), 2, "{report}");
     assert!(
         report.contains(
             "notes/secret: error[unreadable-file]: the folder notes/secret could not be read: \
