@@ -112,7 +112,7 @@ rules! {
         "An SLO in the front matter names a step that the SOP does not contain.",
         "Name a step id of this SOP in `slos: [{ step: ..., every: ... }]`.";
     InvalidPeople = "invalid-people", Error,
-        "roles/people.yaml is not valid, or names a key file that does not exist.",
+        "roles/people.yaml is not valid, names a key file that does not exist or holds no public key, or a private key lies under roles/keys/.",
         "Each person needs `id`, `name`, `email`, `keys` (files under roles/keys/) and `roles` with `from` dates (YYYY-MM-DD).";
     InvalidConfig = "invalid-config", Error,
         "sopkit.toml is not valid.",

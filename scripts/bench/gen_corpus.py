@@ -11,7 +11,7 @@ in an SOP's prose is linked in that SOP. --broken K breaks K inline links of the
 an independent checker and succeeds when it finds exactly K broken links and nothing else.
 Word lists are in vocab.py. MB means 10^6 bytes of Markdown.
 """
-import argparse, os, posixpath, random, re, struct, sys, tomllib, zlib
+import argparse, base64, os, posixpath, random, re, struct, sys, tomllib, zlib
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -168,8 +168,11 @@ class Generator:
         for first, last in ((f, l) for f in PEOPLE[0] for l in PEOPLE[1]):
             pid = (first[0] + last).lower()
             key = f"{pid}_ed25519.pub"
+            # A well-formed OpenSSH public key (`check` parses every listed key) of 32
+            # seeded random bytes: nobody holds its private half.
+            blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + rng.randbytes(32)
             self.write(f"roles/keys/{key}",
-                       f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{rng.getrandbits(160):040x} {pid}@example.com\n")
+                       f"ssh-ed25519 {base64.b64encode(blob).decode()} {pid}@example.com\n")
             holds = "".join(f"      - {{ role: {r[0]}, from: 2025-{rng.randint(1, 12):02d}-01 }}\n"
                             for r in rng.sample(ROLES, rng.randint(1, 2)))
             people.append(f"  - id: {pid}\n    name: {first} {last}\n    email: {first.lower()}.{last.lower()}"

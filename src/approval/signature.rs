@@ -56,6 +56,8 @@ pub enum Status {
 pub enum KeyError {
     #[error("{label}: key file is empty")]
     Empty { label: String },
+    #[error("{label}: could not be read: {reason}")]
+    Unreadable { label: String, reason: String },
     #[error(
         "{label}: contains a private key; list only public keys (and treat this key as compromised)"
     )]

@@ -2,9 +2,13 @@
 
 use std::collections::HashMap;
 
+use crate::approval::signature::{KeyError, Keyring};
 use crate::corpus::{Corpus, Document, Mode, Sop};
 use crate::diagnostic::{Diagnostic, Rule};
 use crate::source::Span;
+
+/// Key files are small; a larger one is not a key.
+const KEY_FILE_LIMIT: u64 = 1 << 20;
 
 fn role_exists(corpus: &Corpus, id: &str) -> bool {
     corpus.roles.contains_key(id)
@@ -239,6 +243,8 @@ pub fn check_roles_and_people(corpus: &Corpus) -> Vec<Diagnostic> {
         return out;
     };
     let keys = &corpus.config.paths.keys;
+    let mut keyring = Keyring::default();
+    let mut listed = std::collections::HashSet::new();
     for person in &corpus.people {
         for h in &person.roles {
             if !role_exists(corpus, &h.role.value) {
@@ -254,7 +260,32 @@ pub fn check_roles_and_people(corpus: &Corpus) -> Vec<Diagnostic> {
         for k in &person.keys {
             let full = crate::tree::normalize(&format!("{keys}/{}", k.value));
             match full {
-                Some(f) if corpus.tree.is_file(&f) && crate::corpus::under(&f, keys) => {}
+                Some(f) if corpus.tree.is_file(&f) && crate::corpus::under(&f, keys) => {
+                    listed.insert(f.clone());
+                    // The key as verification will read it: a file that is not a public key
+                    // (or holds a private one) would make every signature by it "unknown key".
+                    let problem = match corpus.tree.read(&f, KEY_FILE_LIMIT) {
+                        Ok(bytes) => keyring.add_file(&person.id.value, &f, &bytes).err(),
+                        Err(e) => Some(KeyError::Unreadable {
+                            label: f.clone(),
+                            reason: e.to_string(),
+                        }),
+                    };
+                    if let Some(e) = problem {
+                        out.push(
+                            Diagnostic::new(
+                                Rule::InvalidPeople,
+                                &file.path,
+                                Some(k.span),
+                                format!("key file of `{}`: {e}", person.id.value),
+                            )
+                            .with_help(
+                                "list OpenPGP certificates (gpg --export --armor) or OpenSSH public \
+                                 keys (.pub); never a private key",
+                            ),
+                        );
+                    }
+                }
                 Some(f) => out.push(
                     Diagnostic::new(
                         Rule::InvalidPeople,
@@ -273,6 +304,18 @@ pub fn check_roles_and_people(corpus: &Corpus) -> Vec<Diagnostic> {
                     format!("key file `{}` leaves the repository", k.value),
                 )),
             }
+        }
+    }
+    // A private key anywhere under the keys folder, listed or not, is a leak to report.
+    for f in corpus
+        .tree
+        .files()
+        .filter(|f| crate::corpus::under(f, keys) && !listed.contains(*f))
+    {
+        if let Ok(bytes) = corpus.tree.read(f, KEY_FILE_LIMIT)
+            && let Err(e @ KeyError::PrivateKey { .. }) = Keyring::default().add_file("", f, &bytes)
+        {
+            out.push(Diagnostic::new(Rule::InvalidPeople, f, None, e.to_string()));
         }
     }
     out

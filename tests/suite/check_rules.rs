@@ -388,13 +388,48 @@ fn unknown_slo_step() {
 #[test]
 fn invalid_people() {
     let r = Repo::clean();
-    r.replace("roles/people.yaml", "keys: []", "keys: [ann.asc]");
+    r.replace("roles/people.yaml", "keys: []", "keys: [ann.pub]");
+    let listed = || {
+        assert_findings(
+            &r,
+            &[("invalid-people", "roles/people.yaml", Some("ann.pub"))],
+        )
+    };
+    listed(); // missing
+    r.write("roles/keys/ann.pub", "public key");
+    listed(); // not a key
+    // A real key pair: the public half is fine, the private half anywhere under keys/ is not.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ann");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ann", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+    );
+    assert_findings(&r, &[]);
+    r.write("roles/keys/ann", &std::fs::read_to_string(&key).unwrap());
+    assert_findings(&r, &[("invalid-people", "roles/keys/ann", None)]);
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(&key).unwrap(),
+    );
     assert_findings(
         &r,
-        &[("invalid-people", "roles/people.yaml", Some("ann.asc"))],
+        &[
+            ("invalid-people", "roles/keys/ann", None),
+            ("invalid-people", "roles/people.yaml", Some("ann.pub")),
+        ],
     );
-    r.write("roles/keys/ann.asc", "public key");
-    assert_findings(&r, &[]);
+    r.remove("roles/keys/ann");
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+    );
     r.replace("roles/people.yaml", "from: 2026-01-01", "from: someday");
     assert_findings(
         &r,
