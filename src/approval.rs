@@ -26,7 +26,7 @@ pub fn render_history(sop: &SopHistory) -> String {
     for r in &sop.revisions {
         let state = match (r.version, r.effective_time) {
             (Some(v), Some(t)) => format!("version {v}, effective {}", utc(t)),
-            _ => format!("draft (missing: {})", r.missing_roles().join(", ")),
+            _ => format!("draft ({})", r.missing_label()),
         };
         s.push_str(&format!(
             "  revision {}  {}  {}  {}  {}\n    \"{}\"  {}  sha256:{}\n",

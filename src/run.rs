@@ -140,6 +140,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         let why = match (unread, revision) {
             (Some(e), _) => format!("its approval history could not be read: {e}"),
             (None, None) => "it is not committed".to_string(),
+            (None, Some(r)) if r.approvers.is_empty() => r.missing_label(),
             (None, Some(r)) => format!("approval missing from {}", r.missing_roles().join(", ")),
         };
         return Err(Error::NotEffective {

@@ -119,6 +119,16 @@ pub struct Revision {
 
 impl Revision {
     /// Approver roles not yet covered by a valid `approved` signature.
+    /// What keeps this revision a draft, in words: the roles still to approve, or that it
+    /// names none (an empty `approvers` can never make content effective).
+    pub fn missing_label(&self) -> String {
+        if self.approvers.is_empty() {
+            "no approver roles: `approvers` is empty".to_string()
+        } else {
+            format!("missing: {}", self.missing_roles().join(", "))
+        }
+    }
+
     pub fn missing_roles(&self) -> Vec<String> {
         let covered = covered_roles(&self.signatures, &self.approvers);
         self.approvers

@@ -681,3 +681,20 @@ fn an_sop_id_that_a_trailer_cannot_carry_is_not_approved() {
     );
     assert_eq!(r.git(&["rev-parse", "HEAD"]), head, "no commit was made");
 }
+
+#[test]
+fn an_sop_naming_no_approvers_says_so_and_never_runs_as_approved() {
+    let r = Repo::clean();
+    r.replace(SOP, "approvers: [qa-lead]", "approvers: []");
+    r.commit("no approvers");
+    let said = "no approver roles: `approvers` is empty";
+    let history = r.sopkit(&["history", "QA-001"]);
+    assert!(
+        stdout(&history).contains(&format!("draft ({said})")),
+        "{}",
+        stdout(&history)
+    );
+    let out = r.sopkit(&["run", "QA-001", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(said), "{}", stderr(&out));
+}
