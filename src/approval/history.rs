@@ -93,6 +93,10 @@ pub struct SignatureRecord {
     pub kind: Option<KeyKind>,
     pub status: Status,
     pub detail: String,
+    /// For a valid `approved` signature: every approver role of the revision the signer held
+    /// that day. `role` is the one the signature counts for (see [`Revision::assign_roles`]).
+    #[serde(skip)]
+    pub eligible: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,7 +122,65 @@ pub struct Revision {
 }
 
 impl Revision {
-    /// Approver roles not yet covered by a valid `approved` signature.
+    /// Gives each valid `approved` signature the approver role it counts for, so that as many
+    /// roles as possible are covered, each by a different person: a maximum matching of
+    /// signers to the roles they held (Kuhn's augmenting paths; a handful of roles needs
+    /// nothing more). Taking each signer's first role instead would leave a revision a draft
+    /// when Ann (qa-lead and it-lead) signs before Bob (qa-lead only), although Ann covers
+    /// it-lead and Bob qa-lead.
+    pub fn assign_roles(&mut self) {
+        let mut signers: Vec<(&str, Vec<&str>)> = Vec::new();
+        for s in self
+            .signatures
+            .iter()
+            .filter(|s| s.status == Status::Valid && s.meaning == "approved")
+        {
+            let Some(who) = s.signer.as_deref() else {
+                continue;
+            };
+            if !signers.iter().any(|(w, _)| *w == who) {
+                signers.push((who, s.eligible.iter().map(String::as_str).collect()));
+            }
+        }
+        fn augment<'a>(
+            i: usize,
+            signers: &[(&'a str, Vec<&'a str>)],
+            holder: &mut BTreeMap<&'a str, usize>,
+            seen: &mut BTreeSet<&'a str>,
+        ) -> bool {
+            for &role in &signers[i].1 {
+                if !seen.insert(role) {
+                    continue;
+                }
+                let free = match holder.get(role) {
+                    None => true,
+                    Some(&j) => augment(j, signers, holder, seen),
+                };
+                if free {
+                    holder.insert(role, i);
+                    return true;
+                }
+            }
+            false
+        }
+        let mut holder: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in 0..signers.len() {
+            augment(i, &signers, &mut holder, &mut BTreeSet::new());
+        }
+        let matched: BTreeMap<String, String> = holder
+            .into_iter()
+            .map(|(role, i)| (signers[i].0.to_string(), role.to_string()))
+            .collect();
+        for s in &mut self.signatures {
+            if s.status == Status::Valid
+                && s.meaning == "approved"
+                && let Some(role) = s.signer.as_ref().and_then(|w| matched.get(w))
+            {
+                s.role = Some(role.clone());
+            }
+        }
+    }
+
     /// What keeps this revision a draft, in words: the roles still to approve, or that it
     /// names none (an empty `approvers` can never make content effective).
     pub fn missing_label(&self) -> String {
@@ -129,6 +191,7 @@ impl Revision {
         }
     }
 
+    /// Approver roles not yet covered by a valid `approved` signature.
     pub fn missing_roles(&self) -> Vec<String> {
         let covered = covered_roles(&self.signatures, &self.approvers);
         self.approvers
@@ -562,6 +625,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             };
             let rev = &mut sop.revisions[i];
             rev.signatures.push(record);
+            rev.assign_roles();
             if rev.version.is_none() && !rev.approvers.is_empty() && rev.missing_roles().is_empty()
             {
                 let version = sop
@@ -624,6 +688,7 @@ fn judge_signature(
         kind: v.and_then(|v| v.kind),
         status: Status::Valid,
         detail: String::new(),
+        eligible: Vec::new(),
     };
     let status = |s: Status, d: String, r: &mut SignatureRecord| {
         r.status = s;
@@ -686,10 +751,12 @@ fn judge_signature(
     let day = date_of(r.time);
     let approvers = revision.map(|rev| rev.approvers.as_slice()).unwrap_or(&[]);
     let role = if meaning == "approved" {
-        approvers
+        r.eligible = approvers
             .iter()
-            .find(|role| person.holds(role, day))
+            .filter(|role| person.holds(role, day))
             .cloned()
+            .collect();
+        r.eligible.first().cloned()
     } else {
         person
             .roles
@@ -724,4 +791,73 @@ fn judge_signature(
     }
     r.detail = format!("good signature by {}", person.name);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(signer: &str, eligible: &[&str]) -> SignatureRecord {
+        SignatureRecord {
+            commit: format!("c-{signer}"),
+            time: 0,
+            signer: Some(signer.into()),
+            name: None,
+            role: eligible.first().map(|r| r.to_string()),
+            meaning: "approved".into(),
+            fingerprint: None,
+            kind: None,
+            status: Status::Valid,
+            detail: String::new(),
+            eligible: eligible.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn revision(approvers: &[&str], signatures: Vec<SignatureRecord>) -> Revision {
+        Revision {
+            number: 1,
+            commit: "c".into(),
+            time: 0,
+            author: "a".into(),
+            summary: "s".into(),
+            path: "p.md".into(),
+            renamed_from: Vec::new(),
+            sha256: "00".into(),
+            approvers: approvers.iter().map(|r| r.to_string()).collect(),
+            authors: BTreeSet::new(),
+            version: None,
+            effective_time: None,
+            effective_commit: None,
+            signatures,
+        }
+    }
+
+    #[test]
+    fn each_role_goes_to_a_different_signer_who_held_it() {
+        // Ann holds both roles and signs first; Bob holds only qa-lead.
+        let mut r = revision(
+            &["qa-lead", "it-lead"],
+            vec![
+                signed("ann", &["qa-lead", "it-lead"]),
+                signed("bob", &["qa-lead"]),
+            ],
+        );
+        // The first role of each is not enough: both would count for qa-lead.
+        assert_eq!(r.missing_roles(), ["it-lead"]);
+        r.assign_roles();
+        assert!(r.missing_roles().is_empty());
+        assert_eq!(r.signatures[0].role.as_deref(), Some("it-lead"));
+        assert_eq!(r.signatures[1].role.as_deref(), Some("qa-lead"));
+
+        // One person never covers two roles, however many roles they hold or times they sign.
+        let mut r = revision(
+            &["qa-lead", "it-lead"],
+            vec![
+                signed("ann", &["qa-lead", "it-lead"]),
+                signed("ann", &["qa-lead", "it-lead"]),
+            ],
+        );
+        r.assign_roles();
+        assert_eq!(r.missing_roles().len(), 1);
+    }
 }

@@ -698,3 +698,50 @@ fn an_sop_naming_no_approvers_says_so_and_never_runs_as_approved() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(said), "{}", stderr(&out));
 }
+
+#[test]
+fn a_signer_holding_two_roles_covers_the_one_nobody_else_can() {
+    // Ann holds qa-lead and operator and signs first; Carol holds qa-lead only. Ann must
+    // count as operator and Carol as qa-lead, or the SOP would wait for an operator forever.
+    let keys = Keys::new();
+    let (ann, carol) = (keys.ssh("ann"), keys.ssh("carol"));
+    let r = Repo::with_clean_files();
+    for (who, key) in [("ann", &ann), ("carol", &carol)] {
+        r.write(
+            &format!("roles/keys/{who}.pub"),
+            &std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+        );
+    }
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: ann\n    name: Ann Example\n    email: ann@example.com\n    admin: true\n    keys: [ann.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n      - { role: operator, from: 2019-01-01 }\n  - id: carol\n    name: Carol Example\n    email: carol@example.com\n    keys: [carol.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.replace(
+        SOP,
+        "approvers: [qa-lead]",
+        "approvers: [qa-lead, operator]",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "people, keys and the SOP", None);
+    assert!(
+        approve(&r, "ann", &ann, "QA-001", "approved")
+            .status
+            .success()
+    );
+    assert_eq!(
+        history(&r)["revisions"][0]["version"],
+        serde_json::Value::Null
+    );
+    let out = approve(&r, "carol", &carol, "QA-001", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = history(&r);
+    let rev = &h["revisions"][0];
+    assert_eq!(rev["version"], 1, "{rev}");
+    let roles: Vec<(&str, &str)> = rev["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["signer"].as_str().unwrap(), s["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [("ann", "operator"), ("carol", "qa-lead")]);
+}
