@@ -637,7 +637,8 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     + 1;
                 let rev = &mut sop.revisions[i];
                 rev.version = Some(version);
-                rev.effective_time = Some(time);
+                // Never before the content existed, whatever the approval commit's clock says.
+                rev.effective_time = Some(time.max(rev.time));
                 rev.effective_commit = Some(oid.to_string());
             }
         }
@@ -748,7 +749,10 @@ fn judge_signature(
         );
         return r;
     }
-    let day = date_of(r.time);
+    // The signing time comes from the signer's own clock. Nobody signs content before it
+    // was committed, so roles are judged no earlier than that: a backdated approval by
+    // someone whose role has since ended does not count for content written after it did.
+    let day = date_of(revision.map_or(r.time, |rev| r.time.max(rev.time)));
     let approvers = revision.map(|rev| rev.approvers.as_slice()).unwrap_or(&[]);
     let role = if meaning == "approved" {
         r.eligible = approvers

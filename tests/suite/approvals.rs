@@ -745,3 +745,62 @@ fn a_signer_holding_two_roles_covers_the_one_nobody_else_can() {
         .collect();
     assert_eq!(roles, [("ann", "operator"), ("carol", "qa-lead")]);
 }
+
+#[test]
+fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
+    // Ann was qa-lead only in 2020. Content written now, approved in a commit dated 2020:
+    // the signer's clock cannot make her hold the role for content that did not exist then.
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    r.replace(
+        "roles/people.yaml",
+        "{ role: qa-lead, from: 2019-01-01 }",
+        "{ role: qa-lead, from: 2019-01-01, until: 2020-12-31 }",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann's role ended", Some(&ann));
+    r.append(SOP, "\nA change written today.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "today's change", None);
+    r.git(&["config", "user.name", "ann"]);
+    r.git(&["config", "user.email", "ann@example.com"]);
+    r.git(&["config", "gpg.format", "ssh"]);
+    let signing_key = ann.with_extension("pub").display().to_string();
+    r.git(&["config", "user.signingkey", &signing_key]);
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+        .args(["approve", "QA-001", "--meaning", "approved"])
+        .env("GIT_AUTHOR_DATE", "2020-06-01T12:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2020-06-01T12:00:00Z")
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        r.git(&["log", "-1", "--format=%cI"]),
+        "2020-06-01T12:00:00Z",
+        "the approval commit is backdated"
+    );
+    let h = history(&r);
+    let last = h["revisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["signatures"][0]["status"], "role-not-held", "{last}");
+    assert_eq!(last["version"], serde_json::Value::Null);
+
+    // Had she kept the role, the approval would count, but its effective date would still
+    // not come before the content existed.
+    r.replace("roles/people.yaml", ", until: 2020-12-31", "");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann is qa-lead again", Some(&ann));
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+        .args(["approve", "QA-001", "--meaning", "approved"])
+        .env("GIT_AUTHOR_DATE", "2020-06-02T12:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2020-06-02T12:00:00Z")
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = history(&r);
+    let last = h["revisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["signatures"][1]["status"], "valid", "{last}");
+    assert_eq!(last["version"], 1, "{last}");
+    assert_eq!(last["effective_time"], last["time"], "{last}");
+}
