@@ -733,6 +733,31 @@ fn judge_signature(
         );
         return r;
     };
+    // An OpenPGP signature is judged at the time it claims, which the signer's clock sets;
+    // content committed later cannot have been signed with a certificate that had expired
+    // or been revoked by then.
+    if let (Some(rev), Some(KeyKind::OpenPgp), Some(fpr)) =
+        (revision, v.kind, v.fingerprint.as_deref())
+        && r.time < rev.time
+        && let Err((s, why)) = policy.keyring.pgp_cert_valid_at(fpr, rev.time)
+    {
+        let s = match s {
+            signature::Status::ExpiredKey => Status::ExpiredKey,
+            signature::Status::RevokedKey => Status::RevokedKey,
+            _ => Status::BadSignature,
+        };
+        status(
+            s,
+            format!(
+                "the signature is dated {}, before the content it signs was committed ({}), \
+                 when {why}",
+                crate::approval::utc(r.time),
+                crate::approval::utc(rev.time)
+            ),
+            &mut r,
+        );
+        return r;
+    }
     if !meanings.contains(meaning) {
         status(
             Status::MeaningNotAllowed,

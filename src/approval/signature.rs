@@ -162,6 +162,40 @@ impl Keyring {
         Keyring::default()
     }
 
+    /// Whether the OpenPGP certificate with primary fingerprint `fingerprint` (hex, as in a
+    /// [`Verification`]) was live, unrevoked and validly bound at `at` (Unix seconds). A
+    /// signature is judged at its own creation time, which the signer's clock sets; this
+    /// answers the same question for a later moment, such as when the signed content was
+    /// committed.
+    pub fn pgp_cert_valid_at(&self, fingerprint: &str, at: i64) -> Result<(), (Status, String)> {
+        let Some(entry) = self
+            .pgp
+            .iter()
+            .find(|e| e.cert.fingerprint().to_hex() == fingerprint)
+        else {
+            return Ok(());
+        };
+        let when = UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64);
+        let vc = entry.cert.with_policy(&POLICY, when).map_err(|e| {
+            (
+                Status::Bad,
+                format!("the certificate was not valid then ({})", brief(e)),
+            )
+        })?;
+        if let RevocationStatus::Revoked(revs) = vc.revocation_status() {
+            return Err((
+                Status::RevokedKey,
+                format!("the certificate was revoked ({})", revocation_reason(&revs)),
+            ));
+        }
+        vc.alive().map_err(|e| {
+            (
+                Status::ExpiredKey,
+                format!("the certificate had expired ({e})"),
+            )
+        })
+    }
+
     /// Number of keys: OpenPGP certificates plus SSH public keys.
     pub fn len(&self) -> usize {
         self.pgp.len() + self.ssh.len()

@@ -804,3 +804,83 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     assert_eq!(last["version"], 1, "{last}");
     assert_eq!(last["effective_time"], last["time"], "{last}");
 }
+
+#[test]
+fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_content() {
+    // Eve's certificate expired on 2020-01-02. She signs today's content with her clock set
+    // to 2020-01-01: the signature verifies as of its own date, but the content is newer.
+    let keys = Keys::new();
+    let (home, fpr) = keys.gpg("eve", "ed25519", Some("20200101T000000"));
+    let copy = keys.dir.path().join("gnupg-eve-expiring");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&home)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    keys.homes.borrow_mut().push(copy.clone());
+    let out = gpg(
+        &copy,
+        &[
+            "--batch",
+            "--faked-system-time",
+            "20200101T060000",
+            "--quick-set-expire",
+            &fpr,
+            "1d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = Repo::with_clean_files();
+    r.write("roles/keys/eve.asc", &export(&copy, &fpr));
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: eve\n    name: Eve\n    email: eve@example.com\n    admin: true\n    keys: [eve.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.commit("content written today");
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrapper = keys.dir.path().join("gpg-backdated");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec gpg --faked-system-time 20200101T120000 \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let msg =
+        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
+    let out = Command::new("git")
+        .args(["-c", &format!("gpg.program={}", wrapper.display())])
+        .args(["-c", &format!("user.signingkey={fpr}")])
+        .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
+        .current_dir(r.path())
+        .env("GNUPGHOME", &home)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Eve")
+        .env("GIT_AUTHOR_EMAIL", "eve@example.com")
+        .env("GIT_COMMITTER_NAME", "Eve")
+        .env("GIT_COMMITTER_EMAIL", "eve@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = history(&r);
+    let sig = &h["revisions"][0]["signatures"][0];
+    assert_eq!(sig["status"], "expired-key", "{sig}");
+    assert!(
+        sig["detail"]
+            .as_str()
+            .unwrap()
+            .contains("before the content it signs was committed"),
+        "{sig}"
+    );
+    assert_eq!(h["revisions"][0]["version"], serde_json::Value::Null);
+}
