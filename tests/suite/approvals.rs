@@ -767,14 +767,17 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     r.git(&["config", "gpg.format", "ssh"]);
     let signing_key = ann.with_extension("pub").display().to_string();
     r.git(&["config", "user.signingkey", &signing_key]);
-    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
-        .args(["approve", "QA-001", "--meaning", "approved"])
-        .env("GIT_AUTHOR_DATE", "2020-06-01T12:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2020-06-01T12:00:00Z")
-        .current_dir(r.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let approve_dated = |date: &str| {
+        let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+            .args(["approve", "QA-001", "--meaning", "approved"])
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    approve_dated("2020-06-01T12:00:00Z");
     assert_eq!(
         r.git(&["log", "-1", "--format=%cI"]),
         "2020-06-01T12:00:00Z",
@@ -790,14 +793,7 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     r.replace("roles/people.yaml", ", until: 2020-12-31", "");
     r.git(&["add", "-A"]);
     author_commit(&r, "ann", "ann is qa-lead again", Some(&ann));
-    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
-        .args(["approve", "QA-001", "--meaning", "approved"])
-        .env("GIT_AUTHOR_DATE", "2020-06-02T12:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2020-06-02T12:00:00Z")
-        .current_dir(r.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    approve_dated("2020-06-02T12:00:00Z");
     let h = history(&r);
     let last = h["revisions"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["signatures"][1]["status"], "valid", "{last}");
