@@ -18,6 +18,7 @@ fn failed(status: Status, detail: String) -> Verification {
         owner: None,
         fingerprint: None,
         signed_at: None,
+        signing_key: None,
         detail,
     }
 }
@@ -82,6 +83,7 @@ pub fn verify(home: Option<&Path>, keyring: &Keyring, sig: &[u8], payload: &[u8]
     Verification {
         status,
         kind: Some(KeyKind::OpenPgp),
+        signing_key: fpr.clone(),
         fingerprint: owner.as_ref().map(|(_, primary)| primary.clone()).or(fpr),
         owner: owner.map(|(o, _)| o),
         signed_at,

@@ -739,7 +739,10 @@ fn judge_signature(
     if let (Some(rev), Some(KeyKind::OpenPgp), Some(fpr)) =
         (revision, v.kind, v.fingerprint.as_deref())
         && r.time < rev.time
-        && let Err((s, why)) = policy.keyring.pgp_cert_valid_at(fpr, rev.time)
+        && let Err((s, why)) =
+            policy
+                .keyring
+                .pgp_cert_valid_at(fpr, v.signing_key.as_deref(), rev.time)
     {
         let s = match s {
             signature::Status::ExpiredKey => Status::ExpiredKey,

@@ -140,6 +140,9 @@ pub struct Verification {
     pub fingerprint: Option<String>,
     /// OpenPGP signature creation time, unix seconds; SSH: None.
     pub signed_at: Option<i64>,
+    /// OpenPGP: hex fingerprint of the key that made the signature (the primary key or a
+    /// subkey); SSH: None.
+    pub signing_key: Option<String>,
     /// One human sentence: who signed, or why it failed.
     pub detail: String,
 }
@@ -152,6 +155,7 @@ impl Verification {
             owner: None,
             fingerprint: None,
             signed_at: None,
+            signing_key: None,
             detail,
         }
     }
@@ -163,11 +167,17 @@ impl Keyring {
     }
 
     /// Whether the OpenPGP certificate with primary fingerprint `fingerprint` (hex, as in a
-    /// [`Verification`]) was live, unrevoked and validly bound at `at` (Unix seconds). A
+    /// [`Verification`]), and its key `signing_key` when given, were live, unrevoked and
+    /// validly bound at `at` (Unix seconds). A
     /// signature is judged at its own creation time, which the signer's clock sets; this
     /// answers the same question for a later moment, such as when the signed content was
     /// committed.
-    pub fn pgp_cert_valid_at(&self, fingerprint: &str, at: i64) -> Result<(), (Status, String)> {
+    pub fn pgp_cert_valid_at(
+        &self,
+        fingerprint: &str,
+        signing_key: Option<&str>,
+        at: i64,
+    ) -> Result<(), (Status, String)> {
         let Some(entry) = self
             .pgp
             .iter()
@@ -192,6 +202,24 @@ impl Keyring {
             (
                 Status::ExpiredKey,
                 format!("the certificate had expired ({e})"),
+            )
+        })?;
+        // The key that signed, which may be a subkey with a life of its own.
+        let Some(ka) =
+            signing_key.and_then(|k| vc.keys().find(|ka| ka.key().fingerprint().to_hex() == k))
+        else {
+            return Ok(());
+        };
+        if let RevocationStatus::Revoked(revs) = ka.revocation_status() {
+            return Err((
+                Status::RevokedKey,
+                format!("the signing key was revoked ({})", revocation_reason(&revs)),
+            ));
+        }
+        ka.alive().map_err(|e| {
+            (
+                Status::ExpiredKey,
+                format!("the signing key had expired ({e:#})"),
             )
         })
     }
@@ -622,6 +650,7 @@ fn verify_ssh(
         owner: owner.map(str::to_string),
         fingerprint: Some(fingerprint.clone()),
         signed_at: None,
+        signing_key: None,
         detail,
     };
     let Some(entry) = keyring
@@ -767,6 +796,7 @@ fn verify_pgp_sig(keyring: &Keyring, sig: &Signature, payload: &[u8]) -> Verific
         owner: None,
         fingerprint: None,
         signed_at: Some(signed_at),
+        signing_key: None,
         detail: String::new(),
     };
     let issuers = sig.get_issuers();
@@ -786,15 +816,16 @@ fn verify_pgp_sig(keyring: &Keyring, sig: &Signature, payload: &[u8]) -> Verific
     let mut outcome: Option<Verification> = None;
     for i in keyring.candidates(&issuers) {
         let entry = &keyring.pgp[i];
-        let found = |status, detail: String| Verification {
-            status,
-            owner: Some(entry.owner.clone()),
-            fingerprint: Some(entry.cert.fingerprint().to_hex()),
-            detail,
-            ..base.clone()
-        };
         for ka in entry.cert.keys().key_handles(issuers.iter()) {
             let key_fpr = ka.key().fingerprint().to_hex();
+            let found = |status, detail: String| Verification {
+                status,
+                owner: Some(entry.owner.clone()),
+                fingerprint: Some(entry.cert.fingerprint().to_hex()),
+                signing_key: Some(key_fpr.clone()),
+                detail,
+                ..base.clone()
+            };
             let checked = match unsupported_algorithm(sig) {
                 Some(why) => Err((Status::Unsupported, why)),
                 None => check_pgp_key(sig, &ka, &payload, created),

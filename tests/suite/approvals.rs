@@ -801,6 +801,50 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     assert_eq!(last["effective_time"], last["time"], "{last}");
 }
 
+/// A repository whose content is committed today, approved by Eve (key file `cert`) with
+/// gpg's clock set to 2020-01-01 12:00; returns that revision's history.
+fn backdated_gpg_approval(keys: &Keys, home: &Path, fpr: &str, cert: &str) -> serde_json::Value {
+    let r = Repo::with_clean_files();
+    r.write("roles/keys/eve.asc", cert);
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: eve\n    name: Eve\n    email: eve@example.com\n    admin: true\n    keys: [eve.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.commit("content written today");
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrapper = keys.dir.path().join(format!("gpg-backdated-{fpr}"));
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec gpg --faked-system-time 20200101T120000 \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let msg =
+        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
+    let out = Command::new("git")
+        .args(["-c", &format!("gpg.program={}", wrapper.display())])
+        .args(["-c", &format!("user.signingkey={fpr}")])
+        .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
+        .current_dir(r.path())
+        .env("GNUPGHOME", home)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Eve")
+        .env("GIT_AUTHOR_EMAIL", "eve@example.com")
+        .env("GIT_COMMITTER_NAME", "Eve")
+        .env("GIT_COMMITTER_EMAIL", "eve@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    history(&r)["revisions"][0].clone()
+}
+
 #[test]
 fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_content() {
     // Eve's certificate expired on 2020-01-02. She signs today's content with her clock set
@@ -830,53 +874,68 @@ fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_conte
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let r = Repo::with_clean_files();
-    r.write("roles/keys/eve.asc", &export(&copy, &fpr));
-    r.write(
-        "roles/people.yaml",
-        "people:\n  - id: eve\n    name: Eve\n    email: eve@example.com\n    admin: true\n    keys: [eve.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    let rev = backdated_gpg_approval(&keys, &home, &fpr, &export(&copy, &fpr));
+    let sig = &rev["signatures"][0];
+    assert_eq!(sig["status"], "expired-key", "{sig}");
+    let detail = sig["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("before the content it signs was committed")
+            && detail.contains("the certificate had expired"),
+        "{sig}"
     );
-    r.commit("content written today");
-    let sha = history(&r)["revisions"][0]["sha256"]
-        .as_str()
+    assert_eq!(rev["version"], serde_json::Value::Null);
+
+    // The same with a signing subkey that expired on 2020-01-02 under a primary key that
+    // never expires.
+    let home = keys.dir.path().join("gnupg-eve-subkey");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    keys.homes.borrow_mut().push(home.clone());
+    let quiet = ["--batch", "--pinentry-mode", "loopback", "--passphrase", ""];
+    let at = ["--faked-system-time", "20200101T000000"];
+    let out = gpg(
+        &home,
+        &[
+            &quiet[..],
+            &at[..],
+            &[
+                "--quick-gen-key",
+                "eve <eve@example.com>",
+                "ed25519",
+                "cert",
+                "0",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&gpg(&home, &["--with-colons", "--list-keys"]));
+    let fpr = listed
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
         .unwrap()
         .to_string();
-    let wrapper = keys.dir.path().join("gpg-backdated");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\nexec gpg --faked-system-time 20200101T120000 \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let msg =
-        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
-    let out = Command::new("git")
-        .args(["-c", &format!("gpg.program={}", wrapper.display())])
-        .args(["-c", &format!("user.signingkey={fpr}")])
-        .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
-        .current_dir(r.path())
-        .env("GNUPGHOME", &home)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Eve")
-        .env("GIT_AUTHOR_EMAIL", "eve@example.com")
-        .env("GIT_COMMITTER_NAME", "Eve")
-        .env("GIT_COMMITTER_EMAIL", "eve@example.com")
-        .output()
-        .unwrap();
+    let out = gpg(
+        &home,
+        &[
+            &quiet[..],
+            &at[..],
+            &["--quick-add-key", &fpr, "ed25519", "sign", "1d"],
+        ]
+        .concat(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let h = history(&r);
-    let sig = &h["revisions"][0]["signatures"][0];
+    let rev = backdated_gpg_approval(&keys, &home, &fpr, &export(&home, &fpr));
+    let sig = &rev["signatures"][0];
     assert_eq!(sig["status"], "expired-key", "{sig}");
     assert!(
         sig["detail"]
             .as_str()
             .unwrap()
-            .contains("before the content it signs was committed"),
+            .contains("the signing key had expired"),
         "{sig}"
     );
-    assert_eq!(h["revisions"][0]["version"], serde_json::Value::Null);
 }
