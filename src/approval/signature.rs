@@ -168,10 +168,9 @@ impl Keyring {
 
     /// Whether the OpenPGP certificate with primary fingerprint `fingerprint` (hex, as in a
     /// [`Verification`]), and its key `signing_key` when given, were live, unrevoked and
-    /// validly bound at `at` (Unix seconds). A
-    /// signature is judged at its own creation time, which the signer's clock sets; this
-    /// answers the same question for a later moment, such as when the signed content was
-    /// committed.
+    /// validly bound at `at` (Unix seconds). A signature is judged at its own creation time,
+    /// which the signer's clock sets; this asks the same of a later moment, such as when the
+    /// signed content was committed.
     pub fn pgp_cert_valid_at(
         &self,
         fingerprint: &str,
@@ -185,43 +184,16 @@ impl Keyring {
         else {
             return Ok(());
         };
-        let when = UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64);
-        let vc = entry.cert.with_policy(&POLICY, when).map_err(|e| {
-            (
-                Status::Bad,
-                format!("the certificate was not valid then ({})", brief(e)),
-            )
-        })?;
-        if let RevocationStatus::Revoked(revs) = vc.revocation_status() {
-            return Err((
-                Status::RevokedKey,
-                format!("the certificate was revoked ({})", revocation_reason(&revs)),
-            ));
-        }
-        vc.alive().map_err(|e| {
-            (
-                Status::ExpiredKey,
-                format!("the certificate had expired ({e})"),
-            )
-        })?;
-        // The key that signed, which may be a subkey with a life of its own.
-        let Some(ka) =
-            signing_key.and_then(|k| vc.keys().find(|ka| ka.key().fingerprint().to_hex() == k))
+        // The key that signed (a subkey has a life of its own), else the primary key.
+        let Some(ka) = entry
+            .cert
+            .keys()
+            .find(|ka| signing_key.is_none_or(|k| ka.key().fingerprint().to_hex() == k))
         else {
             return Ok(());
         };
-        if let RevocationStatus::Revoked(revs) = ka.revocation_status() {
-            return Err((
-                Status::RevokedKey,
-                format!("the signing key was revoked ({})", revocation_reason(&revs)),
-            ));
-        }
-        ka.alive().map_err(|e| {
-            (
-                Status::ExpiredKey,
-                format!("the signing key had expired ({e:#})"),
-            )
-        })
+        let when = UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64);
+        live_at(&ka, when).map(|_| ())
     }
 
     /// Number of keys: OpenPGP certificates plus SSH public keys.
@@ -894,20 +866,13 @@ fn unsupported_algorithm(sig: &Signature) -> Option<String> {
     None
 }
 
-/// The checks for one candidate key, in the documented order: crypto, revoked, expired, then
-/// the signing capability. Validity is evaluated at the signature's creation time.
-fn check_pgp_key(
-    sig: &Signature,
-    ka: &ErasedKeyAmalgamation<'_, openpgp::packet::key::PublicParts>,
-    payload: &[u8],
-    created: SystemTime,
-) -> Result<(), (Status, String)> {
-    sig.verify_message(ka.key(), payload)
-        .map_err(|e| (Status::Bad, format!("it does not verify ({})", brief(e))))?;
-    POLICY
-        .signature(sig, HashAlgoSecurity::CollisionResistance)
-        .map_err(|e| (Status::Bad, format!("rejected by policy ({})", brief(e))))?;
-    let vka = ka.clone().with_policy(&POLICY, created).map_err(|e| {
+/// Whether key `ka` (primary or subkey) and its certificate were validly bound, unrevoked
+/// and live at `when`: revoked is said before expired, the certificate before the key.
+fn live_at<'a>(
+    ka: &ErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>,
+    when: SystemTime,
+) -> Result<ValidErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>, (Status, String)> {
+    let vka = ka.clone().with_policy(&POLICY, when).map_err(|e| {
         (
             Status::Bad,
             format!("the key was not validly bound at that time ({})", brief(e)),
@@ -937,6 +902,23 @@ fn check_pgp_key(
             format!("the signing key had expired ({e:#})"),
         ));
     }
+    Ok(vka)
+}
+
+/// The checks for one candidate key, in the documented order: crypto, revoked, expired, then
+/// the signing capability. Validity is evaluated at the signature's creation time.
+fn check_pgp_key(
+    sig: &Signature,
+    ka: &ErasedKeyAmalgamation<'_, openpgp::packet::key::PublicParts>,
+    payload: &[u8],
+    created: SystemTime,
+) -> Result<(), (Status, String)> {
+    sig.verify_message(ka.key(), payload)
+        .map_err(|e| (Status::Bad, format!("it does not verify ({})", brief(e))))?;
+    POLICY
+        .signature(sig, HashAlgoSecurity::CollisionResistance)
+        .map_err(|e| (Status::Bad, format!("rejected by policy ({})", brief(e))))?;
+    let vka = live_at(ka, created)?;
     if !vka.for_signing() {
         return Err((Status::Bad, "the key is not signing-capable".into()));
     }

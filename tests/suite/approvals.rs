@@ -45,6 +45,18 @@ impl Keys {
 
     /// A GnuPG home with one signing key; returns (home, fingerprint).
     pub(crate) fn gpg(&self, name: &str, algo: &str, faked: Option<&str>) -> (PathBuf, String) {
+        self.gpg_primary(name, algo, "sign", faked)
+    }
+
+    /// A GnuPG home whose primary key has `usage` (`sign`, or `cert` for one that only
+    /// certifies subkeys); returns (home, fingerprint).
+    fn gpg_primary(
+        &self,
+        name: &str,
+        algo: &str,
+        usage: &str,
+        faked: Option<&str>,
+    ) -> (PathBuf, String) {
         let home = self.dir.path().join(format!("gnupg-{name}"));
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -55,7 +67,7 @@ impl Keys {
             args.extend(["--faked-system-time", f]);
         }
         let uid = format!("{name} <{name}@example.com>");
-        args.extend(["--quick-gen-key", &uid, algo, "sign", "0"]);
+        args.extend(["--quick-gen-key", &uid, algo, usage, "0"]);
         let out = gpg(&home, &args);
         assert!(out.status.success(), "{}", stderr(&out));
         let out = gpg(&home, &["--with-colons", "--list-keys"]);
@@ -68,6 +80,33 @@ impl Keys {
             .unwrap()
             .to_string();
         (home, fpr)
+    }
+}
+
+impl Keys {
+    /// A copy of GnuPG home `home` in which key `fpr` expires on 2020-01-02 at 06:00 (set on
+    /// 2020-01-01 at 06:00, for one day). The original still signs as if it never expired.
+    fn expiring_copy(&self, home: &Path, fpr: &str) -> PathBuf {
+        let copy = home.with_file_name(format!(
+            "{}-expiring",
+            home.file_name().unwrap().to_string_lossy()
+        ));
+        let copied = Command::new("cp").arg("-r").arg(home).arg(&copy).status();
+        assert!(copied.unwrap().success());
+        self.homes.borrow_mut().push(copy.clone());
+        let out = gpg(
+            &copy,
+            &[
+                "--batch",
+                "--faked-system-time",
+                "20200101T060000",
+                "--quick-set-expire",
+                fpr,
+                "1d",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        copy
     }
 }
 
@@ -377,26 +416,7 @@ fn gnupg_keys_valid_expired_and_revoked() {
     // An expiring key: signs in 2020-01-05, but the certificate the repository holds says it
     // expired on 2020-01-02 (set in a copy of the home, so gpg itself still signs).
     let (exp_home, exp) = keys.gpg("eve", "ed25519", Some("20200101T000000"));
-    let copy = keys.dir.path().join("gnupg-eve-copy");
-    Command::new("cp")
-        .args(["-r"])
-        .arg(&exp_home)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    keys.homes.borrow_mut().push(copy.clone());
-    let out = gpg(
-        &copy,
-        &[
-            "--batch",
-            "--faked-system-time",
-            "20200101T060000",
-            "--quick-set-expire",
-            &exp,
-            "1d",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = keys.expiring_copy(&exp_home, &exp);
     // A revoked key: its revocation certificate is in the repository's key file.
     let (rev_home, rev) = keys.gpg("ray", "ed25519", None);
     let revocation = std::fs::read_to_string(rev_home.join(format!("openpgp-revocs.d/{rev}.rev")))
@@ -424,46 +444,13 @@ fn gnupg_keys_valid_expired_and_revoked() {
     }
     r.write("roles/people.yaml", &people);
     r.commit("keys");
-    let sha = history(&r)["revisions"][0]["sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let msg =
-        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
     for (home, fpr, faked) in [
         (&ed_home, &ed, None),
         (&rsa_home, &rsa, None),
         (&exp_home, &exp, Some("20200105T000000")),
         (&rev_home, &rev, None),
     ] {
-        let wrapper = keys.dir.path().join(format!("gpg-{fpr}"));
-        let extra = faked
-            .map(|f| format!(" --faked-system-time {f}"))
-            .unwrap_or_default();
-        std::fs::write(&wrapper, format!("#!/bin/sh\nexec gpg{extra} \"$@\"\n")).unwrap();
-        std::fs::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let out = Command::new("git")
-            .args([
-                "-c",
-                &format!("gpg.program={}", wrapper.display()),
-                "-c",
-                &format!("user.signingkey={fpr}"),
-            ])
-            .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
-            .current_dir(r.path())
-            .env("GNUPGHOME", home)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "x")
-            .env("GIT_AUTHOR_EMAIL", "x@example.com")
-            .env("GIT_COMMITTER_NAME", "x")
-            .env("GIT_COMMITTER_EMAIL", "x@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        gpg_approve_first_revision(&keys, &r, home, fpr, faked);
     }
     assert_eq!(
         statuses(&r),
@@ -801,6 +788,44 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     assert_eq!(last["effective_time"], last["time"], "{last}");
 }
 
+/// Commits an approval of QA-001's first revision in `r`, signed by GnuPG key `fpr` of
+/// `home`, with gpg's clock set to `faked` (`YYYYMMDDTHHMMSS`) when given.
+fn gpg_approve_first_revision(keys: &Keys, r: &Repo, home: &Path, fpr: &str, faked: Option<&str>) {
+    let sha = history(r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg =
+        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
+    let wrapper = keys
+        .dir
+        .path()
+        .join(format!("gpg-{fpr}-{}", faked.unwrap_or("now")));
+    let extra = faked
+        .map(|f| format!(" --faked-system-time {f}"))
+        .unwrap_or_default();
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec gpg{extra} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = Command::new("git")
+        .args(["-c", &format!("gpg.program={}", wrapper.display())])
+        .args(["-c", &format!("user.signingkey={fpr}")])
+        .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
+        .current_dir(r.path())
+        .env("GNUPGHOME", home)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "x")
+        .env("GIT_AUTHOR_EMAIL", "x@example.com")
+        .env("GIT_COMMITTER_NAME", "x")
+        .env("GIT_COMMITTER_EMAIL", "x@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// A repository whose content is committed today, approved by Eve (key file `cert`) with
 /// gpg's clock set to 2020-01-01 12:00; returns that revision's history.
 fn backdated_gpg_approval(keys: &Keys, home: &Path, fpr: &str, cert: &str) -> serde_json::Value {
@@ -811,37 +836,7 @@ fn backdated_gpg_approval(keys: &Keys, home: &Path, fpr: &str, cert: &str) -> se
         "people:\n  - id: eve\n    name: Eve\n    email: eve@example.com\n    admin: true\n    keys: [eve.asc]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
     );
     r.commit("content written today");
-    let sha = history(&r)["revisions"][0]["sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let wrapper = keys.dir.path().join(format!("gpg-backdated-{fpr}"));
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\nexec gpg --faked-system-time 20200101T120000 \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let msg =
-        format!("Approve\n\nSopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
-    let out = Command::new("git")
-        .args(["-c", &format!("gpg.program={}", wrapper.display())])
-        .args(["-c", &format!("user.signingkey={fpr}")])
-        .args(["commit", "-q", "-S", "--allow-empty", "-m", &msg])
-        .current_dir(r.path())
-        .env("GNUPGHOME", home)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Eve")
-        .env("GIT_AUTHOR_EMAIL", "eve@example.com")
-        .env("GIT_COMMITTER_NAME", "Eve")
-        .env("GIT_COMMITTER_EMAIL", "eve@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    gpg_approve_first_revision(keys, &r, home, fpr, Some("20200101T120000"));
     history(&r)["revisions"][0].clone()
 }
 
@@ -851,29 +846,7 @@ fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_conte
     // to 2020-01-01: the signature verifies as of its own date, but the content is newer.
     let keys = Keys::new();
     let (home, fpr) = keys.gpg("eve", "ed25519", Some("20200101T000000"));
-    let copy = keys.dir.path().join("gnupg-eve-expiring");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&home)
-            .arg(&copy)
-            .status()
-            .unwrap()
-            .success()
-    );
-    keys.homes.borrow_mut().push(copy.clone());
-    let out = gpg(
-        &copy,
-        &[
-            "--batch",
-            "--faked-system-time",
-            "20200101T060000",
-            "--quick-set-expire",
-            &fpr,
-            "1d",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = keys.expiring_copy(&home, &fpr);
     let rev = backdated_gpg_approval(&keys, &home, &fpr, &export(&copy, &fpr));
     let sig = &rev["signatures"][0];
     assert_eq!(sig["status"], "expired-key", "{sig}");
@@ -887,37 +860,9 @@ fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_conte
 
     // The same with a signing subkey that expired on 2020-01-02 under a primary key that
     // never expires.
-    let home = keys.dir.path().join("gnupg-eve-subkey");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    keys.homes.borrow_mut().push(home.clone());
+    let (home, fpr) = keys.gpg_primary("eve-sub", "ed25519", "cert", Some("20200101T000000"));
     let quiet = ["--batch", "--pinentry-mode", "loopback", "--passphrase", ""];
     let at = ["--faked-system-time", "20200101T000000"];
-    let out = gpg(
-        &home,
-        &[
-            &quiet[..],
-            &at[..],
-            &[
-                "--quick-gen-key",
-                "eve <eve@example.com>",
-                "ed25519",
-                "cert",
-                "0",
-            ],
-        ]
-        .concat(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let listed = stdout(&gpg(&home, &["--with-colons", "--list-keys"]));
-    let fpr = listed
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_string();
     let out = gpg(
         &home,
         &[
