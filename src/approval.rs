@@ -6,6 +6,7 @@ pub mod gnupg;
 pub mod history;
 pub mod policy;
 pub mod signature;
+pub mod timeline;
 pub mod trailer;
 
 use history::SopHistory;

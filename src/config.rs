@@ -72,6 +72,9 @@ pub struct Approval {
     pub backend: Backend,
     /// GNUPGHOME for the `gnupg` backend (default: GnuPG's own).
     pub gnupg_home: Option<String>,
+    /// Commit ids (7 or more hex digits) whose historical approval findings were reviewed and
+    /// accepted: `check` no longer reports them. Policy like the rest of `[approval]`.
+    pub accepted_findings: Vec<String>,
 }
 
 impl Default for Approval {
@@ -84,6 +87,7 @@ impl Default for Approval {
             trust_root: None,
             backend: Backend::InProcess,
             gnupg_home: None,
+            accepted_findings: Vec::new(),
         }
     }
 }

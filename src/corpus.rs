@@ -109,6 +109,15 @@ pub struct Role {
     pub doc: Option<usize>,
 }
 
+/// Why a name does not pick out one SOP.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FindSop {
+    #[error("no SOP `{0}` in this repository")]
+    Unknown(String),
+    #[error("two or more SOPs carry the id `{id}`: {}; give each a unique id, or name the file by its path", paths.join(" and "))]
+    Ambiguous { id: String, paths: Vec<String> },
+}
+
 #[derive(Debug)]
 pub struct Corpus {
     pub config: Config,
@@ -414,8 +423,25 @@ impl Corpus {
         self.term_index.get(&doc)?.get(slug).copied()
     }
 
-    pub fn sop_by_id(&self, id: &str) -> Option<&Sop> {
-        self.sops.iter().find(|s| s.id == id)
+    /// The one SOP named by an id or a repository path. Two SOPs carrying one id are never
+    /// resolved to either: signing or running "the other file" must not happen silently.
+    pub fn find_sop(&self, name: &str) -> Result<&Sop, FindSop> {
+        let wanted = name.trim_start_matches("./").replace('\\', "/");
+        if let Some(s) = self.sops.iter().find(|s| self.docs[s.doc].path() == wanted) {
+            return Ok(s);
+        }
+        let found: Vec<&Sop> = self.sops.iter().filter(|s| s.id == name).collect();
+        match found.as_slice() {
+            [] => Err(FindSop::Unknown(name.to_string())),
+            [one] => Ok(one),
+            many => Err(FindSop::Ambiguous {
+                id: name.to_string(),
+                paths: many
+                    .iter()
+                    .map(|s| self.docs[s.doc].path().to_string())
+                    .collect(),
+            }),
+        }
     }
 
     /// The text of a file the corpus read (for printing snippets).

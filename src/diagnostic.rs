@@ -121,9 +121,12 @@ rules! {
         "An SOP marked `effective` has content that no complete set of valid approvals covers.",
         "Have every approver role sign this exact content with `sopkit approve ID --meaning approved`, or set `status: draft`.";
     InvalidSignature = "invalid-signature", Error,
-        "An approval signature in history is not valid: bad, unknown or expired or revoked key, role not held, meaning not allowed, self-approval or other content.",
-        "The signature does not count. Approve again with a key listed in people.yaml, by someone who holds the role and did not author the revision.";
-    LostSignature = "lost-signature", Error,
+        "An approval signature in history is forged or broken: a bad signature, an unknown, expired or revoked key, or a format sopkit cannot check.",
+        "The signature does not count. Approve again with a key listed in people.yaml; if an admin has reviewed this historical commit, list its id in `[approval] accepted_findings`.";
+    UncountedSignature = "uncounted-signature", Warning,
+        "A good signature that does not count for this revision: the signer held no required role, authored the revision, signed other content, used a meaning outside the vocabulary, dated it in the future, or re-committed someone else's approval.",
+        "Nothing to fix in history; have someone entitled approve the content with `sopkit approve`.";
+    LostSignature = "lost-signature", Warning,
         "A commit carries approval trailers but no signature, so a squash or rebase merge probably rewrote it.",
         "Merge approval commits with a merge commit or a fast-forward (not squash or rebase), or approve again.";
     UnauthorisedPolicyChange = "unauthorised-policy-change", Error,

@@ -141,12 +141,17 @@ fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
         &args.meaning,
         args.comment.as_deref(),
     ) {
-        Ok(commit) => {
+        Ok(signed) => {
+            let what: Vec<String> = signed
+                .sops
+                .iter()
+                .map(|(id, path)| format!("{id} ({path})"))
+                .collect();
             println!(
-                "approved {} ({}) in signed commit {}",
-                args.sops.join(", "),
+                "approved {} as {} in signed commit {}",
+                what.join(", "),
                 args.meaning,
-                &commit[..12]
+                &signed.commit[..12]
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -310,7 +315,11 @@ fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<ExitCode> {
             false
         }
     };
-    match sopkit::render::sign::verify(&args.path, &args.file, &bytes)? {
+    // The signature is judged by the policy in force at the commit the PDF records.
+    let commit = sopkit::render::pdf_meta::read(&bytes)
+        .map(|p| p.commit.trim_end_matches("+uncommitted").to_string())
+        .unwrap_or_else(|| "HEAD".into());
+    match sopkit::render::sign::verify(&args.path, &commit, &args.file, &bytes)? {
         None => println!(
             "{}: no detached signature (.sig or .asc) beside it",
             args.file.display()

@@ -35,10 +35,8 @@ pub enum Error {
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(git2::Error),
-    #[error(
-        "no SOP `{0}` in this repository (give an id such as IT-245 or a path under the procedures folder)"
-    )]
-    UnknownSop(String),
+    #[error("{0} (give an id such as IT-245 or a path under the procedures folder)")]
+    UnknownSop(#[from] crate::corpus::FindSop),
     #[error("template {name}: {message}")]
     Template { name: String, message: String },
     #[error("{sop}: {error}")]
@@ -191,20 +189,44 @@ impl Snapshot {
         })
     }
 
-    /// The SOP named by an id (`IT-245`) or a repository path.
+    /// The config whose policy parts count here: the timeline's at the rendered commit, or
+    /// the tree's own where there is no history.
+    pub fn policy_config(&self) -> &crate::config::Config {
+        if self.history.head.is_some() {
+            &self.history.config
+        } else {
+            &self.corpus.config
+        }
+    }
+
+    /// Where template overrides come from: the timeline's trusted templates once the history
+    /// has a trust root, else the tree being rendered.
+    pub fn template_overrides(&self) -> template::Overrides<'_> {
+        match &self.history.templates {
+            Some(t) => template::Overrides::Trusted(t),
+            None => template::Overrides::Tree(&self.corpus.tree),
+        }
+    }
+
+    /// The SOP named by an id (`IT-245`) or a repository path; an id two files carry is
+    /// refused, naming both.
     pub fn find_sop(&self, name: &str) -> Result<usize, Error> {
         let wanted = name.trim_start_matches("./").replace('\\', "/");
-        self.corpus
+        if let Some(i) = self.corpus.sops.iter().position(|s| {
+            self.corpus.docs[s.doc]
+                .path()
+                .ends_with(&format!("/{wanted}"))
+        }) && !self.corpus.sops.iter().any(|s| s.id == name)
+        {
+            return Ok(i);
+        }
+        let sop = self.corpus.find_sop(name)?;
+        Ok(self
+            .corpus
             .sops
             .iter()
-            .position(|s| {
-                s.id == name
-                    || self.corpus.docs[s.doc].path() == wanted
-                    || self.corpus.docs[s.doc]
-                        .path()
-                        .ends_with(&format!("/{wanted}"))
-            })
-            .ok_or_else(|| Error::UnknownSop(name.to_string()))
+            .position(|s| std::ptr::eq(s, sop))
+            .expect("found in this corpus"))
     }
 }
 
@@ -607,8 +629,8 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
         roles => serde_value(&roles),
     };
     let body = template::render(
-        &corpus.tree,
-        &corpus.config.paths.templates,
+        snap.template_overrides(),
+        &snap.policy_config().paths.templates,
         "sop.typ.j2",
         ctx,
     )?;
@@ -687,10 +709,9 @@ pub fn render_index(snap: &Snapshot, entries: &[(Rendered, String)]) -> Result<V
         source => serde_value(&source),
         sops => serde_value(&sops),
     };
-    let corpus = &snap.corpus;
     let body = template::render(
-        &corpus.tree,
-        &corpus.config.paths.templates,
+        snap.template_overrides(),
+        &snap.policy_config().paths.templates,
         "index.typ.j2",
         ctx,
     )?;

@@ -948,7 +948,7 @@ pub fn pdf(snap: &Snapshot, jd: &JobDescription) -> Result<Vec<u8>, Error> {
         body => minijinja::Value::from_safe_string(body),
     };
     let text = template::render(
-        &corpus.tree,
+        template::Overrides::Tree(&corpus.tree),
         &corpus.config.paths.templates,
         "jd.typ.j2",
         ctx,

@@ -37,8 +37,8 @@ pub enum Error {
     History(#[from] history::Error),
     #[error(transparent)]
     Evidence(#[from] evidence::Error),
-    #[error("no SOP `{0}` in this repository")]
-    UnknownSop(String),
+    #[error(transparent)]
+    UnknownSop(#[from] crate::corpus::FindSop),
     #[error("{sop} has no step `{step}` (its steps: {known})")]
     UnknownStep {
         sop: String,
@@ -122,16 +122,19 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
     // Absolute, so that the paths recorded in evidence mean the same from anywhere.
     let root = &root.canonicalize().map_err(io_err(root))?;
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
-    let s = corpus
-        .sops
-        .iter()
-        .find(|s| s.id == sop || corpus.docs[s.doc].path() == sop)
-        .ok_or_else(|| Error::UnknownSop(sop.to_string()))?;
+    let s = corpus.find_sop(sop)?;
     let doc = &corpus.docs[s.doc];
     let content_sha256 = sha256_hex(doc.file.text.as_bytes());
     let (history, unread) = match history::load_if_in_git(root, None, &corpus.config) {
         Ok(h) => (h, None),
+        Err(e @ history::Error::Shallow) => return Err(e.into()),
         Err(e) => (history::History::default(), Some(e)),
+    };
+    // Targets and notifications are policy: as the timeline trusts them at HEAD.
+    let config = if history.head.is_some() {
+        &history.config
+    } else {
+        &corpus.config
     };
     let sop_history = history.sops.get(&s.id);
     let revision = sop_history.and_then(|h| h.revision_with(&content_sha256));
@@ -184,7 +187,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             let from_attr = step
                 .target
                 .as_ref()
-                .and_then(|t| corpus.config.targets.get(t))
+                .and_then(|t| config.targets.get(t))
                 .is_some_and(|t| t.kind != TargetKind::Local);
             if let Some(t) = &opts.target
                 && (named || step.target.is_some())
@@ -204,16 +207,21 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
         });
-        let target =
-            match &target_name {
-                None => None,
-                Some(t) => Some(corpus.config.targets.get(t).cloned().ok_or_else(|| {
-                    Error::UnknownTarget {
-                        step: step.id.clone(),
-                        target: t.clone(),
-                    }
-                })?),
-            };
+        let target = match &target_name {
+            None => None,
+            Some(t) => {
+                Some(
+                    config
+                        .targets
+                        .get(t)
+                        .cloned()
+                        .ok_or_else(|| Error::UnknownTarget {
+                            step: step.id.clone(),
+                            target: t.clone(),
+                        })?,
+                )
+            }
+        };
         let mut names: Vec<String> = step.env.clone();
         if let Some(t) = &target {
             names.extend(env_names(t).into_iter().map(str::to_string));
@@ -222,7 +230,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             .args
             .get("target")
             .and_then(|v| v.as_str())
-            .and_then(|n| corpus.config.targets.get(n))
+            .and_then(|n| config.targets.get(n))
         {
             names.extend(env_names(t).into_iter().map(str::to_string));
         }
@@ -254,8 +262,8 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         allow_draft: opts.allow_draft,
         evidence_dir,
         steps,
-        targets: corpus.config.targets.clone(),
-        notify: corpus.config.notify.clone(),
+        targets: config.targets.clone(),
+        notify: config.notify.clone(),
         recipients: crate::notify::recipients(
             &corpus,
             &s.id,

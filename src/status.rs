@@ -324,6 +324,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     );
     let (history, history_error) = match history {
         Ok(h) => (h, None),
+        Err(e @ history::Error::Shallow) => return Err(e.into()),
         Err(e) => (History::default(), Some(e)),
     };
     let runs = runs(records);
@@ -895,7 +896,9 @@ pub struct Notified {
 /// owner, or `[notify] roles`) and records the outcome.
 pub fn notify_new(root: &Path, status: &Status) -> Result<Notified, Error> {
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
-    let cfg = &corpus.config.notify;
+    // Who is told, and how (a command runs as the user), is policy: only what an admin signed.
+    let config = history::trusted_config(root, &corpus.config)?;
+    let cfg = &config.notify;
     let path = notify_state_path(root);
     let mut warnings = Vec::new();
     let mut state: NotifyState = match std::fs::read(&path) {

@@ -20,8 +20,8 @@ pub enum Error {
         meaning: String,
         allowed: Vec<String>,
     },
-    #[error("no SOP with id `{0}` in this repository")]
-    UnknownSop(String),
+    #[error(transparent)]
+    UnknownSop(#[from] crate::corpus::FindSop),
     #[error("cannot approve `{0}`: {form}", form = crate::corpus::front_matter::SOP_ID_FORM)]
     InvalidSopId(String),
     #[error("name at least one SOP to approve")]
@@ -70,13 +70,21 @@ impl Error {
     }
 }
 
-/// Creates the approval commit; returns its id.
+/// What `approve` signed.
+#[derive(Debug)]
+pub struct Signed {
+    pub commit: String,
+    /// (SOP id, path in the repository) of every approved SOP.
+    pub sops: Vec<(String, String)>,
+}
+
+/// Creates the approval commit.
 pub fn approve(
     root: &Path,
     sops: &[String],
     meaning: &str,
     comment: Option<&str>,
-) -> Result<String, Error> {
+) -> Result<Signed, Error> {
     let corpus = Corpus::load(Tree::open_dir(root)?)?;
     let allowed = &corpus.config.approval.meanings;
     if !allowed.iter().any(|m| m == meaning) {
@@ -110,15 +118,13 @@ pub fn approve(
     let mut guarded = Vec::new();
     let mut approves = Vec::new();
     for id in sops {
-        let sop = corpus
-            .sop_by_id(id)
-            .ok_or_else(|| Error::UnknownSop(id.clone()))?;
+        let sop = corpus.find_sop(id)?;
         if !crate::corpus::front_matter::is_valid_sop_id(&sop.id) {
             return Err(Error::InvalidSopId(sop.id.clone()));
         }
         let path = corpus.docs[sop.doc].path().to_string();
         guarded.push(in_repo(&path));
-        approves.push((id.clone(), in_repo(&path)));
+        approves.push((sop.id.clone(), in_repo(&path)));
     }
     let paths = &corpus.config.paths;
     for p in [&paths.people, &paths.roles, &paths.keys] {
@@ -160,6 +166,7 @@ pub fn approve(
 
     let head = repo.head()?.peel_to_tree()?;
     let mut approved = Vec::new();
+    let signed: Vec<(String, String)> = approves.clone();
     for (id, path) in approves {
         let entry = head
             .get_path(Path::new(&path))
@@ -219,5 +226,8 @@ pub fn approve(
         });
     }
     let repo = git2::Repository::discover(root)?;
-    Ok(repo.head()?.peel_to_commit()?.id().to_string())
+    Ok(Signed {
+        commit: repo.head()?.peel_to_commit()?.id().to_string(),
+        sops: signed,
+    })
 }

@@ -15,9 +15,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::policy::{self, Policy};
 use super::signature::{self, KeyKind};
+use super::timeline::{self, Timeline, Trusted};
 use super::trailer;
+
+pub use super::timeline::PolicyChange;
 use crate::config::Config;
 use crate::corpus::{front_matter, id_from_file_name, under};
 use crate::source::SourceFile;
@@ -29,6 +31,12 @@ pub enum Error {
     Git(git2::Error),
     #[error("{0} is not inside a git repository")]
     NotARepository(std::path::PathBuf),
+    #[error(
+        "the history is shallow (a `git clone --depth` or a CI checkout): approvals are judged \
+         along the whole chain of policy, so fetch it all (`git fetch --unshallow`, or \
+         `fetch-depth: 0` in GitHub's actions/checkout)"
+    )]
+    Shallow,
     #[error(
         "sopkit.toml asks for `backend = \"gnupg\"`, but this sopkit was built without the `gpgme` feature"
     )]
@@ -60,6 +68,10 @@ pub enum Status {
     /// The trailer names content the SOP did not have in that commit.
     WrongContent,
     Unsupported,
+    /// Dated after the commit that brought it into the main line (or after now).
+    FutureDated,
+    /// An approval commit committed again by someone else (rebase, cherry-pick).
+    Recommitted,
 }
 
 impl Status {
@@ -76,7 +88,22 @@ impl Status {
             Status::SelfApproval => "self-approval",
             Status::WrongContent => "approves other content",
             Status::Unsupported => "unsupported signature",
+            Status::FutureDated => "dated in the future",
+            Status::Recommitted => "re-committed by someone else",
         }
+    }
+
+    /// Whether this is a forged or broken signature (an error that stays), rather than a good
+    /// signature that merely does not count here (a warning).
+    pub fn is_forgery_or_broken(self) -> bool {
+        matches!(
+            self,
+            Status::BadSignature
+                | Status::UnknownKey
+                | Status::ExpiredKey
+                | Status::RevokedKey
+                | Status::Unsupported
+        )
     }
 }
 
@@ -111,9 +138,20 @@ pub struct Revision {
     /// Earlier paths of this content, oldest first (renames that changed nothing else).
     pub renamed_from: Vec<String>,
     pub sha256: String,
+    /// The roles that must approve: those the SOP names, and when that list changed, also
+    /// those of the last effective revision.
     pub approvers: Vec<String>,
-    /// People (or e-mail addresses) who changed the SOP since the last effective revision.
+    /// The roles the SOP's front matter names.
+    #[serde(skip)]
+    pub declared_approvers: Vec<String>,
+    /// People who changed the SOP since the last effective revision, known by the key that
+    /// signed their content commit.
     pub authors: BTreeSet<String>,
+    /// Authors of unsigned (or badly signed) content commits since the last effective
+    /// revision, as the commits name them: any approver could be one of them.
+    pub unattributed: BTreeSet<String>,
+    #[serde(skip)]
+    pub separation_of_duties: bool,
     /// The version this revision became, once effective.
     pub version: Option<u32>,
     pub effective_time: Option<i64>,
@@ -187,8 +225,46 @@ impl Revision {
         if self.approvers.is_empty() {
             "no approver roles: `approvers` is empty".to_string()
         } else {
-            format!("missing: {}", self.missing_roles().join(", "))
+            format!("missing: {}", self.missing().join(", "))
         }
+    }
+
+    /// Whether every approver role is covered and separation of duties holds.
+    pub fn complete(&self) -> bool {
+        !self.approvers.is_empty() && self.missing().is_empty()
+    }
+
+    /// Everything still needed: the uncovered roles, and a second approver when unsigned
+    /// content commits leave open who wrote the revision.
+    pub fn missing(&self) -> Vec<String> {
+        let mut m = self.missing_roles();
+        if self.needs_second_approver() {
+            m.push(format!(
+                "a second approver (unsigned content commits by {} could be any approver's)",
+                self.unattributed
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        m
+    }
+
+    /// Separation of duties when some content commits are unsigned: their author could be
+    /// any approver, so nobody may approve such a revision alone.
+    fn needs_second_approver(&self) -> bool {
+        if !self.separation_of_duties || self.unattributed.is_empty() {
+            return false;
+        }
+        let signers: BTreeSet<&str> = self
+            .signatures
+            .iter()
+            .filter(|s| s.status == Status::Valid && s.meaning == "approved")
+            .filter(|s| !s.eligible.is_empty())
+            .filter_map(|s| s.signer.as_deref())
+            .collect();
+        signers.len() < 2
     }
 
     /// Approver roles not yet covered by a valid `approved` signature.
@@ -219,15 +295,6 @@ impl SopHistory {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyChange {
-    pub commit: String,
-    pub time: i64,
-    pub summary: String,
-    pub authorised: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     pub commit: String,
     pub message: String,
@@ -240,6 +307,25 @@ pub struct History {
     pub sops: BTreeMap<String, SopHistory>,
     pub policy_changes: Vec<PolicyChange>,
     pub problems: Vec<Problem>,
+    /// Commit ids whose historical findings an admin accepted (`[approval] accepted_findings`).
+    #[serde(skip)]
+    pub accepted: Vec<String>,
+    /// The config in force at the head: its policy parts from the timeline.
+    #[serde(skip)]
+    pub config: Config,
+    /// Once there is a trust root: the template files the timeline trusts at the head, by
+    /// path from the SOP folder.
+    #[serde(skip)]
+    pub templates: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+impl History {
+    /// Whether an admin accepted the findings of this commit.
+    pub fn is_accepted(&self, commit: &str) -> bool {
+        self.accepted
+            .iter()
+            .any(|a| a.len() >= 7 && commit.starts_with(a.as_str()))
+    }
 }
 
 /// Assigns valid `approved` signatures to approver roles, one signer per role.
@@ -312,142 +398,119 @@ pub fn load_if_in_git(dir: &Path, rev: Option<&str>, config: &Config) -> Result<
     }
 }
 
-/// Reads the history of the repository containing `dir`, up to `rev` (default `HEAD`).
-/// `dir` may be a sub-folder: paths are then relative to it.
-pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
+/// How much a signature's own date may run ahead of the commit that brings it into the main
+/// line: git stamps the commit and the signer's clock stamps the signature a moment apart.
+const CLOCK_SKEW: i64 = 300;
+
+/// Opens the repository containing `dir` (a work tree, not shallow) and resolves `rev`.
+fn open(dir: &Path, rev: Option<&str>) -> Result<(git2::Repository, Option<git2::Oid>), Error> {
     let repo =
         git2::Repository::discover(dir).map_err(|_| Error::NotARepository(dir.to_path_buf()))?;
     if repo.workdir().is_none() {
         return Err(Error::NotARepository(dir.to_path_buf()));
     }
-    let prefix = crate::tree::prefix_in(&repo, dir);
-    let mut paths = config.paths.clone();
-    if !prefix.is_empty() {
-        for p in [
-            &mut paths.procedures,
-            &mut paths.roles,
-            &mut paths.people,
-            &mut paths.keys,
-        ] {
-            *p = format!("{prefix}/{p}");
-        }
+    if repo.is_shallow() {
+        return Err(Error::Shallow);
     }
     let head = match repo
         .revparse_single(rev.unwrap_or("HEAD"))
         .and_then(|o| o.peel_to_commit())
     {
-        Ok(c) => c.id(),
-        Err(_) if rev.is_none() => return Ok(History::default()), // no commits yet
+        Ok(c) => Some(c.id()),
+        Err(_) if rev.is_none() => None, // no commits yet
         Err(e) => return Err(e.into()),
     };
+    Ok((repo, head))
+}
+
+/// The config in force at `HEAD`: its policy parts (targets, notify, approval, paths) as the
+/// timeline trusts them, `[links]` from `tree_config`. Outside git, or before the trust root,
+/// the tree's own config.
+pub fn trusted_config(dir: &Path, tree_config: &Config) -> Result<Config, Error> {
+    let (repo, head) = match open(dir, None) {
+        Err(Error::NotARepository(_)) => return Ok(tree_config.clone()),
+        other => other?,
+    };
+    let Some(head) = head else {
+        return Ok(tree_config.clone());
+    };
+    let prefix = crate::tree::prefix_in(&repo, dir);
+    let timeline = Timeline::build(&repo, head, &prefix, crate::clock::now())?;
+    Ok(timeline.effective_config(tree_config))
+}
+
+/// The policy the timeline trusts once `rev` is on the main line (`None` before the root).
+pub fn policy_at(dir: &Path, rev: &str) -> Result<Option<Arc<Trusted>>, Error> {
+    let (repo, head) = open(dir, Some(rev))?;
+    let Some(head) = head else { return Ok(None) };
+    let prefix = crate::tree::prefix_in(&repo, dir);
+    let timeline = Timeline::build(&repo, head, &prefix, crate::clock::now())?;
+    Ok(timeline.at_head().cloned())
+}
+
+/// Reads the history of the repository containing `dir`, up to `rev` (default `HEAD`).
+/// `dir` may be a sub-folder: paths are then relative to it. `config` is the tree's own
+/// `sopkit.toml`; its policy parts count only where the timeline has no root.
+pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
+    let (repo, head) = open(dir, rev)?;
+    let Some(head) = head else {
+        return Ok(History::default());
+    };
+    let prefix = crate::tree::prefix_in(&repo, dir);
+    let now = crate::clock::now();
+    let timeline = Timeline::build(&repo, head, &prefix, now)?;
+    let config = timeline.effective_config(config);
+    let paths = timeline::rooted(&config.paths, &prefix);
     let mut walk = repo.revwalk()?;
     walk.push(head)?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-
-    let meanings: BTreeSet<&str> = config
-        .approval
-        .meanings
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let order: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
     let mut h = History {
         head: Some(head.to_string()),
+        trust_root: timeline.root.map(|r| r.to_string()),
+        policy_changes: timeline.changes.clone(),
+        problems: timeline
+            .problems
+            .iter()
+            .map(|(commit, message)| Problem {
+                commit: commit.clone(),
+                message: message.clone(),
+            })
+            .collect(),
+        accepted: config.approval.accepted_findings.clone(),
+        config: config.clone(),
+        templates: timeline.at_head().map(|t| {
+            t.files
+                .iter()
+                .filter(|(p, _)| crate::corpus::under(p, &paths.templates))
+                .filter_map(|(p, id)| {
+                    let blob = repo.find_blob(*id).ok()?;
+                    let rel = p.strip_prefix(&format!("{prefix}/")).unwrap_or(p);
+                    Some((rel.to_string(), blob.content().to_vec()))
+                })
+                .collect()
+        }),
         ..History::default()
     };
-    let order: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
 
-    // Phase 1, in order: the trust chain. `judges` holds, per commit, the policy its
-    // signatures are judged against (its parent's trusted policy; the root's own).
-    let mut trusted: HashMap<git2::Oid, Option<Arc<Policy>>> = HashMap::new();
-    let mut judges: HashMap<git2::Oid, Arc<Policy>> = HashMap::new();
-    let mut fingerprints: HashMap<git2::Oid, policy::Fingerprint> = HashMap::new();
-    let mut policies: HashMap<policy::Fingerprint, Arc<Policy>> = HashMap::new();
+    // Every signed commit that enters the main line after the root, verified in parallel
+    // against the keys in force just before it entered.
+    let judge_of = |oid: git2::Oid| timeline.entry_of(oid).and_then(|i| timeline.before(i));
     let mut signed: Vec<(git2::Oid, Vec<u8>, Vec<u8>)> = Vec::new();
     for &oid in &order {
-        let commit = repo.find_commit(oid)?;
-        let tree = commit.tree()?;
-        let parent_id = commit.parent_ids().next();
-        let fp = policy::fingerprint(&tree, &paths);
-        fingerprints.insert(oid, fp);
-        let mut load_policy = |fp: policy::Fingerprint| {
-            policies
-                .entry(fp)
-                .or_insert_with(|| Arc::new(Policy::load(&repo, &tree, &paths)))
-                .clone()
-        };
-        let before: Option<Arc<Policy>> =
-            parent_id.and_then(|p| trusted.get(&p).cloned().flatten());
-        let signature = repo
-            .extract_signature(&oid, None)
-            .ok()
-            .map(|(s, p)| (s.to_vec(), p.to_vec()));
-        let now_trusted = match &before {
-            None => {
-                let is_root = match &config.approval.trust_root {
-                    Some(root) => oid.to_string().starts_with(root.as_str()),
-                    None => fp[0].is_some(),
-                };
-                if is_root {
-                    h.trust_root = Some(oid.to_string());
-                    Some(load_policy(fp))
-                } else {
-                    None
-                }
-            }
-            Some(prev) => {
-                let changed = parent_id.and_then(|p| fingerprints.get(&p)) != Some(&fp);
-                if !changed {
-                    Some(prev.clone())
-                } else {
-                    let (ok, detail) = match &signature {
-                        None => (false, "the commit is not signed".to_string()),
-                        Some((sig, payload)) => {
-                            let v = signature::verify(&prev.keyring, sig, payload);
-                            match (&v.status, v.owner.as_deref().and_then(|o| prev.person(o))) {
-                                (signature::Status::Valid, Some(p)) if p.admin => {
-                                    (true, format!("signed by admin {}", p.name))
-                                }
-                                (signature::Status::Valid, Some(p)) => {
-                                    (false, format!("signed by {}, who is not an admin", p.name))
-                                }
-                                _ => (false, format!("signature not valid: {}", v.detail)),
-                            }
-                        }
-                    };
-                    h.policy_changes.push(PolicyChange {
-                        commit: oid.to_string(),
-                        time: commit.time().seconds(),
-                        summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
-                        authorised: ok,
-                        detail,
-                    });
-                    if ok {
-                        Some(load_policy(fp))
-                    } else {
-                        Some(prev.clone())
-                    }
-                }
-            }
-        };
-        trusted.insert(oid, now_trusted.clone());
-        if let Some(judge) = before.or(now_trusted) {
-            judges.insert(oid, judge);
-            if let Some((sig, payload)) = signature {
-                signed.push((oid, sig, payload));
-            }
+        if judge_of(oid).is_some()
+            && let Ok((sig, payload)) = repo.extract_signature(&oid, None)
+        {
+            signed.push((oid, sig.to_vec(), payload.to_vec()));
         }
     }
-
-    // Phase 2: every signature, verified in parallel against its judging policy (keys were
-    // parsed once per distinct policy).
+    let keyring = |oid: &git2::Oid| &judge_of(*oid).expect("only judged commits").policy.keyring;
     let verified: HashMap<git2::Oid, signature::Verification> = match config.approval.backend {
         crate::config::Backend::InProcess => {
             use rayon::prelude::*;
             signed
                 .par_iter()
-                .map(|(oid, sig, payload)| {
-                    (*oid, signature::verify(&judges[oid].keyring, sig, payload))
-                })
+                .map(|(oid, sig, payload)| (*oid, signature::verify(keyring(oid), sig, payload)))
                 .collect()
         }
         #[cfg(feature = "gpgme")]
@@ -456,10 +519,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             signed
                 .iter()
                 .map(|(oid, sig, payload)| {
-                    (
-                        *oid,
-                        super::gnupg::verify(home, &judges[oid].keyring, sig, payload),
-                    )
+                    (*oid, super::gnupg::verify(home, keyring(oid), sig, payload))
                 })
                 .collect()
         }
@@ -467,9 +527,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         crate::config::Backend::Gnupg => return Err(Error::NoGnupg),
     };
 
-    // Phase 3, in order: revisions (following renames) and approvals.
+    // In order: revisions (following renames) and approvals.
     let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
     let mut states: HashMap<String, SopState> = HashMap::new();
+    let mut hashes: HashMap<git2::Oid, String> = HashMap::new();
     let strip = |p: &str| {
         p.strip_prefix(&format!("{prefix}/"))
             .unwrap_or(p)
@@ -482,7 +543,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
         let parent = commit.parents().next();
         let parent_id = parent.as_ref().map(|p| p.id());
-        let judge = judges.get(&oid).cloned();
+        let judge = judge_of(oid).cloned();
         let verification = verified.get(&oid);
 
         let mut map = parent_id
@@ -502,8 +563,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             author.name().unwrap_or(""),
             author.email().unwrap_or("")
         );
-        let author_person =
-            author_identity(verification, judge.as_deref(), author.email().unwrap_or(""));
+        let author_person = author_identity(verification);
         for delta in diff.deltas() {
             let old = delta
                 .old_file()
@@ -529,6 +589,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             };
             let rel = strip(&path);
             let state = read_sop(&rel, blob.content());
+            hashes.insert(blob.id(), state.sha256.clone());
             map.insert(path.clone(), state.id.clone());
             let entry = h
                 .sops
@@ -541,13 +602,24 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 .get(&state.id)
                 .is_none_or(|s| s.sha256 != state.sha256);
             if changed {
-                let mut authors = entry
-                    .revisions
-                    .last()
-                    .filter(|r| r.version.is_none())
-                    .map(|r| r.authors.clone())
-                    .unwrap_or_default();
-                authors.insert(author_person.clone());
+                let draft = entry.revisions.last().filter(|r| r.version.is_none());
+                let mut authors = draft.map(|r| r.authors.clone()).unwrap_or_default();
+                let mut unattributed = draft.map(|r| r.unattributed.clone()).unwrap_or_default();
+                match &author_person {
+                    Some(p) => authors.insert(p.clone()),
+                    None => unattributed.insert(author_label.clone()),
+                };
+                // A change of approvers needs the approvers of the last effective revision too.
+                let mut approvers = state.approvers.clone();
+                if let Some(last) = entry.last_effective()
+                    && last.declared_approvers != state.approvers
+                {
+                    for r in &last.declared_approvers {
+                        if !approvers.contains(r) {
+                            approvers.push(r.clone());
+                        }
+                    }
+                }
                 entry.revisions.push(Revision {
                     number: entry.revisions.len() + 1,
                     commit: oid.to_string(),
@@ -557,8 +629,11 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     path: rel.clone(),
                     renamed_from: Vec::new(),
                     sha256: state.sha256.clone(),
-                    approvers: state.approvers.clone(),
+                    approvers,
+                    declared_approvers: state.approvers.clone(),
                     authors,
+                    unattributed,
+                    separation_of_duties: config.approval.separation_of_duties,
                     version: None,
                     effective_time: None,
                     effective_commit: None,
@@ -573,24 +648,64 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             }
             states.insert(state.id.clone(), state);
         }
-        sop_paths.insert(oid, map);
 
         // Approval trailers.
-        let Some(parsed) = trailer::parse(commit.message().unwrap_or("")) else {
+        let parsed = trailer::parse(commit.message().unwrap_or(""));
+        let content_of = |id: &str, hashes: &mut HashMap<git2::Oid, String>| -> Vec<String> {
+            map.iter()
+                .filter(|(_, i)| i.as_str() == id)
+                .filter_map(|(p, _)| {
+                    let blob = tree.get_path(Path::new(p)).ok()?.id();
+                    if let Some(h) = hashes.get(&blob) {
+                        return Some(h.clone());
+                    }
+                    let h = sha256_hex(repo.find_blob(blob).ok()?.content());
+                    hashes.insert(blob, h.clone());
+                    Some(h)
+                })
+                .collect()
+        };
+        let changes_files = parent_tree.as_ref().is_none_or(|p| p.id() != tree.id());
+        let Some(parsed) = parsed else {
+            sop_paths.insert(oid, map);
             continue;
         };
         let approval = match parsed {
+            Ok(a) if changes_files => {
+                h.problems.push(Problem {
+                    commit: oid.to_string(),
+                    message: format!(
+                        "approval trailers for {} in a commit that changes files: an approval \
+                         commit carries no changes, so this is not an approval",
+                        a.approves
+                            .iter()
+                            .map(|x| x.sop.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+                sop_paths.insert(oid, map);
+                continue;
+            }
             Ok(a) => a,
             Err(message) => {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
                     message,
                 });
+                sop_paths.insert(oid, map);
                 continue;
             }
         };
         let is_signed = repo.extract_signature(&oid, None).is_ok();
+        let committer = commit.committer();
+        let recommitted = !author
+            .email()
+            .unwrap_or("")
+            .eq_ignore_ascii_case(committer.email().unwrap_or(""));
+        let entry_time = timeline.entry_time(oid).unwrap_or(now);
         for a in &approval.approves {
+            let current = content_of(&a.sop, &mut hashes);
             let Some(sop) = h.sops.get_mut(&a.sop) else {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
@@ -598,19 +713,20 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 });
                 continue;
             };
-            let current = states.get(&a.sop);
             let rev_index = sop.revisions.iter().rposition(|r| r.sha256 == a.sha256);
             let record = judge_signature(
-                oid,
-                time,
-                &approval.meaning,
-                &meanings,
-                is_signed,
-                verification,
+                &Signed {
+                    oid,
+                    commit_time: time,
+                    entry_time,
+                    meaning: &approval.meaning,
+                    signed: is_signed,
+                    recommitted,
+                    verification,
+                    content_matches: current.contains(&a.sha256),
+                },
                 judge.as_deref(),
-                current.map(|s| s.sha256 == a.sha256).unwrap_or(false),
                 rev_index.map(|i| &sop.revisions[i]),
-                config.approval.separation_of_duties,
             );
             let Some(i) = rev_index else {
                 h.problems.push(Problem {
@@ -626,8 +742,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             let rev = &mut sop.revisions[i];
             rev.signatures.push(record);
             rev.assign_roles();
-            if rev.version.is_none() && !rev.approvers.is_empty() && rev.missing_roles().is_empty()
-            {
+            if rev.version.is_none() && rev.complete() {
                 let version = sop
                     .revisions
                     .iter()
@@ -638,53 +753,51 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 let rev = &mut sop.revisions[i];
                 rev.version = Some(version);
                 // Never before the content existed, whatever the approval commit's clock says.
-                rev.effective_time = Some(time.max(rev.time));
+                rev.effective_time = Some(time.min(entry_time).max(rev.time));
                 rev.effective_commit = Some(oid.to_string());
             }
         }
+        sop_paths.insert(oid, map);
     }
     Ok(h)
 }
 
-/// The person behind a commit: its signing key's owner when signed and valid, else the
-/// person with the author's e-mail, else the e-mail itself.
-fn author_identity(
-    v: Option<&signature::Verification>,
-    policy: Option<&Policy>,
-    email: &str,
-) -> String {
-    if let Some(v) = v
-        && v.status == signature::Status::Valid
-        && let Some(owner) = &v.owner
-    {
-        return owner.clone();
-    }
-    if let Some(person) = policy.and_then(|p| p.person_by_email(email)) {
-        return person.id.value.clone();
-    }
-    email.to_string()
+/// The person behind a content commit: the owner of the key that validly signed it under the
+/// policy in force where it entered the main line. An unsigned or badly signed commit has no
+/// known author (an e-mail address is whatever the committer typed).
+fn author_identity(v: Option<&signature::Verification>) -> Option<String> {
+    v.filter(|v| v.status == signature::Status::Valid)
+        .and_then(|v| v.owner.clone())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn judge_signature(
+/// What one approval commit brings to [`judge_signature`].
+struct Signed<'a> {
     oid: git2::Oid,
     commit_time: i64,
-    meaning: &str,
-    meanings: &BTreeSet<&str>,
+    /// When it entered the main line (see [`Timeline`]).
+    entry_time: i64,
+    meaning: &'a str,
     signed: bool,
-    v: Option<&signature::Verification>,
-    policy: Option<&Policy>,
+    /// Committed by someone other than its author (a rebase or cherry-pick).
+    recommitted: bool,
+    verification: Option<&'a signature::Verification>,
+    /// The commit's own tree holds the approved content under this SOP id.
     content_matches: bool,
+}
+
+fn judge_signature(
+    a: &Signed<'_>,
+    judge: Option<&Trusted>,
     revision: Option<&Revision>,
-    separation_of_duties: bool,
 ) -> SignatureRecord {
+    let v = a.verification;
     let mut r = SignatureRecord {
-        commit: oid.to_string(),
-        time: commit_time,
+        commit: a.oid.to_string(),
+        time: a.commit_time,
         signer: None,
         name: None,
         role: None,
-        meaning: meaning.to_string(),
+        meaning: a.meaning.to_string(),
         fingerprint: v.and_then(|v| v.fingerprint.clone()),
         kind: v.and_then(|v| v.kind),
         status: Status::Valid,
@@ -695,21 +808,24 @@ fn judge_signature(
         r.status = s;
         r.detail = d;
     };
-    if !signed {
+    if !a.signed {
         status(Status::Unsigned, "approval trailers on an unsigned commit (a squash or rebase merge may have rewritten it)".into(), &mut r);
         return r;
     }
-    let (Some(v), Some(policy)) = (v, policy) else {
+    let (Some(v), Some(judge)) = (v, judge) else {
         status(
             Status::UnknownKey,
-            "no trusted people.yaml at this point of history".into(),
+            "no trusted policy where this commit enters the main line (it comes before the \
+             trust root)"
+                .into(),
             &mut r,
         );
         return r;
     };
-    if let Some(t) = v.signed_at {
-        r.time = t;
-    }
+    let policy = &judge.policy;
+    let signed_at = v.signed_at.unwrap_or(a.commit_time);
+    // Shown no earlier than the content it signs: nobody signed content before it existed.
+    r.time = revision.map_or(signed_at, |rev| signed_at.max(rev.time));
     let mapped = match v.status {
         signature::Status::Valid => None,
         signature::Status::Bad => Some(Status::BadSignature),
@@ -733,12 +849,25 @@ fn judge_signature(
         );
         return r;
     };
+    if signed_at > a.entry_time + CLOCK_SKEW {
+        status(
+            Status::FutureDated,
+            format!(
+                "the signature is dated {}, after it entered the main line ({}): a date nobody \
+                 has reached yet cannot be checked",
+                crate::approval::utc(signed_at),
+                crate::approval::utc(a.entry_time)
+            ),
+            &mut r,
+        );
+        return r;
+    }
     // An OpenPGP signature is judged at the time it claims, which the signer's clock sets;
     // content committed later cannot have been signed with a certificate that had expired
     // or been revoked by then.
     if let (Some(rev), Some(KeyKind::OpenPgp), Some(fpr)) =
         (revision, v.kind, v.fingerprint.as_deref())
-        && r.time < rev.time
+        && signed_at < rev.time
         && let Err((s, why)) =
             policy
                 .keyring
@@ -754,22 +883,33 @@ fn judge_signature(
             format!(
                 "the signature is dated {}, before the content it signs was committed ({}), \
                  when {why}",
-                crate::approval::utc(r.time),
+                crate::approval::utc(signed_at),
                 crate::approval::utc(rev.time)
             ),
             &mut r,
         );
         return r;
     }
-    if !meanings.contains(meaning) {
+    if a.recommitted {
         status(
-            Status::MeaningNotAllowed,
-            format!("meaning `{meaning}` is not in the vocabulary"),
+            Status::Recommitted,
+            "the approval commit was committed again by someone other than its author (a rebase \
+             or cherry-pick): an approval counts only in the commit its signer made"
+                .into(),
             &mut r,
         );
         return r;
     }
-    if !content_matches {
+    let meanings = &judge.config.approval.meanings;
+    if !meanings.iter().any(|m| m == a.meaning) {
+        status(
+            Status::MeaningNotAllowed,
+            format!("meaning `{}` is not in the vocabulary", a.meaning),
+            &mut r,
+        );
+        return r;
+    }
+    if !a.content_matches {
         status(
             Status::WrongContent,
             "the approved content hash is not the SOP's content in this commit".into(),
@@ -777,12 +917,12 @@ fn judge_signature(
         );
         return r;
     }
-    // The signing time comes from the signer's own clock. Nobody signs content before it
-    // was committed, so roles are judged no earlier than that: a backdated approval by
-    // someone whose role has since ended does not count for content written after it did.
-    let day = date_of(revision.map_or(r.time, |rev| r.time.max(rev.time)));
+    // Roles are judged when the signature enters the main line, under the policy in force
+    // there: a role ended (or a key removed) before then cannot be brought back by signing on
+    // a branch cut off before the change, nor by a backdated signature.
+    let day = date_of(a.entry_time);
     let approvers = revision.map(|rev| rev.approvers.as_slice()).unwrap_or(&[]);
-    let role = if meaning == "approved" {
+    let role = if a.meaning == "approved" {
         r.eligible = approvers
             .iter()
             .filter(|role| person.holds(role, day))
@@ -797,21 +937,24 @@ fn judge_signature(
             .map(|h| h.role.value.clone())
     };
     let Some(role) = role else {
-        let need = if meaning == "approved" {
+        let need = if a.meaning == "approved" {
             approvers.join(", ")
         } else {
             "any role".into()
         };
         status(
             Status::RoleNotHeld,
-            format!("{} held none of: {need} on {day}", person.name),
+            format!(
+                "{} held none of: {need} on {day}, when the signature entered the main line",
+                person.name
+            ),
             &mut r,
         );
         return r;
     };
     r.role = Some(role);
-    if separation_of_duties
-        && meaning == "approved"
+    if judge.config.approval.separation_of_duties
+        && a.meaning == "approved"
         && revision.is_some_and(|rev| rev.authors.contains(&person.id.value))
     {
         status(
@@ -856,7 +999,10 @@ mod tests {
             renamed_from: Vec::new(),
             sha256: "00".into(),
             approvers: approvers.iter().map(|r| r.to_string()).collect(),
+            declared_approvers: approvers.iter().map(|r| r.to_string()).collect(),
             authors: BTreeSet::new(),
+            unattributed: BTreeSet::new(),
+            separation_of_duties: true,
             version: None,
             effective_time: None,
             effective_commit: None,

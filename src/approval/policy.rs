@@ -1,6 +1,6 @@
 //! The policy in force at a point of history: who the people are, which roles exist, which
-//! public keys belong to whom. Read straight from a commit's tree, and trusted only along
-//! the chain that starts at the trust root (see [`super::history`]).
+//! public keys belong to whom. Built only from the files the policy timeline trusts at that
+//! point (see [`super::timeline`]).
 
 use std::collections::BTreeSet;
 
@@ -19,40 +19,30 @@ pub struct Policy {
     pub problems: Vec<String>,
 }
 
-/// What identifies the policy files' content in a tree: the ids of people.yaml, the roles
-/// folder and the keys folder. Two commits with the same fingerprint share one policy.
-pub type Fingerprint = [Option<git2::Oid>; 3];
-
-pub fn fingerprint(tree: &git2::Tree<'_>, paths: &Paths) -> Fingerprint {
-    let id = |p: &str| tree.get_path(std::path::Path::new(p)).ok().map(|e| e.id());
-    [id(&paths.people), id(&paths.roles), id(&paths.keys)]
-}
-
-fn blob(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<Vec<u8>> {
-    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    Some(blob.content().to_vec())
-}
+/// The policy files of one point of history: path (from the repository root) → blob id.
+pub type Files = std::collections::BTreeMap<String, git2::Oid>;
 
 impl Policy {
-    /// Reads people.yaml, the keys it names and the role ids of a commit's tree.
-    pub fn load(repo: &git2::Repository, tree: &git2::Tree<'_>, paths: &Paths) -> Policy {
+    /// Reads people.yaml, the keys it names and the role ids from a set of trusted policy
+    /// files (see [`super::timeline`]); nothing is read from a tree directly.
+    pub fn from_files(repo: &git2::Repository, files: &Files, paths: &Paths) -> Policy {
+        let blob = |path: &str| -> Option<Vec<u8>> {
+            let id = files.get(path)?;
+            repo.find_blob(*id).ok().map(|b| b.content().to_vec())
+        };
         let mut policy = Policy::default();
-        if let Ok(entry) = tree.get_path(std::path::Path::new(&paths.roles))
-            && let Ok(obj) = entry.to_object(repo)
-            && let Some(roles) = obj.as_tree()
-        {
-            for e in roles.iter() {
-                if let Ok(name) = e.name()
-                    && let Some(stem) = name.strip_suffix(".md")
-                    && !stem.eq_ignore_ascii_case("readme")
-                    && !stem.eq_ignore_ascii_case("index")
-                {
-                    policy.roles.insert(stem.to_string());
-                }
+        let roles_dir = format!("{}/", paths.roles.trim_end_matches('/'));
+        for path in files.keys() {
+            if let Some(name) = path.strip_prefix(&roles_dir)
+                && !name.contains('/')
+                && let Some(stem) = name.strip_suffix(".md")
+                && !stem.eq_ignore_ascii_case("readme")
+                && !stem.eq_ignore_ascii_case("index")
+            {
+                policy.roles.insert(stem.to_string());
             }
         }
-        let Some(bytes) = blob(repo, tree, &paths.people) else {
+        let Some(bytes) = blob(&paths.people) else {
             return policy;
         };
         let file = SourceFile::new(
@@ -71,7 +61,7 @@ impl Policy {
                         .push(format!("key file `{}` leaves the repository", key.value));
                     continue;
                 };
-                match blob(repo, tree, &path) {
+                match blob(&path) {
                     Some(bytes) => {
                         if let Err(e) = policy.keyring.add_file(&person.id.value, &path, &bytes) {
                             policy.problems.push(e.to_string());
@@ -84,6 +74,13 @@ impl Policy {
             }
         }
         policy
+    }
+
+    /// Whether some admin has a key that loaded: only then can anyone sign a later change.
+    pub fn has_signing_admin(&self) -> bool {
+        self.people
+            .iter()
+            .any(|p| p.admin && self.keyring.has_owner(&p.id.value))
     }
 
     pub fn person(&self, id: &str) -> Option<&Person> {

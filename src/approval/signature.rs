@@ -205,6 +205,11 @@ impl Keyring {
         self.len() == 0
     }
 
+    /// Whether any key belongs to person `owner`.
+    pub fn has_owner(&self, owner: &str) -> bool {
+        self.pgp.iter().any(|e| e.owner == owner) || self.ssh.values().any(|e| e.owner == owner)
+    }
+
     /// Adds every key in one key file: an OpenPGP certificate (armored or binary; a file may
     /// hold several certs; revocation signatures included in the file are honoured) or an
     /// OpenSSH public key (one or more `ssh-ed25519 AAAA... comment` / `ssh-rsa ...` lines).

@@ -29,18 +29,35 @@ pub struct Approval {
     pub meaning: String,
 }
 
-/// The trailer block of a commit message: `Key: value` lines of its last paragraph.
-fn trailers(message: &str) -> Vec<(&str, &str)> {
-    let trimmed = message.trim_end();
-    let last = trimmed.rsplit("\n\n").next().unwrap_or("");
-    last.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let k = k.trim();
-            (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-                .then(|| (k, v.trim()))
-        })
-        .collect()
+/// The trailer block of a commit message: its last paragraph (after line ends are made
+/// `\n`), when every line of it is a `Key: value` trailer (a line starting with white space
+/// continues the one before, as git allows) and a paragraph comes before it. Anything less is
+/// no trailer block: `Key: value` lines in the middle of a text never count.
+fn trailers(message: &str) -> Vec<(String, String)> {
+    let normal = message.replace("\r\n", "\n").replace('\r', "\n");
+    let trimmed = normal.trim_end();
+    let Some((_, last)) = trimmed.rsplit_once("\n\n") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in last.lines() {
+        if line.starts_with([' ', '\t']) {
+            let Some((_, v)) = out.last_mut() else {
+                return Vec::new();
+            };
+            v.push(' ');
+            v.push_str(line.trim());
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':') else {
+            return Vec::new();
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Vec::new();
+        }
+        out.push((k.to_string(), v.trim().to_string()));
+    }
+    out
 }
 
 /// Parses the approval trailers of a commit message; `None` when it has none. Malformed
@@ -137,5 +154,31 @@ mod tests {
             .is_err()
         );
         assert!(parse("x\n\nSopkit-Meaning: approved").unwrap().is_err());
+    }
+
+    #[test]
+    fn only_a_well_formed_last_paragraph_is_a_trailer_block() {
+        let hash = "ab".repeat(32);
+        let block = format!("Sopkit-Approves: IT-1 sha256:{hash}\nSopkit-Meaning: approved");
+        // CRLF line ends: the body's lines are not a trailer block; the real one still is.
+        let crlf = format!(
+            "Fix\r\n\r\nSopkit-Approves: IT-1 sha256:{hash}\r\nSopkit-Meaning: approved\r\n\r\nThanks"
+        );
+        assert_eq!(
+            parse(&crlf),
+            None,
+            "trailers in the middle of a CRLF message"
+        );
+        let crlf_block = format!("Approve IT-1\r\n\r\n{}", block.replace('\n', "\r\n"));
+        assert!(matches!(parse(&crlf_block), Some(Ok(_))));
+        // A last paragraph that mixes prose and trailer lines is no trailer block.
+        let mixed = format!("Approve\n\nI looked at it.\n{block}");
+        assert_eq!(parse(&mixed), None);
+        // A message that is only trailers (no subject paragraph before them) carries none.
+        assert_eq!(parse(&block), None);
+        // A folded trailer value continues the line before.
+        let folded =
+            format!("Approve\n\nSopkit-Approves: IT-1\n  sha256:{hash}\nSopkit-Meaning: approved");
+        assert_eq!(parse(&folded).unwrap().unwrap().approves[0].sop, "IT-1");
     }
 }

@@ -60,7 +60,11 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
         }
         let Some(hist) = hist else { continue };
         for rev in &hist.revisions {
-            for s in &rev.signatures {
+            for s in rev
+                .signatures
+                .iter()
+                .filter(|s| !history.is_accepted(&s.commit))
+            {
                 let who = s
                     .name
                     .as_deref()
@@ -76,7 +80,11 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
                     )),
                     other => out.push(
                         Diagnostic::new(
-                            Rule::InvalidSignature,
+                            if other.is_forgery_or_broken() {
+                                Rule::InvalidSignature
+                            } else {
+                                Rule::UncountedSignature
+                            },
                             path,
                             span,
                             format!(
@@ -111,15 +119,29 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
         }
     }
     let people = &corpus.config.paths.people;
-    for c in history.policy_changes.iter().filter(|c| !c.authorised) {
+    for c in history
+        .policy_changes
+        .iter()
+        .filter(|c| !c.authorised && !history.is_accepted(&c.commit))
+    {
         out.push(Diagnostic::new(
             Rule::UnauthorisedPolicyChange,
             people,
             None,
-            format!("commit {} (\"{}\") changed people, roles or keys without an admin's signature ({}); it is ignored", short(&c.commit), c.summary, c.detail),
+            format!(
+                "commit {} (\"{}\") changed policy ({}) without an admin's signature ({}); the change is ignored",
+                short(&c.commit),
+                c.summary,
+                c.paths.join(", "),
+                c.detail
+            ),
         ));
     }
-    for p in &history.problems {
+    for p in history
+        .problems
+        .iter()
+        .filter(|p| !history.is_accepted(&p.commit))
+    {
         out.push(Diagnostic::new(
             Rule::InvalidApproval,
             people,
@@ -130,16 +152,7 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
     out
 }
 
-/// The time `check` judges reviews against: `SOPKIT_NOW` (a date `YYYY-MM-DD`, for tests and
-/// reproducible runs) or the clock.
+/// The time `check` judges reviews against (see [`crate::clock::review_now`]).
 pub fn now() -> i64 {
-    if let Ok(v) = std::env::var("SOPKIT_NOW")
-        && let Ok(d) = time::Date::parse(
-            v.trim(),
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-    {
-        return d.midnight().assume_utc().unix_timestamp();
-    }
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::clock::review_now()
 }

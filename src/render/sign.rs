@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::approval::policy::Policy;
 use crate::approval::signature::{self, Status};
 
 pub const SSH_NAMESPACE: &str = "sopkit-pdf";
@@ -32,6 +31,8 @@ pub enum Error {
     Config(#[from] crate::corpus::Error),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    History(#[from] crate::approval::history::Error),
 }
 
 impl From<git2::Error> for Error {
@@ -142,9 +143,15 @@ pub struct Checked {
     pub detail: String,
 }
 
-/// Checks `PDF.sig` or `PDF.asc` beside `pdf` against the keys of the people file at `HEAD`
-/// of the repository at `dir`; `None` when neither file exists.
-pub fn verify(dir: &Path, pdf: &Path, bytes: &[u8]) -> Result<Option<Checked>, Error> {
+/// Checks `PDF.sig` or `PDF.asc` beside `pdf` against the keys that the policy timeline
+/// trusts at `commit` (the commit the PDF records), in the repository at `dir`; `None` when
+/// neither file exists.
+pub fn verify(
+    dir: &Path,
+    commit: &str,
+    pdf: &Path,
+    bytes: &[u8],
+) -> Result<Option<Checked>, Error> {
     let candidates = ["sig", "asc"].map(|ext| {
         let mut p = pdf.as_os_str().to_owned();
         p.push(format!(".{ext}"));
@@ -157,18 +164,17 @@ pub fn verify(dir: &Path, pdf: &Path, bytes: &[u8]) -> Result<Option<Checked>, E
         path: file.clone(),
         source,
     })?;
-    let repo = git2::Repository::discover(dir)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let corpus_config =
-        crate::corpus::Corpus::load(crate::tree::Tree::open_revision(dir, "HEAD")?)?;
-    let mut paths = corpus_config.config.paths.clone();
-    let prefix = crate::tree::prefix_in(&repo, dir);
-    if !prefix.is_empty() {
-        for p in [&mut paths.people, &mut paths.keys, &mut paths.roles] {
-            *p = format!("{prefix}/{p}");
-        }
-    }
-    let policy = Policy::load(&repo, &head.tree()?, &paths);
+    let Some(trusted) = crate::approval::history::policy_at(dir, commit)? else {
+        return Ok(Some(Checked {
+            file,
+            valid: false,
+            detail: format!(
+                "signature NOT valid: no trusted people.yaml at commit {commit} (it comes before \
+                 the trust root)"
+            ),
+        }));
+    };
+    let policy = &trusted.policy;
     let v = signature::verify_in(&policy.keyring, &signature, bytes, SSH_NAMESPACE);
     let who = v
         .owner

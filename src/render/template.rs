@@ -69,24 +69,53 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Renders template `name`: `templates/<name>` from `tree` when it exists, else the default.
-pub fn render(tree: &Tree, folder: &str, name: &str, ctx: Value) -> Result<String, super::Error> {
+/// Where a repository's template overrides come from.
+#[derive(Clone, Copy)]
+pub enum Overrides<'a> {
+    /// The tree being read (no policy timeline: nothing is approved there anyway).
+    Tree(&'a Tree),
+    /// The templates the policy timeline trusts: only an admin-signed override counts, so an
+    /// unsigned template cannot make a draft look effective on paper.
+    Trusted(&'a std::collections::BTreeMap<String, Vec<u8>>),
+}
+
+impl Overrides<'_> {
+    fn read(&self, path: &str) -> Option<Result<Vec<u8>, String>> {
+        match self {
+            Overrides::Tree(tree) => tree
+                .is_file(path)
+                .then(|| tree.read(path, 4 << 20).map_err(|e| e.to_string())),
+            Overrides::Trusted(files) => files.get(path).cloned().map(Ok),
+        }
+    }
+}
+
+/// Renders template `name`: `<folder>/<name>` from the overrides when there is one, else the
+/// default.
+pub fn render(
+    overrides: Overrides<'_>,
+    folder: &str,
+    name: &str,
+    ctx: Value,
+) -> Result<String, super::Error> {
     let path = format!("{}/{name}", folder.trim_end_matches('/'));
+    let found = overrides.read(&path);
     let err = |message: String| super::Error::Template {
-        name: if tree.is_file(&path) {
+        name: if found.is_some() {
             path.clone()
         } else {
             format!("{name} (built in)")
         },
         message,
     };
-    let source = if tree.is_file(&path) {
-        let bytes = tree.read(&path, 4 << 20).map_err(|e| err(e.to_string()))?;
-        String::from_utf8(bytes).map_err(|_| err("is not valid UTF-8".into()))?
-    } else {
-        default(name)
+    let source = match &found {
+        Some(bytes) => {
+            let bytes = bytes.clone().map_err(err)?;
+            String::from_utf8(bytes).map_err(|_| err("is not valid UTF-8".into()))?
+        }
+        None => default(name)
             .ok_or_else(|| err("no such template".into()))?
-            .to_string()
+            .to_string(),
     };
     let env = environment();
     let template = env

@@ -17,4 +17,5 @@ mod schedule;
 mod services;
 mod status;
 mod targets;
+mod trust;
 mod zero_config;

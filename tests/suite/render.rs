@@ -12,7 +12,7 @@ fn tool(name: &str) -> Command {
 }
 
 /// The text of a PDF, as poppler extracts it (layout kept, so table rows stay on one line).
-fn pdf_text(pdf: &Path) -> String {
+pub(crate) fn pdf_text(pdf: &Path) -> String {
     pdf_text_with(pdf, "-layout")
 }
 
@@ -71,7 +71,7 @@ const RICH_BODY: &str = "\n## Purpose\n\nSee the [backup section](#backup) and t
 #[test]
 fn a_rendered_sop_shows_sections_history_signatures_and_glossary() {
     let keys = Keys::new();
-    let (r, ann, _) = signed_fixture(&keys);
+    let (r, ann, bob) = signed_fixture(&keys);
     r.append(SOP, RICH_BODY);
     r.write("assets/flow.svg", SVG);
     r.write(
@@ -79,7 +79,7 @@ fn a_rendered_sop_shows_sections_history_signatures_and_glossary() {
         "---\nid: QA-002\ntitle: Other\nowner: operator\napprovers: [qa-lead]\n---\n\n# Other\n\n## Intro\n\n## Details\n\nText.\n",
     );
     r.git(&["add", "-A"]);
-    author_commit(&r, "bob", "write the demo SOP", None);
+    author_commit(&r, "bob", "write the demo SOP", Some(&bob));
     let out = approve(&r, "ann", &ann, "QA-001", "approved");
     assert!(out.status.success(), "{}", stderr(&out));
 

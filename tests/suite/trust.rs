@@ -1,0 +1,354 @@
+//! The policy timeline tried as an insider with write access would: every attack on a real
+//! history with real SSH keys, each of which made an SOP effective (or a PDF "valid") before
+//! the timeline, and the honest paths beside them.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::approvals::{
+    Keys, approve, approve_ok, author_commit, history, own_identity, rules, signed_fixture,
+    statuses,
+};
+use crate::support::{Repo, SOP, stderr, stdout};
+
+/// Adds a person with an SSH key and `role` from 2019 in a commit ann (admin) signs.
+fn add_person(r: &Repo, ann: &Path, id: &str, key: &Path, role: &str) {
+    r.write(
+        &format!("roles/keys/{id}.pub"),
+        &std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+    );
+    r.append(
+        "roles/people.yaml",
+        &format!(
+            "  - id: {id}\n    name: {id} Example\n    email: {id}@example.com\n    keys: [{id}.pub]\n    roles:\n      - {{ role: {role}, from: 2019-01-01 }}\n"
+        ),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(r, "ann", &format!("add {id}"), Some(ann));
+}
+
+fn version(r: &Repo, rev: usize) -> serde_json::Value {
+    history(r)["revisions"][rev]["version"].clone()
+}
+
+#[test]
+fn an_orphan_history_with_its_own_people_merged_in_is_no_second_trust_root() {
+    let keys = Keys::new();
+    let (r, _, _) = signed_fixture(&keys);
+    let mallory = keys.ssh("mallory");
+    // An unrelated history: the same SOP text, a people.yaml making mallory admin and
+    // qa-lead, and mallory's approval on top.
+    let sop = r.read(SOP);
+    r.git(&["checkout", "-q", "--orphan", "evil"]);
+    r.git(&["rm", "-rq", "--cached", "."]);
+    r.write(
+        "roles/keys/mallory.pub",
+        &std::fs::read_to_string(mallory.with_extension("pub")).unwrap(),
+    );
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: mallory\n    name: Mallory\n    email: mallory@example.com\n    admin: true\n    keys: [mallory.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n",
+    );
+    r.write(SOP, &sop);
+    r.git(&["add", "-A"]);
+    author_commit(&r, "mallory", "my own root", Some(&mallory));
+    approve_ok(&r, "mallory", &mallory);
+    // Merged into main by a merge that keeps main's files.
+    r.git(&["checkout", "-q", "-f", "main"]);
+    r.git(&[
+        "merge",
+        "-q",
+        "--allow-unrelated-histories",
+        "-s",
+        "ours",
+        "-m",
+        "merge",
+        "evil",
+    ]);
+    assert_eq!(statuses(&r), ["unknown-key"]);
+    assert!(version(&r, 0).is_null());
+    assert!(rules(&r).contains(&"invalid-signature".to_string()));
+    assert_eq!(r.sopkit(&["check"]).status.code(), Some(1));
+}
+
+#[test]
+fn a_signer_cannot_escape_a_role_end_by_signing_on_a_branch_cut_before_it() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let carol = keys.ssh("carol");
+    add_person(&r, &ann, "carol", &carol, "qa-lead");
+    let before_end = r.git(&["rev-parse", "HEAD"]);
+    // An admin ends carol's qa-lead role (her entry is the last one).
+    let people = r.read("roles/people.yaml");
+    let i = people.rfind("{ role: qa-lead, from: 2019-01-01 }").unwrap();
+    let ended = format!(
+        "{}{{ role: qa-lead, from: 2019-01-01, until: 2020-01-01 }}\n",
+        &people[..i]
+    );
+    r.write("roles/people.yaml", &ended);
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "carol's role ends", Some(&ann));
+    // carol branches off before the change, approves there, and the branch is merged.
+    r.git(&["checkout", "-q", "-b", "old-policy", &before_end]);
+    approve_ok(&r, "carol", &carol);
+    r.git(&["checkout", "-q", "main"]);
+    r.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "merge old-policy",
+        "old-policy",
+    ]);
+    let h = history(&r);
+    let sig = &h["revisions"][0]["signatures"][0];
+    assert_eq!(sig["status"], "role-not-held", "{sig}");
+    assert!(h["revisions"][0]["version"].is_null());
+    // The honest path: the same branch approval while her role lasts counts.
+    let keys2 = Keys::new();
+    let (r2, ann2, _) = signed_fixture(&keys2);
+    let carol2 = keys2.ssh("carol");
+    add_person(&r2, &ann2, "carol", &carol2, "qa-lead");
+    r2.git(&["checkout", "-q", "-b", "side"]);
+    approve_ok(&r2, "carol", &carol2);
+    r2.git(&["checkout", "-q", "main"]);
+    r2.git(&["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+    assert_eq!(statuses(&r2), ["valid"]);
+    assert_eq!(version(&r2, 0), 1);
+}
+
+#[test]
+fn a_signature_dated_after_it_entered_the_main_line_does_not_count() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    r.git(&["config", "user.name", "ann"]);
+    r.git(&["config", "user.email", "ann@example.com"]);
+    r.git(&["config", "gpg.format", "ssh"]);
+    let key = ann.with_extension("pub").display().to_string();
+    r.git(&["config", "user.signingkey", &key]);
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+        .args(["approve", "QA-001", "--meaning", "approved"])
+        .env("GIT_AUTHOR_DATE", "2099-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2099-01-01T00:00:00Z")
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(statuses(&r), ["future-dated"]);
+    assert!(version(&r, 0).is_null());
+    // It merely does not count: a warning, not an error.
+    assert!(rules(&r).contains(&"uncounted-signature".to_string()));
+}
+
+#[test]
+fn separation_of_duties_rests_on_signatures_not_on_e_mail_addresses() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    approve_ok(&r, "ann", &ann);
+    assert_eq!(version(&r, 0), 1);
+    // ann writes a change unsigned under bob's address, then approves it alone.
+    r.append(SOP, "\nAnn's change, committed as bob.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "bob's change?", None);
+    approve_ok(&r, "ann", &ann);
+    let h = history(&r);
+    let rev = &h["revisions"][1];
+    assert_eq!(rev["signatures"][0]["status"], "valid", "{rev}");
+    assert!(rev["version"].is_null(), "{rev}");
+    let text = stdout(&r.sopkit(&["history", "QA-001"]));
+    assert!(text.contains("a second approver"), "{text}");
+    // A change of `approvers` also needs the approvers of the last effective revision:
+    // bob (operator) cannot move the SOP to his own role and have it approved without
+    // qa-lead.
+    r.replace(SOP, "approvers: [qa-lead]", "approvers: [operator]");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "operators approve now", Some(&bob));
+    let h = history(&r);
+    let rev = h["revisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(rev["approvers"], serde_json::json!(["operator", "qa-lead"]));
+}
+
+#[test]
+fn a_shallow_clone_is_refused_with_a_way_out() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    approve_ok(&r, "ann", &ann);
+    let clone = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", r.path().display());
+    let out = Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(clone.path().join("c"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [
+        &["check"][..],
+        &["history", "QA-001"],
+        &["status"],
+        &["render", "QA-001", "-o", "x.pdf"],
+        &["build"],
+        &["run", "QA-001", "--yes"],
+    ] {
+        let out = Command::new(crate::support::sopkit_bin())
+            .args(args)
+            .current_dir(clone.path().join("c"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("fetch-depth: 0"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn an_ambiguous_id_is_refused_by_approve_and_run() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    r.write("procedures/QA-001-copy.md", &r.read(SOP));
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "a copy", Some(&bob));
+    let out = approve(&r, "ann", &ann, "QA-001", "approved");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("procedures/QA-001-copy.md")
+            && stderr(&out).contains("procedures/QA-001-demo.md"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.sopkit(&["run", "QA-001", "--allow-draft", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("QA-001-copy.md"), "{}", stderr(&out));
+}
+
+#[test]
+fn trailers_count_only_in_an_empty_commit_made_by_its_own_signer() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trailers = format!("Sopkit-Approves: QA-001 sha256:{sha}\nSopkit-Meaning: approved\n");
+    // Signed by ann, but the commit changes a file: not an approval.
+    r.write("notes.md", "# Notes\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", &format!("Notes\n\n{trailers}"), Some(&ann));
+    assert_eq!(statuses(&r), Vec::<String>::new());
+    let out = r.sopkit(&["check", "--format", "short"]);
+    assert!(
+        stdout(&out).contains("in a commit that changes files"),
+        "{}",
+        stdout(&out)
+    );
+    // ann's approval on a branch, cherry-picked by bob with his own signature: bob did not
+    // approve, and ann did not sign this commit.
+    r.git(&["checkout", "-q", "-b", "side"]);
+    approve_ok(&r, "ann", &ann);
+    let approval = r.git(&["rev-parse", "HEAD"]);
+    r.git(&["checkout", "-q", "main"]);
+    let out = own_identity(&mut Command::new("git"))
+        .args([
+            "-c",
+            "user.name=bob",
+            "-c",
+            "user.email=bob@example.com",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+        ])
+        .arg(format!(
+            "user.signingkey={}",
+            bob.with_extension("pub").display()
+        ))
+        .args(["cherry-pick", "--allow-empty", "-S", &approval])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(statuses(&r), ["recommitted"]);
+    assert!(version(&r, 0).is_null());
+}
+
+#[test]
+fn an_honest_acknowledgement_after_an_ours_merge_counts() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    r.git(&["checkout", "-q", "-b", "side"]);
+    r.append(SOP, "\nA change main does not take.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "side change", Some(&bob));
+    r.git(&["checkout", "-q", "main"]);
+    r.git(&["merge", "-q", "-s", "ours", "-m", "keep ours", "side"]);
+    let out = approve(&r, "ann", &ann, "QA-001", "acknowledged");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = history(&r);
+    let sigs: Vec<_> = h["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rev| rev["signatures"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0]["status"], "valid", "{sigs:?}");
+}
+
+#[test]
+fn verify_pdf_trusts_only_keys_the_timeline_trusts_at_the_pdfs_commit() {
+    let keys = Keys::new();
+    let (r, _, _) = signed_fixture(&keys);
+    let mallory = keys.ssh("mallory");
+    // An unsigned append of mallory's key to ann's key file.
+    r.append(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(mallory.with_extension("pub")).unwrap(),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "one more key", None);
+    let out = r.sopkit(&["render", "QA-001", "-o", "QA-001.pdf"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "sopkit-pdf", "-f"])
+        .arg(&mallory)
+        .arg(r.path().join("QA-001.pdf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = r.sopkit(&["verify-pdf", "QA-001.pdf"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("signature NOT valid"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("by Ann"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_template_override_counts_on_paper_only_when_an_admin_signed_it() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    // bob's unsigned override claims what only approvals may say.
+    r.write("templates/sop.typ.j2", "FORGED Effective Version 7\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "nicer title page", Some(&bob));
+    assert!(rules(&r).contains(&"unauthorised-policy-change".to_string()));
+    let render = |name: &str| {
+        let out = r.sopkit(&["render", "QA-001", "-o", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        crate::render::pdf_text(&r.path().join(name))
+    };
+    let text = render("a.pdf");
+    assert!(!text.contains("FORGED"), "{text}");
+    assert!(
+        text.contains("DRAFT"),
+        "the built-in template marks the draft: {text}"
+    );
+    // The same override re-made by an admin in a commit she signs is used.
+    r.append("templates/sop.typ.j2", "\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "adopt the template", Some(&ann));
+    assert!(render("b.pdf").contains("FORGED"));
+}
