@@ -1,6 +1,7 @@
 //! The policy timeline tried as an insider with write access would: every attack on a real
 //! history with real SSH keys, each of which made an SOP effective (or a PDF "valid") before
-//! the timeline, and the honest paths beside them.
+//! the timeline, and the honest paths beside them; and a property test of random histories
+//! against a model of the policy that does not use sopkit.
 
 use std::path::Path;
 use std::process::Command;
@@ -351,4 +352,174 @@ fn a_template_override_counts_on_paper_only_when_an_admin_signed_it() {
     r.git(&["add", "-A"]);
     author_commit(&r, "ann", "adopt the template", Some(&ann));
     assert!(render("b.pdf").contains("FORGED"));
+}
+
+/// Who acts in the property test below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    Ann,
+    Bob,
+    Carol,
+    Mallory,
+}
+
+impl Who {
+    fn id(self) -> &'static str {
+        match self {
+            Who::Ann => "ann",
+            Who::Bob => "bob",
+            Who::Carol => "carol",
+            Who::Mallory => "mallory",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A content change, signed by someone or unsigned (committed as bob).
+    Edit(Option<Who>),
+    /// `sopkit approve` as someone, on main or on a branch merged with a merge commit.
+    Approve(Who, bool),
+    /// carol's qa-lead role ended in people.yaml, in a commit signed by someone or unsigned.
+    EndCarol(Option<Who>),
+    /// mallory's key appended to carol's key file, unsigned.
+    ForgeKey,
+}
+
+/// What the policy says of one content version, computed without sopkit.
+#[derive(Debug, Default, Clone)]
+struct Version {
+    authors: std::collections::BTreeSet<Who>,
+    unattributed: bool,
+    counted: std::collections::BTreeSet<Who>,
+    effective: bool,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let who = prop_oneof![
+        Just(Who::Ann),
+        Just(Who::Bob),
+        Just(Who::Carol),
+        Just(Who::Mallory)
+    ];
+    let signer = prop_oneof![
+        Just(None),
+        Just(Some(Who::Ann)),
+        Just(Some(Who::Bob)),
+        Just(Some(Who::Carol))
+    ];
+    prop_oneof![
+        3 => signer.clone().prop_map(Op::Edit),
+        5 => (who, any::<bool>()).prop_map(|(w, b)| Op::Approve(w, b)),
+        1 => signer.prop_map(Op::EndCarol),
+        1 => Just(Op::ForgeKey),
+    ]
+}
+
+#[test]
+fn random_histories_make_nothing_effective_that_the_policy_does_not_allow() {
+    use proptest::prelude::*;
+    let config = ProptestConfig {
+        cases: 16,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&proptest::collection::vec(op(), 1..8), |ops| {
+            let keys = Keys::new();
+            let (r, ann, bob) = signed_fixture(&keys);
+            let (carol, mallory) = (keys.ssh("carol"), keys.ssh("mallory"));
+            let key = |w: Who| match w {
+                Who::Ann => ann.clone(),
+                Who::Bob => bob.clone(),
+                Who::Carol => carol.clone(),
+                Who::Mallory => mallory.clone(),
+            };
+            let signing = key;
+            add_person(&r, &ann, "carol", &carol, "qa-lead");
+            let mut versions = vec![Version {
+                authors: [Who::Bob].into(),
+                ..Version::default()
+            }];
+            let mut carol_active = true;
+            for (n, op) in ops.iter().enumerate() {
+                match *op {
+                    Op::Edit(signer) => {
+                        r.append(SOP, &format!("\nEdit {n}.\n"));
+                        r.git(&["add", "-A"]);
+                        let who = signer.unwrap_or(Who::Bob);
+                        author_commit(&r, who.id(), "edit", signer.map(signing).as_deref());
+                        let prev = versions.last().unwrap().clone();
+                        let mut v = Version::default();
+                        if !prev.effective {
+                            v.authors = prev.authors;
+                            v.unattributed = prev.unattributed;
+                        }
+                        match signer {
+                            Some(w) => {
+                                v.authors.insert(w);
+                            }
+                            None => v.unattributed = true,
+                        }
+                        versions.push(v);
+                    }
+                    Op::Approve(who, branch) => {
+                        if branch {
+                            r.git(&["checkout", "-q", "-b", &format!("b{n}")]);
+                        }
+                        let out = approve(&r, who.id(), &signing(who), "QA-001", "approved");
+                        prop_assert!(out.status.success(), "{}", stderr(&out));
+                        if branch {
+                            r.git(&["checkout", "-q", "main"]);
+                            r.git(&["merge", "-q", "--no-ff", "-m", "merge", &format!("b{n}")]);
+                        }
+                        let v = versions.last_mut().unwrap();
+                        let entitled = who == Who::Ann || (who == Who::Carol && carol_active);
+                        if entitled && !v.authors.contains(&who) {
+                            v.counted.insert(who);
+                        }
+                        if !v.counted.is_empty() && (!v.unattributed || v.counted.len() >= 2) {
+                            v.effective = true;
+                        }
+                    }
+                    Op::EndCarol(signer) => {
+                        let text = r.read("roles/people.yaml");
+                        let i = text.rfind("{ role: qa-lead, from: 2019-01-01").unwrap();
+                        let head = &text[..i];
+                        r.write(
+                            "roles/people.yaml",
+                            &format!("{head}{{ role: qa-lead, from: 2019-01-01, until: 2020-01-01 }}\n# change {n}\n"),
+                        );
+                        r.git(&["add", "-A"]);
+                        let who = signer.unwrap_or(Who::Bob);
+                        author_commit(&r, who.id(), "end carol", signer.map(signing).as_deref());
+                        if signer == Some(Who::Ann) {
+                            carol_active = false;
+                        }
+                    }
+                    Op::ForgeKey => {
+                        r.append(
+                            "roles/keys/carol.pub",
+                            &std::fs::read_to_string(key(Who::Mallory).with_extension("pub"))
+                                .unwrap(),
+                        );
+                        r.git(&["add", "-A"]);
+                        author_commit(&r, "bob", "one more key for carol", None);
+                    }
+                }
+            }
+            let h = history(&r);
+            let got: Vec<bool> = h["revisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|rev| !rev["version"].is_null())
+                .collect();
+            let want: Vec<bool> = versions.iter().map(|v| v.effective).collect();
+            prop_assert_eq!(got, want, "{:?}\n{}", ops, h);
+            Ok(())
+        })
+        .unwrap();
 }
