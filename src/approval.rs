@@ -1,6 +1,7 @@
 //! Approvals: signed git commits as electronic signatures.
 
 pub mod approve;
+pub mod cache;
 #[cfg(feature = "gpgme")]
 pub mod gnupg;
 pub mod history;

@@ -26,7 +26,7 @@ static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 pub const GIT_NAMESPACE: &str = "git";
 
 /// Which kind of key made (or would have made) a signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyKind {
     OpenPgp,

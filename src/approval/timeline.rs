@@ -40,10 +40,40 @@ pub struct Trusted {
     pub files: Files,
     /// The trusted `sopkit.toml` (its `[links]` are not policy and are never read from here).
     pub config: Config,
+    /// The blob `config` was read from (`None`: no sopkit.toml, the defaults).
+    pub config_blob: Option<git2::Oid>,
     pub policy: Arc<Policy>,
 }
 
 impl Trusted {
+    /// Rebuilds a trusted state from its files and the blob of its config (as saved by
+    /// [`super::history`]'s cache).
+    pub fn rebuild(
+        repo: &git2::Repository,
+        files: Files,
+        config_blob: Option<git2::Oid>,
+        prefix: &str,
+    ) -> Option<Trusted> {
+        let config = match config_blob {
+            None => Config::default(),
+            Some(id) => {
+                let blob = repo.find_blob(id).ok()?;
+                let file = SourceFile::new(
+                    config_path(prefix),
+                    String::from_utf8_lossy(blob.content()).into_owned(),
+                );
+                Config::parse(&file).0?
+            }
+        };
+        let policy = Policy::from_files(repo, &files, &rooted(&config.paths, prefix));
+        Some(Trusted {
+            files,
+            config,
+            config_blob,
+            policy: Arc::new(policy),
+        })
+    }
+
     /// The trusted bytes of a policy file.
     pub fn read(&self, repo: &git2::Repository, path: &str) -> Option<Vec<u8>> {
         let id = self.files.get(path)?;
@@ -62,7 +92,7 @@ pub struct Point {
 }
 
 /// A commit of the main line that changed policy files, and whether it was allowed to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PolicyChange {
     pub commit: String,
     pub time: i64,
@@ -82,6 +112,24 @@ pub struct Timeline {
     entry: HashMap<git2::Oid, usize>,
     pub changes: Vec<PolicyChange>,
     /// Things wrong with the timeline itself (a pinned root that does not match).
+    pub problems: Vec<(String, String)>,
+    /// The policy roots and their tree ids at the last point, so that each step reads only
+    /// its own commit's tree.
+    last: Option<(Vec<String>, Vec<Option<git2::Oid>>)>,
+    /// Some point's commit time was after now and was cut back to now: a later run, at a
+    /// later now, would judge differently, so nothing of this run may be cached.
+    pub clamped: bool,
+}
+
+/// Where an earlier build stopped: a commit of the main line, its time and the policy in force
+/// after it, and what the timeline had found up to there.
+#[derive(Debug)]
+pub struct Resume {
+    pub commit: git2::Oid,
+    pub time: i64,
+    pub root: Option<git2::Oid>,
+    pub trusted: Option<Arc<Trusted>>,
+    pub changes: Vec<PolicyChange>,
     pub problems: Vec<(String, String)>,
 }
 
@@ -232,12 +280,33 @@ impl Timeline {
         prefix: &str,
         now: i64,
     ) -> Result<Timeline, git2::Error> {
+        let t = Timeline::build_from(repo, head, prefix, now, None, None)?;
+        Ok(t.expect("a build from the start always reaches the start"))
+    }
+
+    /// [`Timeline::build`], continuing from where an earlier build stopped. `new` holds every
+    /// commit not reachable from `from.commit`. `None` when `from.commit` is not on the
+    /// first-parent chain of `head` (history was rewritten, or it was merged in as a side
+    /// branch): the caller then builds from the start.
+    pub fn build_from(
+        repo: &git2::Repository,
+        head: git2::Oid,
+        prefix: &str,
+        now: i64,
+        from: Option<Resume>,
+        new: Option<&std::collections::HashSet<git2::Oid>>,
+    ) -> Result<Option<Timeline>, git2::Error> {
+        let stop = from.as_ref().map(|f| f.commit);
         let mut chain = Vec::new();
         let mut c = repo.find_commit(head)?;
         loop {
+            if Some(c.id()) == stop {
+                break;
+            }
             chain.push(c.id());
             match c.parent(0) {
                 Ok(p) => c = p,
+                Err(_) if stop.is_some() => return Ok(None),
                 Err(_) => break,
             }
         }
@@ -246,26 +315,49 @@ impl Timeline {
         let mut t = Timeline::default();
         let mut current: Option<Arc<Trusted>> = None;
         let mut last_candidate: Option<Vec<Option<git2::Oid>>> = None;
+        let mut configs: HashMap<Option<git2::Oid>, Option<Config>> = HashMap::new();
         let mut time = i64::MIN;
+        if let Some(f) = from {
+            t.entry.insert(f.commit, 0);
+            t.points.push(Point {
+                commit: f.commit,
+                time: f.time,
+                trusted: f.trusted.clone(),
+            });
+            t.root = f.root;
+            t.changes = f.changes;
+            t.problems = f.problems;
+            time = f.time;
+            current = f.trusted;
+        }
+        let offset = t.points.len();
         for (i, &oid) in chain.iter().enumerate() {
+            let i = i + offset;
             let commit = repo.find_commit(oid)?;
             t.entry.insert(oid, i);
             let mut stack: Vec<git2::Oid> = commit.parent_ids().skip(1).collect();
             while let Some(x) = stack.pop() {
-                if t.entry.contains_key(&x) {
+                if t.entry.contains_key(&x) || new.is_some_and(|n| !n.contains(&x)) {
                     continue;
                 }
                 t.entry.insert(x, i);
                 stack.extend(repo.find_commit(x)?.parent_ids());
             }
+            t.clamped |= commit.time().seconds() > now;
             time = time.max(commit.time().seconds()).min(now);
             let tree = commit.tree()?;
             current = match current {
                 None => {
-                    let config = match config_in(repo, &tree, &toml) {
-                        None => Some(Config::default()),
-                        Some(c) => c,
-                    };
+                    // Before the root, each commit is a candidate: its sopkit.toml is parsed
+                    // once per distinct blob, not once per commit.
+                    let blob = tree.get_path(Path::new(&toml)).ok().map(|e| e.id());
+                    let config = configs
+                        .entry(blob)
+                        .or_insert_with(|| match config_in(repo, &tree, &toml) {
+                            None => Some(Config::default()),
+                            Some(c) => c,
+                        })
+                        .clone();
                     let root = config.and_then(|config| {
                         let roots = policy_roots(&config.paths, prefix);
                         let fp = fingerprint(&tree, &roots);
@@ -281,6 +373,7 @@ impl Timeline {
                             Arc::new(Trusted {
                                 files,
                                 config,
+                                config_blob: tree.get_path(Path::new(&toml)).ok().map(|e| e.id()),
                                 policy: Arc::new(policy),
                             })
                         })
@@ -298,21 +391,23 @@ impl Timeline {
                 trusted: current.clone(),
             });
         }
-        if let (Some(pin), Some(root)) = (
-            t.at_head()
-                .and_then(|h| h.config.approval.trust_root.clone()),
-            t.root,
-        ) && !root.to_string().starts_with(pin.trim())
-        {
-            t.problems.push((
+        Ok(Some(t))
+    }
+
+    /// A finding when `[approval] trust_root` (as trusted at the head) pins a root that is not
+    /// the history's own: the history was rewritten, or the pin is wrong.
+    pub fn pin_problem(&self) -> Option<(String, String)> {
+        let pin = self.at_head()?.config.approval.trust_root.clone()?;
+        let root = self.root?;
+        (!root.to_string().starts_with(pin.trim())).then(|| {
+            (
                 root.to_string(),
                 format!(
                     "sopkit.toml pins the trust root at `{pin}`, but the history's root is {root}: \
                      the history was rewritten or the pin is wrong"
                 ),
-            ));
-        }
-        Ok(t)
+            )
+        })
     }
 
     /// One commit of the main line after the root: the policy in force after it.
@@ -328,10 +423,16 @@ impl Timeline {
         time: i64,
     ) -> Result<Arc<Trusted>, git2::Error> {
         let roots = policy_roots(&before.config.paths, prefix);
-        let parent = commit.parent(0)?.tree()?;
-        if fingerprint(&parent, &roots) == fingerprint(tree, &roots) {
+        let now_fp = fingerprint(tree, &roots);
+        let parent_fp = match self.last.take() {
+            Some((r, fp)) if r == roots => fp,
+            _ => fingerprint(&commit.parent(0)?.tree()?, &roots),
+        };
+        self.last = Some((roots.clone(), now_fp.clone()));
+        if parent_fp == now_fp {
             return Ok(before);
         }
+        let parent = commit.parent(0)?.tree()?;
         let changed = changed_paths(repo, &parent, tree, &roots, toml, &before.config)?;
         if changed.is_empty() {
             return Ok(before);
@@ -366,10 +467,11 @@ impl Timeline {
             return Ok(before);
         }
         let mut config = before.config.clone();
+        let mut config_blob = before.config_blob;
         if changed.contains_key(toml) {
             match config_in(repo, tree, toml) {
-                None => config = Config::default(),
-                Some(Some(c)) => config = c,
+                None => (config, config_blob) = (Config::default(), None),
+                Some(Some(c)) => (config, config_blob) = (c, changed[toml]),
                 Some(None) => self.problems.push((
                     commit.id().to_string(),
                     "an admin signed a sopkit.toml that does not parse; the one before stays in force"
@@ -394,6 +496,7 @@ impl Timeline {
         Ok(Arc::new(Trusted {
             files,
             config,
+            config_blob,
             policy: Arc::new(policy),
         }))
     }

@@ -445,6 +445,10 @@ fn random_histories_make_nothing_effective_that_the_policy_does_not_allow() {
             }];
             let mut carol_active = true;
             for (n, op) in ops.iter().enumerate() {
+                if n == ops.len() / 2 {
+                    // A cache of the history so far, which the final read continues from.
+                    history(&r);
+                }
                 match *op {
                     Op::Edit(signer) => {
                         r.append(SOP, &format!("\nEdit {n}.\n"));
@@ -510,7 +514,10 @@ fn random_histories_make_nothing_effective_that_the_policy_does_not_allow() {
                     }
                 }
             }
+            // Read once with the cache of the history before the last op, once from the start.
             let h = history(&r);
+            std::fs::remove_dir_all(r.path().join(".git/sopkit-cache")).unwrap();
+            prop_assert_eq!(&h, &history(&r));
             let got: Vec<bool> = h["revisions"]
                 .as_array()
                 .unwrap()
@@ -522,4 +529,85 @@ fn random_histories_make_nothing_effective_that_the_policy_does_not_allow() {
             Ok(())
         })
         .unwrap();
+}
+
+/// `history` as JSON, and the same computed from the start (the cache under `.git/` removed).
+fn cached_and_full(r: &Repo) -> (serde_json::Value, serde_json::Value) {
+    let cached = history(r);
+    let dir = r.path().join(".git/sopkit-cache");
+    assert!(dir.is_dir(), "history leaves a cache");
+    std::fs::remove_dir_all(&dir).unwrap();
+    (cached, history(r))
+}
+
+#[test]
+fn the_history_cache_gives_what_a_walk_from_the_start_gives() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let carol = keys.ssh("carol");
+    history(&r);
+    // New commits on top: an edit, an approval, a policy change.
+    let old = r.git(&["rev-parse", "HEAD"]);
+    r.append(SOP, "\nMore.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "more", Some(&bob));
+    approve_ok(&r, "ann", &ann);
+    add_person(&r, &ann, "carol", &carol, "qa-lead");
+    let (cached, full) = cached_and_full(&r);
+    assert_eq!(cached, full);
+    assert_eq!(full["revisions"][1]["version"], 1);
+    // The cache is really what the next run continues from: a cached summary, re-sealed with
+    // its digest, shows up after a new commit.
+    history(&r);
+    let dir = r.path().join(".git/sopkit-cache");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    let body = body.replace("\"summary\":\"more\"", "\"summary\":\"from the cache\"");
+    let sealed = format!(
+        "sopkit-history-cache 2 {}\n{body}",
+        crate::support::sha256(body.as_bytes())
+    );
+    std::fs::write(&file, sealed).unwrap();
+    r.write("notes.md", "# Notes\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "notes", Some(&bob));
+    assert_eq!(history(&r)["revisions"][1]["summary"], "from the cache");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(history(&r)["revisions"][1]["summary"], "more");
+    // A branch cut from a commit long before the cached head, merged after it.
+    history(&r);
+    r.git(&["checkout", "-q", "-b", "old", &old]);
+    r.write(
+        "procedures/QA-002-other.md",
+        "---\nid: QA-002\ntitle: Other\nowner: operator\napprovers: [qa-lead]\n---\n\n# Other\n",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "another SOP", Some(&bob));
+    r.git(&["checkout", "-q", "main"]);
+    r.git(&["merge", "-q", "--no-ff", "-m", "merge old", "old"]);
+    let out = approve(&r, "carol", &carol, "QA-002", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let qa2 = |r: &Repo| {
+        let out = r.sopkit(&["history", "QA-002", "--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let cached = qa2(&r);
+    std::fs::remove_dir_all(r.path().join(".git/sopkit-cache")).unwrap();
+    assert_eq!(cached, qa2(&r));
+    assert_eq!(cached["revisions"][0]["version"], 1, "{cached}");
+    // History rewritten under the cache: the cached head is gone from the main line.
+    history(&r);
+    r.git(&["reset", "-q", "--hard", "HEAD~3"]);
+    r.append(SOP, "\nRewritten.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "rewritten", Some(&bob));
+    let (cached, full) = cached_and_full(&r);
+    assert_eq!(cached, full);
 }
