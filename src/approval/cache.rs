@@ -3,7 +3,7 @@
 //! keyed by sopkit's version, the SOP folder and the policy settings in force at the head,
 //! and checked before use:
 //!
-//! - its first line carries the SHA-256 of the rest, so a torn or edited file is ignored;
+//! - its last line carries the SHA-256 of the rest, so a torn or edited file is ignored;
 //! - the cached head must lie on the first-parent chain of the new head (a rewritten history,
 //!   or a head merged in as a side branch, means a walk from the start);
 //! - nothing is cached when a commit's time was after now (a later now judges it otherwise).
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{PolicyChange, Problem, SopHistory, sha256_hex};
 
-const MAGIC: &str = "sopkit-history-cache 2";
+const MAGIC: &str = "sopkit-history-cache 3";
 
 /// What the walk of a history knew at its head.
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,8 +74,8 @@ pub fn read(file: &std::path::Path, key: &str) -> Option<Saved> {
 pub fn read_unkeyed(file: &std::path::Path) -> Option<Saved> {
     let bytes = std::fs::read(file).ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
-    let (first, body) = text.split_once('\n')?;
-    let digest = first.strip_prefix(MAGIC)?.trim();
+    let (body, last) = text.strip_suffix('\n')?.rsplit_once('\n')?;
+    let digest = last.strip_prefix(MAGIC)?.trim();
     if digest != sha256_hex(body.as_bytes()) {
         return None;
     }
@@ -84,13 +84,15 @@ pub fn read_unkeyed(file: &std::path::Path) -> Option<Saved> {
 
 /// Writes the cache atomically; a failure only costs the next run its head start.
 pub fn write(file: &std::path::Path, saved: &Saved) {
-    let Ok(body) = serde_json::to_string(saved) else {
+    let Ok(mut text) = serde_json::to_string(saved) else {
         return;
     };
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let text = format!("{MAGIC} {}\n{body}", sha256_hex(body.as_bytes()));
+    // The seal goes last, so the body is never copied (it runs to tens of megabytes).
+    let digest = sha256_hex(text.as_bytes());
+    text.push_str(&format!("\n{MAGIC} {digest}\n"));
     let _ = crate::fs_atomic::write(file, text.as_bytes());
 }
 

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -615,17 +614,24 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     };
 
     // In order: revisions (following renames) and approvals.
-    let mut sop_paths: HashMap<git2::Oid, Rc<BTreeMap<String, String>>> = HashMap::new();
+    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
     let mut states: HashMap<String, SopState> = HashMap::new();
     let mut reader = SopReader::new();
+    // Per SOP id, the index of its last effective revision (a search per revision would make
+    // a long history of drafts quadratic).
+    let mut last_effective: HashMap<String, usize> = HashMap::new();
     let strip = |p: &str| {
         p.strip_prefix(&format!("{prefix}/"))
             .unwrap_or(p)
             .to_string()
     };
-    let resumed = saved.is_some();
     if let Some(saved) = saved {
         h.sops = saved.sops;
+        for (id, sop) in &h.sops {
+            if let Some(i) = sop.revisions.iter().rposition(|r| r.version.is_some()) {
+                last_effective.insert(id.clone(), i);
+            }
+        }
         h.problems = saved.problems;
         states = saved
             .states
@@ -640,7 +646,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             })
             .collect();
         if let Ok(oid) = git2::Oid::from_str(&saved.head) {
-            sop_paths.insert(oid, Rc::new(saved.head_paths));
+            sop_paths.insert(oid, saved.head_paths);
         }
     }
     for &oid in &order {
@@ -654,21 +660,18 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         let verification = verified.get(&oid);
 
         let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
-        let mut map: Rc<BTreeMap<String, String>> = match parent_id {
-            Some(p) => match sop_paths.get(&p) {
-                Some(m) => m.clone(),
-                // A resumed walk meets an old commit other than the cached head as the parent
-                // of a new one (a branch cut long ago): its SOP files are read from its tree.
-                None if resumed => Rc::new(sops_in(
-                    &repo,
-                    parent_tree.as_ref().expect("a parent has a tree"),
-                    &paths.procedures,
-                    &mut reader,
-                    &strip,
-                )),
-                None => Rc::default(),
+        // The SOP files of the parent, known from its own walk step: taken over, since most
+        // commits have one child. A second child (a branch point), or an old commit met by a
+        // resumed walk, reads them from the parent's tree instead.
+        for p in commit.parent_ids().skip(1) {
+            sop_paths.remove(&p);
+        }
+        let mut map: BTreeMap<String, String> = match (parent_id, &parent_tree) {
+            (Some(p), Some(t)) => match sop_paths.remove(&p) {
+                Some(m) => m,
+                None => sops_in(&repo, t, &paths.procedures, &mut reader, &strip),
             },
-            None => Rc::default(),
+            _ => BTreeMap::new(),
         };
         let base = paths.procedures.trim_end_matches('/');
         let folder = |t: &git2::Tree<'_>| -> Option<git2::Tree<'_>> {
@@ -702,7 +705,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         // Removals first: a file moved within one commit is removed, then added.
         changes.sort_by_key(|(_, new)| new.is_some());
         for (path, new) in changes {
-            Rc::make_mut(&mut map).remove(&path);
+            map.remove(&path);
             let Some(new) = new else { continue };
             if !is_sop_path(&path, &paths.procedures) {
                 continue;
@@ -712,7 +715,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             };
             let rel = strip(&path);
             let state = reader.read(&rel, blob.id(), blob.content());
-            Rc::make_mut(&mut map).insert(path.clone(), state.id.clone());
+            map.insert(path.clone(), state.id.clone());
             let entry = h
                 .sops
                 .entry(state.id.clone())
@@ -731,7 +734,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 };
                 // A change of approvers needs the approvers of the last effective revision too.
                 let mut approvers = state.approvers.clone();
-                if let Some(last) = entry.last_effective()
+                if let Some(last) = last_effective.get(&state.id).map(|&i| &entry.revisions[i])
                     && last.declared_approvers != state.approvers
                 {
                     for r in &last.declared_approvers {
@@ -886,6 +889,8 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 // Never before the content existed, whatever the approval commit's clock says.
                 rev.effective_time = Some(time.min(entry_time).max(rev.time));
                 rev.effective_commit = Some(oid.to_string());
+                let last = last_effective.entry(a.sop.clone()).or_insert(i);
+                *last = (*last).max(i);
             }
         }
         sop_paths.insert(oid, map);
@@ -905,36 +910,32 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         && !timeline.clamped
     {
         let trusted = point.trusted.as_ref();
-        cache::write(
-            &file,
-            &cache::Saved {
-                key: cache::key(&config),
-                head: head.to_string(),
-                time: point.time,
-                root: timeline.root.map(|r| r.to_string()),
-                files: trusted
-                    .map(|t| {
-                        t.files
-                            .iter()
-                            .map(|(p, id)| (p.clone(), id.to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                config_blob: trusted.and_then(|t| t.config_blob).map(|b| b.to_string()),
-                changes: timeline.changes.clone(),
-                timeline_problems: timeline.problems.clone(),
-                sops: h.sops.clone(),
-                problems: h.problems.clone(),
-                states: states
-                    .into_values()
-                    .map(|s| (s.id, s.blob.to_string(), s.approvers))
-                    .collect(),
-                head_paths: sop_paths
-                    .get(&head)
-                    .map(|m| m.as_ref().clone())
-                    .unwrap_or_default(),
-            },
-        );
+        let saved = cache::Saved {
+            key: cache::key(&config),
+            head: head.to_string(),
+            time: point.time,
+            root: timeline.root.map(|r| r.to_string()),
+            files: trusted
+                .map(|t| {
+                    t.files
+                        .iter()
+                        .map(|(p, id)| (p.clone(), id.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            config_blob: trusted.and_then(|t| t.config_blob).map(|b| b.to_string()),
+            changes: timeline.changes.clone(),
+            timeline_problems: timeline.problems.clone(),
+            sops: std::mem::take(&mut h.sops),
+            problems: h.problems.clone(),
+            states: states
+                .into_values()
+                .map(|s| (s.id, s.blob.to_string(), s.approvers))
+                .collect(),
+            head_paths: sop_paths.remove(&head).unwrap_or_default(),
+        };
+        cache::write(&file, &saved);
+        h.sops = saved.sops;
     }
     // The timeline's own findings come first, then those of the walk.
     let mut problems: Vec<Problem> = timeline

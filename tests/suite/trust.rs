@@ -567,10 +567,10 @@ fn the_history_cache_gives_what_a_walk_from_the_start_gives() {
         .unwrap()
         .path();
     let text = std::fs::read_to_string(&file).unwrap();
-    let (_, body) = text.split_once('\n').unwrap();
+    let (body, _) = text.trim_end().rsplit_once('\n').unwrap();
     let body = body.replace("\"summary\":\"more\"", "\"summary\":\"from the cache\"");
     let sealed = format!(
-        "sopkit-history-cache 2 {}\n{body}",
+        "{body}\nsopkit-history-cache 3 {}\n",
         crate::support::sha256(body.as_bytes())
     );
     std::fs::write(&file, sealed).unwrap();
