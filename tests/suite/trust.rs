@@ -611,3 +611,39 @@ fn the_history_cache_gives_what_a_walk_from_the_start_gives() {
     let (cached, full) = cached_and_full(&r);
     assert_eq!(cached, full);
 }
+
+#[test]
+fn a_notify_command_added_without_an_admin_never_runs() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let marker = r.path().join("ran");
+    r.append(
+        "sopkit.toml",
+        &format!("[notify]\ncommand = \"touch {}\"\n", marker.display()),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "tell me", Some(&bob));
+    // The SLO of QA-001 never ran: an alert to tell, but bob's command is not policy.
+    let out = r.sopkit(&["status", "--notify"]);
+    assert!(!marker.exists(), "{}", stdout(&out));
+    // Signed by an admin, the same command is used.
+    r.append("sopkit.toml", "\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "tell the on-call engineer", Some(&ann));
+    let out = r.sopkit(&["status", "--notify"]);
+    assert!(marker.exists(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn a_target_changed_without_an_admin_is_not_where_a_step_runs() {
+    let keys = Keys::new();
+    let (r, _, bob) = signed_fixture(&keys);
+    r.replace(SOP, "echo backup", "echo \"target at $SOPKIT_TARGET_PATH\"");
+    r.replace("sopkit.toml", "/srv/backups", "/tmp/elsewhere");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "back up elsewhere", Some(&bob));
+    let out = r.sopkit(&["run", "QA-001", "--allow-draft", "--yes"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("target at /srv/backups"), "{said}");
+    assert!(!said.contains("/tmp/elsewhere"), "{said}");
+}
