@@ -847,6 +847,8 @@ fn a_backdated_approval_is_judged_no_earlier_than_the_content_it_signs() {
     assert_eq!(last["signatures"][1]["status"], "valid", "{last}");
     assert_eq!(last["version"], 1, "{last}");
     assert_eq!(last["effective_time"], last["time"], "{last}");
+    // A signature dated before the content it signs is shown with the content's date.
+    assert_eq!(last["signatures"][1]["time"], last["time"], "{last}");
 }
 
 /// Commits an approval of QA-001's first revision in `r`, signed by GnuPG key `fpr` of

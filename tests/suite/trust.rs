@@ -647,3 +647,37 @@ fn a_target_changed_without_an_admin_is_not_where_a_step_runs() {
     assert!(said.contains("target at /srv/backups"), "{said}");
     assert!(!said.contains("/tmp/elsewhere"), "{said}");
 }
+
+#[test]
+fn an_admin_can_accept_a_reviewed_historical_error_and_nobody_else_can() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    // A stranger's approval: an unknown key, an error in every later check.
+    let stranger = keys.ssh("stranger");
+    approve_ok(&r, "stranger", &stranger);
+    let commit = r.git(&["rev-parse", "HEAD"]);
+    assert_eq!(r.sopkit(&["check"]).status.code(), Some(1));
+    // bob lists it as accepted without an admin: ignored, and reported as such.
+    r.append(
+        "sopkit.toml",
+        &format!("[approval]\naccepted_findings = [\"{}\"]\n", &commit[..12]),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "accept", Some(&bob));
+    assert!(rules(&r).contains(&"invalid-signature".to_string()));
+    // ann (admin) signs the same list: the error is waived, the history still shows it.
+    r.append("sopkit.toml", "\n");
+    r.git(&["add", "-A"]);
+    author_commit(
+        &r,
+        "ann",
+        "accept the stranger's approval after review",
+        Some(&ann),
+    );
+    assert!(
+        !rules(&r).contains(&"invalid-signature".to_string()),
+        "{:?}",
+        rules(&r)
+    );
+    assert_eq!(statuses(&r), ["unknown-key"]);
+}
