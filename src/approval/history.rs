@@ -615,6 +615,8 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
 
     // In order: revisions (following renames) and approvals.
     let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
+    // Per commit whose children are still to come: the id of its procedures folder.
+    let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
     let mut states: HashMap<String, SopState> = HashMap::new();
     let mut reader = SopReader::new();
     // Per SOP id, the index of its last effective revision (a search per revision would make
@@ -654,47 +656,64 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         let tree = commit.tree()?;
         let time = commit.time().seconds();
         let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
-        let parent = commit.parents().next();
-        let parent_id = parent.as_ref().map(|p| p.id());
+        let parent_id = commit.parent_id(0).ok();
         let judge = judge_of(oid).cloned();
         let verification = verified.get(&oid);
 
-        let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
-        // The SOP files of the parent, known from its own walk step: taken over, since most
-        // commits have one child. A second child (a branch point), or an old commit met by a
-        // resumed walk, reads them from the parent's tree instead.
+        // The parent's SOP files and procedures folder, known from its own walk step: taken
+        // over, since most commits have one child. A second child (a branch point), or an old
+        // commit met by a resumed walk, reads them from the parent's tree instead.
         for p in commit.parent_ids().skip(1) {
             sop_paths.remove(&p);
+            folders.remove(&p);
         }
-        let mut map: BTreeMap<String, String> = match (parent_id, &parent_tree) {
-            (Some(p), Some(t)) => match sop_paths.remove(&p) {
-                Some(m) => m,
-                None => sops_in(&repo, t, &paths.procedures, &mut reader, &strip),
-            },
-            _ => BTreeMap::new(),
-        };
         let base = paths.procedures.trim_end_matches('/');
-        let folder = |t: &git2::Tree<'_>| -> Option<git2::Tree<'_>> {
-            let id = if base.is_empty() {
-                t.id()
+        let folder_of = |t: &git2::Tree<'_>| -> Option<git2::Oid> {
+            if base.is_empty() {
+                Some(t.id())
             } else {
-                t.get_path(Path::new(base)).ok()?.id()
-            };
-            repo.find_tree(id).ok()
+                t.get_path(Path::new(base)).ok().map(|e| e.id())
+            }
         };
+        let parent_tree = |p: git2::Oid| repo.find_commit(p).and_then(|c| c.tree());
+        let (mut map, parent_folder) = match parent_id {
+            Some(p) => {
+                let map = match sop_paths.remove(&p) {
+                    Some(m) => m,
+                    None => sops_in(
+                        &repo,
+                        &parent_tree(p)?,
+                        &paths.procedures,
+                        &mut reader,
+                        &strip,
+                    ),
+                };
+                let folder = match folders.remove(&p) {
+                    Some(f) => f,
+                    None => folder_of(&parent_tree(p)?),
+                };
+                (map, folder)
+            }
+            None => (BTreeMap::new(), None),
+        };
+        let folder = folder_of(&tree);
+        folders.insert(oid, folder);
         let mut changes = Vec::new();
-        let prefix_of = if base.is_empty() {
-            String::new()
-        } else {
-            format!("{base}/")
-        };
-        changed_files(
-            &repo,
-            parent_tree.as_ref().and_then(folder).as_ref(),
-            folder(&tree).as_ref(),
-            &prefix_of,
-            &mut changes,
-        );
+        if parent_folder != folder {
+            let load = |id: Option<git2::Oid>| id.and_then(|id| repo.find_tree(id).ok());
+            let prefix_of = if base.is_empty() {
+                String::new()
+            } else {
+                format!("{base}/")
+            };
+            changed_files(
+                &repo,
+                load(parent_folder).as_ref(),
+                load(folder).as_ref(),
+                &prefix_of,
+                &mut changes,
+            );
+        }
         let author = commit.author();
         let author_label = format!(
             "{} <{}>",
@@ -786,10 +805,13 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 })
                 .collect()
         };
-        let changes_files = parent_tree.as_ref().is_none_or(|p| p.id() != tree.id());
         let Some(parsed) = parsed else {
             sop_paths.insert(oid, map);
             continue;
+        };
+        let changes_files = match parent_id {
+            Some(p) => repo.find_commit(p)?.tree_id() != tree.id(),
+            None => true,
         };
         let approval = match parsed {
             Ok(a) if changes_files => {

@@ -220,11 +220,17 @@ fn snapshot(repo: &git2::Repository, tree: &git2::Tree<'_>, roots: &[String]) ->
     files
 }
 
-/// Ids of the policy roots in a tree: equal ids mean equal policy files.
+/// Ids that cover the policy roots in a tree: equal ids mean equal policy files.
 fn fingerprint(tree: &git2::Tree<'_>, roots: &[String]) -> Vec<Option<git2::Oid>> {
+    // The top-level entries that hold the roots: equal ids there mean equal files below, and
+    // reading them loads no sub-tree (a commit that changes something else under the same
+    // folder is then compared in full by `changed_paths`).
     roots
         .iter()
-        .map(|p| tree.get_path(Path::new(p)).ok().map(|e| e.id()))
+        .map(|p| {
+            let first = p.split('/').next().unwrap_or(p);
+            tree.get_name(first).map(|e| e.id())
+        })
         .collect()
 }
 
