@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::corpus::{Corpus, DocKind};
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Rule, Severity};
 
 /// All findings for a corpus, sorted by file and position.
 pub fn check(corpus: &Corpus) -> Vec<Diagnostic> {
@@ -152,6 +152,26 @@ pub enum Error {
     Corpus(#[from] crate::corpus::Error),
 }
 
+/// `[paths] evidence` must lie inside the repository: `run` writes records, logs and step
+/// output there.
+fn evidence_folder_finding(corpus: &Corpus, root: &std::path::Path) -> Option<Diagnostic> {
+    if corpus.mode == crate::corpus::Mode::ZeroConfig {
+        return None;
+    }
+    let e = crate::evidence::folder(root, &corpus.config.paths.evidence).err()?;
+    let name = crate::config::FILE_NAME;
+    let span = corpus.source(name).and_then(|f| {
+        let i = f.text.find("evidence")?;
+        Some(crate::source::Span::new(i, i + "evidence".len()))
+    });
+    Some(Diagnostic::new(
+        Rule::InvalidConfig,
+        name,
+        span,
+        e.to_string(),
+    ))
+}
+
 /// Checks the working tree at `root`; with `base`, keeps only findings that are new
 /// compared to that git revision.
 pub fn check_path(root: &std::path::Path, base: Option<&str>) -> Result<Outcome, Error> {
@@ -159,6 +179,7 @@ pub fn check_path(root: &std::path::Path, base: Option<&str>) -> Result<Outcome,
     let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
     let mut diagnostics = check(&corpus);
     diagnostics.extend(approval_findings(&corpus, root, None, now)?);
+    diagnostics.extend(evidence_folder_finding(&corpus, root));
     sort(&mut diagnostics);
     if let Some(rev) = base {
         let before = Corpus::load(crate::tree::Tree::open_revision(root, rev)?)?;

@@ -30,6 +30,49 @@ pub enum Error {
     },
     #[error("{path}: not a sopkit evidence record: {message}")]
     Record { path: PathBuf, message: String },
+    #[error(
+        "sopkit.toml: [paths] evidence = \"{rel}\" {why}; the evidence folder must lie inside the repository"
+    )]
+    OutsideRepository { rel: String, why: String },
+}
+
+/// The evidence folder `rel` (from `[paths] evidence`) under `root`. Refused when it could
+/// lead outside the repository: an absolute path, `..` past the root, or a symbolic link (the
+/// folder itself or one on the way to it) that resolves elsewhere, since records, logs and the
+/// files of later steps are written there.
+pub fn folder(root: &Path, rel: &str) -> Result<PathBuf, Error> {
+    let outside = |why: &str| Error::OutsideRepository {
+        rel: rel.to_string(),
+        why: why.to_string(),
+    };
+    if Path::new(rel).is_absolute() {
+        return Err(outside("is an absolute path"));
+    }
+    let Some(clean) = crate::tree::normalize(rel).filter(|c| !c.is_empty()) else {
+        return Err(outside(
+            "leaves the repository with `..` (or names its root)",
+        ));
+    };
+    let root_real = root.canonicalize().map_err(io(root))?;
+    // The deepest part of the path that exists must resolve inside the repository.
+    let mut probe = root.join(&clean);
+    loop {
+        match probe.canonicalize() {
+            Ok(real) if real.starts_with(&root_real) && real != root_real => break,
+            Ok(_) if probe.as_path() == root => break,
+            Ok(real) => {
+                return Err(outside(&format!(
+                    "resolves to {}, through a symbolic link",
+                    real.display()
+                )));
+            }
+            Err(_) => match probe.parent() {
+                Some(p) if p.starts_with(root) => probe = p.to_path_buf(),
+                _ => break,
+            },
+        }
+    }
+    Ok(root.join(clean))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

@@ -400,7 +400,7 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
     let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
     let rel = corpus.config.paths.evidence.clone();
-    Ok((path.join(&rel), rel))
+    Ok((sopkit::evidence::folder(path, &rel)?, rel))
 }
 
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {

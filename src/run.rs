@@ -251,7 +251,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             missing_env,
         });
     }
-    let evidence_dir = root.join(&corpus.config.paths.evidence);
+    let evidence_dir = crate::evidence::folder(root, &config.paths.evidence)?;
     Ok(Plan {
         root: root.to_path_buf(),
         sop: s.id.clone(),

@@ -37,6 +37,8 @@ pub enum Error {
     Corpus(#[from] crate::corpus::Error),
     #[error(transparent)]
     History(#[from] history::Error),
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::Error),
 }
 
 /// Everything `status` reports. Times are UTC, RFC 3339.
@@ -184,6 +186,12 @@ impl Run {
     fn ended(&self) -> i64 {
         self.ended
     }
+    /// A run dated after now (beyond a few minutes of clock skew), or ending before it
+    /// started, proves nothing about the past: it never satisfies an SLO or makes a copy count.
+    fn dated_sensibly(&self, now: i64) -> bool {
+        let started = parse_time(&self.start.started).unwrap_or(i64::MIN);
+        self.ended <= now + 300 && started <= self.ended
+    }
 }
 
 fn runs(records: Records) -> Vec<Run> {
@@ -315,7 +323,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         None => crate::tree::Tree::open_dir(root)?,
     };
     let corpus = Corpus::load(tree)?;
-    let evidence_dir = root.join(&corpus.config.paths.evidence);
+    let evidence_dir = crate::evidence::folder(root, &corpus.config.paths.evidence)?;
     // The ledger is verified and read in one pass over its files, while the approval history
     // is read from git beside it.
     let (history, (ledger, records)) = rayon::join(
@@ -361,6 +369,17 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     // Each SOP's runs, in time order, found once.
     let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
     for r in &runs {
+        if !r.dated_sensibly(now) {
+            out.alerts.push(format!(
+                "{}: the run {} of step {} is dated {} to {}, in the future or backwards; it is not counted",
+                r.start.sop,
+                r.start.run,
+                r.start.step,
+                r.start.started,
+                rfc3339(r.ended())
+            ));
+            continue;
+        }
         by_sop.entry(r.start.sop.as_str()).or_default().push(r);
     }
 

@@ -5,6 +5,36 @@ use aho_corasick::AhoCorasick;
 
 pub const MASK: &str = "[REDACTED]";
 
+/// The hex (lower and upper case) and base64 (standard and URL-safe) forms of a secret. In
+/// base64 the characters a secret turns into depend on where it starts within a group of
+/// three bytes, so for each of the three positions the run of characters that only the
+/// secret decides is taken (those of at least 8 characters: shorter runs would mask ordinary
+/// text). This finds `echo -n "$PW" | base64` and the secret inside a longer encoded value.
+pub fn encoded_forms(secret: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    let hex = hex::encode(secret);
+    let mut out = vec![hex.to_ascii_uppercase(), hex];
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+    ] {
+        out.push(engine.encode(secret));
+        for shift in 0..3usize {
+            let mut bytes = vec![0u8; shift];
+            bytes.extend_from_slice(secret);
+            let encoded = engine.encode(&bytes);
+            let start = if shift == 0 { 0 } else { 4 };
+            let end = 4 * (bytes.len() / 3);
+            if end >= start + 8 {
+                out.push(encoded[start..end].to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Replaces every secret in a byte stream with [`MASK`].
 pub struct Redactor {
     matcher: Option<AhoCorasick>,
@@ -16,9 +46,14 @@ pub struct Redactor {
 
 impl Redactor {
     /// Secrets shorter than 4 bytes are ignored: masking every `a` or `1` would make logs
-    /// unreadable and protect nothing.
+    /// unreadable and protect nothing. Each secret is also looked for in the forms a step
+    /// commonly prints it in: hex and base64 (see [`encoded_forms`]).
     pub fn new(secrets: &[String]) -> Redactor {
-        let secrets: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
+        let secrets: Vec<String> = secrets
+            .iter()
+            .filter(|s| s.len() >= 4)
+            .flat_map(|s| std::iter::once(s.clone()).chain(encoded_forms(s.as_bytes())))
+            .collect();
         let keep = secrets.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
         let multiline = secrets.iter().any(|s| s.contains('\n'));
         Redactor {
@@ -100,6 +135,29 @@ mod tests {
             &[b"pass=hun", b"ter22 ok\n", b"again hunter22"],
         );
         assert_eq!(out, b"pass=[REDACTED] ok\nagain [REDACTED]");
+    }
+
+    #[test]
+    fn hex_and_base64_forms_are_masked_wherever_they_start() {
+        use base64::Engine;
+        let secret = "correct horse battery";
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let printed = [
+            b64.encode(secret),
+            url.encode(format!("?{secret}")),
+            b64.encode(format!("user:{secret}")),
+            b64.encode(format!("ab{secret}xyz")),
+            hex::encode(secret),
+            hex::encode_upper(secret),
+        ];
+        for p in printed {
+            let out = String::from_utf8(run(&[secret], &[p.as_bytes()])).unwrap();
+            assert!(out.contains(MASK), "{p} -> {out}");
+            // What is left around the mask is at most the few characters that the
+            // neighbouring bytes share with the secret.
+            assert!(out.len() < p.len(), "{p} -> {out}");
+        }
     }
 
     #[test]

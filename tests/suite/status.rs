@@ -117,6 +117,25 @@ fn slos_are_met_then_due_then_overdue() {
 }
 
 #[test]
+fn a_run_dated_after_now_satisfies_no_slo() {
+    let r = repo();
+    run(&r, &["backup"]);
+    // Judged two days before the run: its records are dated in the future.
+    let (code, v) = json(&r, &later(-48));
+    assert_eq!(code, Some(1));
+    assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
+    assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
+    assert!(
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("in the future or backwards")),
+        "{v}"
+    );
+}
+
+#[test]
 fn the_32110_rule_from_evidence_and_target_labels() {
     let r = repo();
     run(&r, &["backup"]);

@@ -681,3 +681,42 @@ fn an_admin_can_accept_a_reviewed_historical_error_and_nobody_else_can() {
     );
     assert_eq!(statuses(&r), ["unknown-key"]);
 }
+
+#[test]
+fn the_evidence_folder_cannot_lead_outside_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    for how in ["dotdot", "symlink"] {
+        let r = Repo::clean();
+        match how {
+            "dotdot" => r.append("sopkit.toml", "[paths]\nevidence = \"../elsewhere\"\n"),
+            _ => {
+                std::os::unix::fs::symlink(outside.path(), r.path().join("evidence")).unwrap();
+                &r
+            }
+        };
+        r.commit("evidence elsewhere");
+        let out = r.sopkit(&["check", "--format", "short"]);
+        assert!(
+            stdout(&out).contains("invalid-config")
+                && stdout(&out).contains("inside the repository"),
+            "{how}: {}",
+            stdout(&out)
+        );
+        let out = r.sopkit(&["run", "QA-001", "--allow-draft", "--yes"]);
+        assert_eq!(out.status.code(), Some(2), "{how}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("inside the repository"),
+            "{how}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{how}"
+        );
+        assert!(
+            !r.path().parent().unwrap().join("elsewhere").exists(),
+            "{how}"
+        );
+    }
+}
