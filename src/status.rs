@@ -336,6 +336,12 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         Err(e) => (History::default(), Some(e)),
     };
     let runs = runs(records);
+    // Targets (what counts as a copy, and where) are policy: as the timeline trusts them.
+    let config = if history.head.is_some() {
+        &history.config
+    } else {
+        &corpus.config
+    };
     let today = time::OffsetDateTime::from_unix_timestamp(now)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
@@ -448,8 +454,8 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             if now - r.ended() > window {
                 continue;
             }
-            for name in copy_targets(step(&r.start.step), end, &corpus.config.targets) {
-                let t = &corpus.config.targets[&name];
+            for name in copy_targets(step(&r.start.step), end, &config.targets) {
+                let t = &config.targets[&name];
                 copies.insert(
                     name.clone(),
                     Copy {
@@ -469,7 +475,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             None => s
                 .target
                 .as_ref()
-                .and_then(|t| corpus.config.targets.get(t))
+                .and_then(|t| config.targets.get(t))
                 .is_some_and(|t| {
                     matches!(t.kind, TargetKind::Local | TargetKind::Ssh | TargetKind::S3)
                 }),
