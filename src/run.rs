@@ -99,6 +99,8 @@ pub struct Plan {
     pub allow_draft: bool,
     pub evidence_dir: PathBuf,
     pub steps: Vec<Planned>,
+    /// Every step of the SOP as read (where each puts its output).
+    pub all_steps: Vec<Step>,
     pub targets: BTreeMap<String, Target>,
     /// `[notify]` of sopkit.toml, and who it would tell about this SOP today.
     pub notify: crate::config::Notify,
@@ -262,6 +264,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         allow_draft: opts.allow_draft,
         evidence_dir,
         steps,
+        all_steps: all,
         targets: config.targets.clone(),
         notify: config.notify.clone(),
         recipients: crate::notify::recipients(
@@ -605,6 +608,73 @@ impl StepEnd {
     }
 }
 
+/// The artifacts of the earlier steps that this step names, checked before any is used: each
+/// must lie where the producing step of this SOP puts its output (under its `dest`; for a
+/// step without one, inside the repository or a local target's path), and still have the
+/// size and SHA-256 that its record gives. A record is only a claim: without these checks,
+/// one naming `~/.ssh/id_ed25519` as an archive would make an approved copy step ship it.
+fn checked_earlier(
+    plan: &Plan,
+    p: &Planned,
+    latest: &BTreeMap<String, Vec<evidence::FileRef>>,
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out = BTreeMap::new();
+    let named = p.step.args.values().filter_map(|v| v.as_str());
+    for (id, files) in named.filter_map(|v| latest.get_key_value(v)) {
+        let producer = plan.all_steps.iter().find(|s| s.id == *id);
+        let roots: Vec<PathBuf> = match producer.and_then(|s| s.args.get("dest")?.as_str()) {
+            Some(dest) => vec![action::resolve(&plan.root, &expand(dest))],
+            None => std::iter::once(plan.root.clone())
+                .chain(
+                    plan.targets
+                        .values()
+                        .filter(|t| t.kind == TargetKind::Local)
+                        .filter_map(|t| t.path.as_deref().map(PathBuf::from)),
+                )
+                .collect(),
+        };
+        let roots: Vec<PathBuf> = roots
+            .iter()
+            .map(|r| r.canonicalize().unwrap_or_else(|_| r.clone()))
+            .collect();
+        let mut paths = Vec::new();
+        for f in files {
+            let path = action::resolve(&plan.root, &f.name);
+            let real = path.canonicalize().map_err(|e| {
+                format!(
+                    "step {id}'s artifact {} cannot be read: {e}",
+                    path.display()
+                )
+            })?;
+            if !roots.iter().any(|r| real.starts_with(r)) {
+                return Err(format!(
+                    "step {id}'s recorded artifact {} lies outside where step {id} puts its \
+                     output ({}); it is not used",
+                    real.display(),
+                    roots
+                        .iter()
+                        .map(|r| r.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let (size, sha256) = evidence::hash_file(&real).map_err(|e| e.to_string())?;
+            if size != f.size || sha256 != f.sha256 {
+                return Err(format!(
+                    "step {id}'s artifact {} changed since its run recorded it (recorded {} \
+                     bytes, sha256 {}; now {size} bytes, sha256 {sha256}); it is not used",
+                    real.display(),
+                    f.size,
+                    &f.sha256[..f.sha256.len().min(16)],
+                ));
+            }
+            paths.push(f.name.clone());
+        }
+        out.insert(id.clone(), paths);
+    }
+    Ok(out)
+}
+
 /// A built-in action, in this process; its messages go to the stdout log and the operator.
 fn run_action(
     plan: &Plan,
@@ -630,7 +700,8 @@ fn run_action(
         }
     }
     let mut log = Tee(out_file, Redactor::new(&p.secrets));
-    let (earlier, unreadable) = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    let (latest, unreadable) = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    let earlier = checked_earlier(plan, p, &latest);
     if let Some(first) = unreadable.first() {
         let _ = writeln!(
             log,
@@ -641,6 +712,10 @@ fn run_action(
             first.display()
         );
     }
+    let (earlier, earlier_problem) = match earlier {
+        Ok(e) => (e, None),
+        Err(why) => (BTreeMap::new(), Some(why)),
+    };
     let mut cx = action::Context {
         root: &plan.root,
         sop: &plan.sop,
@@ -649,7 +724,10 @@ fn run_action(
         targets: &plan.targets,
         log: &mut log,
     };
-    let result = action::run(name, &p.step.args, &mut cx);
+    let result = match &earlier_problem {
+        Some(why) => Err(action::Error::Failed(why.clone())),
+        None => action::run(name, &p.step.args, &mut cx),
+    };
     let _ = log.flush();
     let _ = evidence::sync(&mut log.0);
     if let Ok(mut f) = err_file.try_clone() {

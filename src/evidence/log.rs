@@ -243,25 +243,28 @@ pub fn human(rows: &[Row]) -> String {
     s
 }
 
-/// For each step of `sop`: the files its latest successful run produced (artifact names as
-/// recorded), so that a later step can refer to them by step id; and the record files that
-/// could not be read (one of them may have been a later run).
+/// For each step of `sop`: the files its latest successful run produced (as recorded: name,
+/// size and SHA-256), so that a later step can refer to them by step id; and the record files
+/// that could not be read (one of them may have been a later run).
 pub fn latest_artifacts(
     evidence: &Path,
     sop: &str,
-) -> (BTreeMap<String, Vec<String>>, Vec<PathBuf>) {
+) -> (
+    BTreeMap<String, Vec<crate::evidence::FileRef>>,
+    Vec<PathBuf>,
+) {
     let (records, unreadable) = records(evidence);
-    let mut best: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    let mut best: BTreeMap<String, (String, Vec<crate::evidence::FileRef>)> = BTreeMap::new();
     for r in records {
         if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
             continue;
         }
         let ended = r.ended.clone().unwrap_or_default();
-        let files: Vec<String> = r
+        let files: Vec<crate::evidence::FileRef> = r
             .files
             .iter()
             .filter(|f| f.role == "artifact")
-            .map(|f| f.name.clone())
+            .cloned()
             .collect();
         if best.get(&r.step).is_none_or(|(t, _)| ended >= *t) {
             best.insert(r.step.clone(), (ended, files));

@@ -348,7 +348,9 @@ fn seed_shop(db: &Server) {
     );
 }
 
-/// Runs the `restore-test` step with `record` as the dump's record; its output and the
+/// Runs the `restore-test-file` step (which names the dump by path, so that sopkit does not
+/// refuse an artifact edited after its run) with `record` as the dump's record; its output
+/// and the
 /// verification lines of its evidence.
 fn restore_test_with(
     r: &Repo,
@@ -356,7 +358,21 @@ fn restore_test_with(
     record: &serde_json::Value,
 ) -> (std::process::Output, String) {
     std::fs::write(record_file, serde_json::to_vec_pretty(record).unwrap()).unwrap();
-    let out = run(r, &["restore-test"]);
+    let dump = record_file.strip_suffix(".dump.json").unwrap();
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "run",
+            "OPS-100",
+            "--allow-draft",
+            "--yes",
+            "--step",
+            "restore-test-file",
+        ])
+        .env("APP_DB_PASSWORD", MARIADB_PASSWORD)
+        .env("DUMP_FILE", dump)
+        .current_dir(r.path())
+        .output()
+        .unwrap();
     let v = verification(&last_end(r)).join("\n");
     (out, v)
 }
@@ -380,7 +396,7 @@ fn restore_test_of_sql(
     restore_test_with(r, record_file, &edited)
 }
 
-const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n\n```sopkit {step=restore-test-one action=restore-test}\ndump: dump\ntarget: app-db\njobs: 1\n```\n";
+const DUMP_STEPS: &str = "```sopkit {step=dump action=db-dump target=app-db}\ndatabase: shop\ndest: dumps\n```\n\n```sopkit {step=restore-test action=restore-test}\ndump: dump\ntarget: app-db\n```\n\n```sopkit {step=restore-test-one action=restore-test}\ndump: dump\ntarget: app-db\njobs: 1\n```\n\n```sopkit {step=restore-test-file action=restore-test}\ndump: ${DUMP_FILE}\ntarget: app-db\n```\n";
 
 #[test]
 fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
@@ -451,6 +467,12 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     let original = std::fs::read(record_file).unwrap();
     let mut edited = record.clone();
     edited["tables"][0]["checksum"] = serde_json::json!("12345");
+    // Named by its step, an artifact edited after the run recorded it is not used at all.
+    std::fs::write(record_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let out = run(&r, &["restore-test"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v = verification(&last_end(&r)).join("\n");
+    assert!(v.contains("changed since its run recorded it"), "{v}");
     let (out, v) = restore_test_with(&r, record_file, &edited);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
@@ -546,11 +568,19 @@ fn a_database_dump_is_restore_tested_and_the_scratch_database_dropped() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let end = last_end(&r);
     assert_eq!(end["outcome"], "failed");
-    // Its hash differs from the record's: nothing of it reaches the server.
+    // Its hash differs from the evidence record's: sopkit refuses it before the step starts,
+    // so nothing of it reaches the server.
     assert!(
-        verification(&end).join("\n").contains("was not loaded"),
+        verification(&end)
+            .join("\n")
+            .contains("changed since its run recorded it"),
         "{end}"
     );
+    // Named by path, the same dump meets restore-test's own check against the dump's record.
+    let original_record: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let (out, v) = restore_test_with(&r, record_file, &original_record);
+    assert_eq!(out.status.code(), Some(1), "{}{v}", stdout(&out));
+    assert!(v.contains("was not loaded"), "{v}");
     let left = db.root_sql("SHOW DATABASES LIKE 'sopkit_restore%'");
     assert!(left.trim().is_empty(), "scratch databases left: {left}");
 }

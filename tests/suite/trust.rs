@@ -720,3 +720,50 @@ fn the_evidence_folder_cannot_lead_outside_the_repository() {
         );
     }
 }
+
+#[test]
+fn a_record_naming_a_file_outside_the_steps_output_ships_nothing() {
+    let r = Repo::empty();
+    r.write(
+        "procedures/OPS-300-ship.md",
+        "---\nid: OPS-300\ntitle: Ship\n---\n\n# Ship\n\n```sopkit {step=backup action=archive}\nsource: data\ndest: backups\n```\n\n```sopkit {step=ship action=copy}\nsource: backup\ndest: offsite\n```\n",
+    );
+    r.write("data/a.txt", "alpha\n");
+    r.commit("ship");
+    let run = |step: &str| r.sopkit(&["run", "OPS-300", "--allow-draft", "--yes", "--step", step]);
+    assert!(run("backup").status.success());
+    // A private key outside the repository, and the archive's end record rewritten to name it
+    // (with its true size and hash) as what the backup step produced.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let key = secret_dir.path().join("id_ed25519");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n").unwrap();
+    let bytes = std::fs::read(&key).unwrap();
+    let record = crate::support::files(&r.path().join("evidence"))
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .is_ok_and(|t| t.contains("\"kind\":\"end\"") || t.contains("\"kind\": \"end\""))
+        })
+        .expect("the backup's end record");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    for f in v["files"].as_array_mut().unwrap() {
+        if f["role"] == "artifact" {
+            f["name"] = serde_json::json!(key.display().to_string());
+            f["size"] = serde_json::json!(bytes.len());
+            f["sha256"] = serde_json::json!(crate::support::sha256(&bytes));
+        }
+    }
+    std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = run("ship");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let end = crate::support::end_records(&r).pop().unwrap();
+    assert_eq!(end["step"], "ship");
+    let said = crate::support::verification(&end).join("\n");
+    assert!(
+        said.contains("lies outside where step backup puts its output"),
+        "{said}"
+    );
+    let shipped = crate::support::files(&r.path().join("offsite"));
+    assert!(shipped.is_empty(), "{shipped:?}");
+}
