@@ -543,8 +543,15 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     };
     let prefix = crate::tree::prefix_in(&repo, dir);
     let now = crate::clock::now();
-    // Only the history of HEAD is cached (a `--base` or `--at` revision is read in full).
-    let cache_file = rev.is_none().then(|| cache::path(&repo, &prefix));
+    // Only the history of HEAD is cached (a `--base` or `--at` revision before it is read in
+    // full); a revision that is HEAD's commit, as `render` and `build` name it, is HEAD.
+    let at_head = rev.is_none()
+        || repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .is_some_and(|c| c.id() == head);
+    let cache_file = at_head.then(|| cache::path(&repo, &prefix));
     let (timeline, saved, order) =
         match resume(&repo, head, &prefix, now, cache_file.as_deref(), config)? {
             Some(r) => r,
