@@ -33,13 +33,13 @@ pub fn render_history(sop: &SopHistory) -> String {
         s.push_str(&format!(
             "  revision {}  {}  {}  {}  {}\n    \"{}\"  {}  sha256:{}\n",
             r.number,
-            &r.commit[..12],
+            r.commit.get(..12).unwrap_or(&r.commit),
             utc(r.time),
             r.author,
             state,
             r.summary,
             r.path,
-            &r.sha256[..16]
+            r.sha256.get(..16).unwrap_or(&r.sha256)
         ));
         for g in &r.signatures {
             s.push_str(&format!(
@@ -51,7 +51,7 @@ pub fn render_history(sop: &SopHistory) -> String {
                     .unwrap_or("unknown"),
                 g.role.as_deref().unwrap_or("no role"),
                 utc(g.time),
-                &g.commit[..12],
+                g.commit.get(..12).unwrap_or(&g.commit),
                 g.fingerprint.as_deref().unwrap_or("-"),
                 g.status.as_str()
             ));

@@ -665,7 +665,7 @@ fn checked_earlier(
                      bytes, sha256 {}; now {size} bytes, sha256 {sha256}); it is not used",
                     real.display(),
                     f.size,
-                    &f.sha256[..f.sha256.len().min(16)],
+                    f.sha256.chars().take(16).collect::<String>(),
                 ));
             }
             paths.push(f.name.clone());
