@@ -74,6 +74,7 @@ fn main() -> std::io::Result<()> {
         let wdir = dir.join(format!("evidence/{operator}@{host}"));
         std::fs::create_dir_all(&wdir)?;
         let base = Record {
+            writer: String::new(),
             format: FORMAT,
             seq: 0,
             prev: None,

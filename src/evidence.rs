@@ -132,6 +132,11 @@ pub type Records = Vec<Box<Record>>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
+    /// The writer folder the record was read from: not part of the file, set by readers.
+    /// Runs are told apart by writer and run id, so a record in one writer's folder never
+    /// completes another writer's run.
+    #[serde(skip)]
+    pub writer: String,
     pub format: u32,
     pub seq: u64,
     /// SHA-256 of the previous record file of this writer (`None` for the first).
@@ -393,6 +398,7 @@ mod tests {
 
     pub(crate) fn record() -> Record {
         Record {
+            writer: String::new(),
             format: FORMAT,
             seq: 0,
             prev: None,

@@ -536,6 +536,8 @@ fn run_step(
 ) -> Result<StepResult, Error> {
     let run = run_id(&p.step.id);
     let base = Record {
+        // Set by readers from the folder; the writer writes into its own.
+        writer: String::new(),
         format: evidence::FORMAT,
         seq: 0,
         prev: None,

@@ -174,6 +174,9 @@ struct Run {
     start: Box<Record>,
     /// When the run ended (its start, when it never did), UTC seconds: parsed once.
     ended: i64,
+    /// An end record with no start record in its writer's chain (a run writes its start
+    /// before the step begins): it proves nothing and counts for nothing.
+    orphan: bool,
 }
 
 impl Run {
@@ -196,9 +199,15 @@ impl Run {
 
 fn runs(records: Records) -> Vec<Run> {
     // Start and end records paired by run id; indices, so the records move only once.
-    let mut slots: rustc_hash::FxHashMap<&str, (Option<usize>, Option<usize>)> = Default::default();
+    // Start and end records paired by writer and run id: a record in one writer's folder
+    // never completes another writer's run.
+    // (writer, run id) → indices of its start and end records.
+    type Slots<'a> = rustc_hash::FxHashMap<(&'a str, &'a str), (Option<usize>, Option<usize>)>;
+    let mut slots: Slots = Default::default();
     for (i, r) in records.iter().enumerate() {
-        let slot = slots.entry(r.run.as_str()).or_default();
+        let slot = slots
+            .entry((r.writer.as_str(), r.run.as_str()))
+            .or_default();
         match r.kind {
             Kind::Start => slot.0 = Some(i),
             Kind::End => slot.1 = Some(i),
@@ -209,9 +218,9 @@ fn runs(records: Records) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::with_capacity(pairs.len());
     out.extend(pairs.into_iter().filter_map(|(s, e)| {
         let e = e.and_then(|i| records[i].take());
-        let start = match s.and_then(|i| records[i].take()) {
-            Some(s) => s,
-            None => e.clone()?,
+        let (start, orphan) = match s.and_then(|i| records[i].take()) {
+            Some(s) => (s, false),
+            None => (e.clone()?, true),
         };
         let ended = e
             .as_ref()
@@ -223,6 +232,7 @@ fn runs(records: Records) -> Vec<Run> {
             start,
             end: e,
             ended,
+            orphan,
         })
     }));
     // The key is computed once per run (parsing times in every comparison was slow); the
@@ -375,6 +385,14 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     // Each SOP's runs, in time order, found once.
     let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
     for r in &runs {
+        if r.orphan {
+            out.alerts.push(format!(
+                "{}: an end record of step {} (run {}, writer {}) has no start record in its \
+                 writer's chain; it is not counted",
+                r.start.sop, r.start.step, r.start.run, r.start.writer
+            ));
+            continue;
+        }
         if !r.dated_sensibly(now) {
             out.alerts.push(format!(
                 "{}: the run {} of step {} is dated {} to {}, in the future or backwards; it is not counted",

@@ -42,6 +42,15 @@ pub struct Filter {
     pub since: Option<String>,
 }
 
+/// The writer folder a record file lies in.
+fn writer_of(record: &Path) -> String {
+    record
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Every readable record of every writer, read and parsed in parallel, and the record files
 /// that could not be read or parsed (`verify` says what is wrong with them).
 pub fn records(evidence: &Path) -> (Vec<Record>, Vec<PathBuf>) {
@@ -58,10 +67,12 @@ pub fn records(evidence: &Path) -> (Vec<Record>, Vec<PathBuf>) {
     let read: Vec<Result<Record, &PathBuf>> = paths
         .par_iter()
         .map(|p| {
-            std::fs::read(p)
+            let mut r = std::fs::read(p)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-                .ok_or(p)
+                .ok_or(p)?;
+            r.writer = writer_of(p);
+            Ok(r)
         })
         .collect();
     let mut records = Vec::with_capacity(read.len());
@@ -89,9 +100,9 @@ pub const DRAFT_ISSUE: &str = "ran from an unapproved draft (--allow-draft)";
 /// The log rows (starts paired with ends), and the record files it had to leave out.
 pub fn read(evidence: &Path, filter: &Filter) -> Log {
     let (records, unreadable) = records(evidence);
-    let mut runs: BTreeMap<String, (Option<Record>, Option<Record>)> = BTreeMap::new();
+    let mut runs: BTreeMap<(String, String), (Option<Record>, Option<Record>)> = BTreeMap::new();
     for r in records {
-        let slot = runs.entry(r.run.clone()).or_default();
+        let slot = runs.entry((r.writer.clone(), r.run.clone())).or_default();
         match r.kind {
             Kind::Start => slot.0 = Some(r),
             Kind::End => slot.1 = Some(r),

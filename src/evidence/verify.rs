@@ -85,7 +85,10 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
         report.records += w.records;
         report.logs += w.logs;
         report.problems.extend(w.problems);
-        records.extend(parsed);
+        records.extend(parsed.into_iter().map(|mut r| {
+            r.writer = name.to_string();
+            r
+        }));
         listed.insert(name, files);
     }
     for (name, is_dir) in &names {

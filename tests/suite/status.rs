@@ -136,6 +136,56 @@ fn a_run_dated_after_now_satisfies_no_slo() {
 }
 
 #[test]
+fn an_end_record_in_another_writers_folder_completes_no_run() {
+    let r = repo();
+    std::fs::remove_dir_all(r.path().join("data")).unwrap();
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "run",
+            "OPS-200",
+            "--allow-draft",
+            "--yes",
+            "--step",
+            "backup",
+        ])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // The failed run's end record, copied into a folder of its own as a success.
+    let end = crate::support::files(&r.path().join("evidence"))
+        .into_iter()
+        .find(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v["kind"] == "end")
+        })
+        .expect("an end record");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&end).unwrap()).unwrap();
+    v["outcome"] = serde_json::json!("succeeded");
+    v["exit_status"] = serde_json::json!(0);
+    let other = r.path().join("evidence/mallory@elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join(end.file_name().unwrap()),
+        serde_json::to_vec(&v).unwrap(),
+    )
+    .unwrap();
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
+    assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
+    assert!(
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("has no start record")),
+        "{v}"
+    );
+}
+
+#[test]
 fn the_32110_rule_from_evidence_and_target_labels() {
     let r = repo();
     run(&r, &["backup"]);
