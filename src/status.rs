@@ -384,6 +384,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     let this_host = crate::run::hostname();
     // Each SOP's runs, in time order, found once.
     let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    let mut drafts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &runs {
         if r.orphan {
             out.alerts.push(format!(
@@ -404,7 +405,19 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             ));
             continue;
         }
+        // A run of content that no approval covers (`--allow-draft` on a draft) is shown,
+        // never counted: the policies ask for procedures followed as approved.
+        if r.start.version.is_none() {
+            *drafts.entry(r.start.sop.as_str()).or_default() += 1;
+            continue;
+        }
         by_sop.entry(r.start.sop.as_str()).or_default().push(r);
+    }
+    for (sop, n) in &drafts {
+        out.alerts.push(format!(
+            "{sop}: {n} run(s) from an unapproved draft (--allow-draft) are not counted for SLOs \
+             or copies"
+        ));
     }
 
     for sop in &corpus.sops {

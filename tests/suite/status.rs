@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::approvals::{Keys, approve, author_commit};
 use crate::support::{Repo, stderr, stdout};
 
 /// Targets: an on-site disk, an offline USB disk and an off-site disk, all local folders.
@@ -17,23 +18,53 @@ fn toml(root: &Path) -> String {
 fn sop(root: &Path) -> String {
     let d = root.display();
     format!(
-        "---\nid: OPS-200\ntitle: Backups\nretention: 3d\nslos:\n  - {{ step: backup, every: 1d }}\n  - {{ step: verify-backup, every: 7d }}\n---\n\n# Backups\n\n```sopkit {{step=backup action=archive}}\nsource: data\ndest: {d}/disk\n```\n\n```sopkit {{step=verify-backup action=verify}}\narchive: backup\n```\n\n```sopkit {{step=offline-copy action=copy}}\nsource: backup\ndest: {d}/usb\n```\n\n```sopkit {{step=offsite-copy action=copy}}\nsource: backup\ndest: {d}/remote\n```\n"
+        "---\nid: OPS-200\ntitle: Backups\nowner: qa-lead\napprovers: [qa-lead]\nretention: 3d\nslos:\n  - {{ step: backup, every: 1d }}\n  - {{ step: verify-backup, every: 7d }}\n---\n\n# Backups\n\n```sopkit {{step=backup action=archive}}\nsource: data\ndest: {d}/disk\n```\n\n```sopkit {{step=verify-backup action=verify}}\narchive: backup\n```\n\n```sopkit {{step=offline-copy action=copy}}\nsource: backup\ndest: {d}/usb\n```\n\n```sopkit {{step=offsite-copy action=copy}}\nsource: backup\ndest: {d}/remote\n```\n"
     )
 }
 
-fn repo() -> Repo {
+/// The repository with OPS-200 effective (written by bob, approved by ann): only runs of an
+/// approved procedure count for SLOs and copies.
+struct Approved {
+    repo: Repo,
+    _keys: Keys,
+}
+
+impl std::ops::Deref for Approved {
+    type Target = Repo;
+    fn deref(&self) -> &Repo {
+        &self.repo
+    }
+}
+
+fn repo() -> Approved {
+    let keys = Keys::new();
+    let (ann, bob) = (keys.ssh("ann"), keys.ssh("bob"));
     let r = Repo::empty();
     r.write("sopkit.toml", &toml(r.path()));
     r.write("procedures/OPS-200-backups.md", &sop(r.path()));
     r.write("data/a.txt", "alpha\n");
     r.write("data/b.txt", "beta\n");
-    r.commit("backups");
-    r
+    for (who, key) in [("ann", &ann), ("bob", &bob)] {
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        r.write(&format!("roles/keys/{who}.pub"), &public);
+    }
+    r.write(
+        "roles/people.yaml",
+        "people:\n  - id: ann\n    name: Ann Example\n    email: ann@example.com\n    admin: true\n    keys: [ann.pub]\n    roles:\n      - { role: qa-lead, from: 2019-01-01 }\n  - id: bob\n    name: Bob Example\n    email: bob@example.com\n    keys: [bob.pub]\n    roles:\n      - { role: operator, from: 2019-01-01 }\n",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "backups", Some(&bob));
+    let out = approve(&r, "ann", &ann, "OPS-200", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    Approved {
+        repo: r,
+        _keys: keys,
+    }
 }
 
 fn run(r: &Repo, steps: &[&str]) {
     let mut cmd = Command::new(crate::support::sopkit_bin());
-    cmd.args(["run", "OPS-200", "--allow-draft", "--yes"]);
+    cmd.args(["run", "OPS-200", "--yes"]);
     for s in steps {
         cmd.args(["--step", s]);
     }
@@ -181,6 +212,40 @@ fn an_end_record_in_another_writers_folder_completes_no_run() {
             .unwrap()
             .iter()
             .any(|a| a.as_str().unwrap().contains("has no start record")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_run_from_a_draft_is_shown_and_counts_for_no_slo() {
+    let r = repo();
+    // An edit not yet approved: the run is a draft run.
+    r.append(
+        "procedures/OPS-200-backups.md",
+        "\nA change nobody approved.\n",
+    );
+    let out = Command::new(crate::support::sopkit_bin())
+        .args([
+            "run",
+            "OPS-200",
+            "--allow-draft",
+            "--yes",
+            "--step",
+            "backup",
+        ])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, v) = json(&r, &later(1));
+    assert_eq!(code, Some(1));
+    assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
+    assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
+    assert!(
+        v["alerts"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap()
+            .contains("1 run(s) from an unapproved draft")),
         "{v}"
     );
 }
