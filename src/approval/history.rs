@@ -1,12 +1,13 @@
 //! The approval history of every SOP, derived from git and never typed by hand.
 //!
-//! Commits are read oldest first. The policy (people, roles, keys) is trusted from the trust
-//! root on, and a later change to it counts only when an admin of the policy then in force
-//! signed the commit that makes it. Each change of an SOP's content starts a new revision;
+//! Commits are read oldest first. Who may sign comes from the policy timeline
+//! ([`super::timeline`]): each commit is judged by the policy in force just before the point
+//! where it enters the main line. Each change of an SOP's content starts a new revision;
 //! approval commits (trailers, see [`super::trailer`]) add signatures to the revision whose
-//! content hash they name, each classified against the policy as of the commit's parent. A
-//! revision becomes effective, with the next version number, once every approver role has a
-//! valid `approved` signature from someone who is not one of its authors.
+//! content hash they name. A revision becomes effective, with the next version number, once
+//! every approver role has a valid `approved` signature from someone who is not one of its
+//! authors (and, when an author is unknown, from two different people). The walk is cached
+//! under `.git/` ([`super::cache`]) so that the next run reads only new commits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
