@@ -59,6 +59,8 @@ fn main() -> std::io::Result<()> {
     let writers = 10;
     let runs = records / 2;
     let mut chains: Vec<(u64, Option<String>)> = vec![(0, None); writers];
+    // Each writer's last end: a writer appends in time order, so its next run starts later.
+    let mut last_end: Vec<i64> = vec![i64::MIN; writers];
     // Runs in time order, so each writer's chain is in time order too.
     let mut times: Vec<i64> = (0..runs)
         .map(|_| now - (next() % (60 * 86_400)) as i64)
@@ -66,6 +68,7 @@ fn main() -> std::io::Result<()> {
     times.sort();
     for (n, started) in times.into_iter().enumerate() {
         let w = n % writers;
+        let started = started.max(last_end[w].saturating_add(1));
         let sop = (next() % sops as u64) as usize;
         let k = (next() % steps.len() as u64) as usize;
         let ok = next() % 20 != 0;
@@ -101,7 +104,9 @@ fn main() -> std::io::Result<()> {
         };
         let mut end = base.clone();
         end.kind = Kind::End;
-        end.ended = Some(at(started + 60 + (next() % 3600) as i64));
+        let ended = started + 60 + (next() % 600) as i64;
+        last_end[w] = ended;
+        end.ended = Some(at(ended));
         end.exit_status = Some(if ok { 0 } else { 1 });
         end.outcome = Some(if ok {
             Outcome::Succeeded

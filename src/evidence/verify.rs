@@ -262,6 +262,8 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut prev_hash: Option<String> = None;
     let mut expected = 1u64;
+    // The latest time the chain has reached: a record is written after the one before it.
+    let mut reached: Option<(i64, u64)> = None;
     parsed.reserve_exact(checked.len());
     for ((seq, path), c) in records.iter().zip(checked) {
         let seq = *seq;
@@ -315,6 +317,40 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
         out.extend(c.logs);
         referenced.extend(c.referenced);
         prev_hash = Some(hash);
+        let rfc3339 = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|d| d.unix_timestamp())
+        };
+        // When the record was written: a start record when its run started, an end record
+        // when its run ended (an end record's `started` is its run's, which may be older than
+        // records of other runs written in between).
+        let written = match record.kind {
+            crate::evidence::Kind::Start => rfc3339(&record.started),
+            crate::evidence::Kind::End => record.ended.as_deref().and_then(rfc3339),
+        };
+        if let (Some(t), Some((before, at))) = (written, reached)
+            && t + CLOCK_SKEW < before
+        {
+            // Dated before a record written earlier in the same chain: its time cannot be
+            // true, so it is reported and left out of what readers count.
+            problem(
+                out,
+                path,
+                format!(
+                    "was written at {}, before record {} of the same chain: a record cannot \
+                     be older than one written before it",
+                    crate::approval::utc(t),
+                    record_name(at)
+                ),
+            );
+            continue;
+        }
+        if let Some(t) = written
+            && reached.is_none_or(|(r, _)| t > r)
+        {
+            reached = Some((t, seq));
+        }
         parsed.push(record);
     }
     for l in logs {
@@ -325,6 +361,10 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
     }
     listed
 }
+
+/// How far one machine's clock may be behind another's: two runs on one writer's chain may
+/// come from the same person on two machines.
+const CLOCK_SKEW: i64 = 300;
 
 /// Files under `evidence` (relative to it) that git's HEAD holds, for the repository at `root`.
 pub fn tracked_at_head(root: &Path, evidence: &str) -> BTreeSet<String> {

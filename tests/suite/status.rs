@@ -251,6 +251,81 @@ fn a_run_from_a_draft_is_shown_and_counts_for_no_slo() {
 }
 
 #[test]
+fn a_record_older_than_one_written_before_it_counts_for_nothing() {
+    use sopkit::evidence::{Kind, Outcome, Record, record_name, sha256_hex};
+    let r = repo();
+    // A whole chain made with the library, digests and links right: a failed verification
+    // now, then a "success" dated two days back, written after it.
+    let at = |hours: i64| later(hours);
+    let base = |run: &str, started: String| Record {
+        writer: String::new(),
+        format: sopkit::evidence::FORMAT,
+        seq: 0,
+        prev: None,
+        kind: Kind::Start,
+        run: run.into(),
+        sop: "OPS-200".into(),
+        sop_path: "procedures/OPS-200-backups.md".into(),
+        commit: None,
+        content_sha256: "0".repeat(64),
+        version: Some(1),
+        allow_draft: false,
+        step: "verify-backup".into(),
+        target: None,
+        operator: "mallory@example.com".into(),
+        host: "x".into(),
+        started,
+        ended: None,
+        exit_status: None,
+        outcome: None,
+        files: Vec::new(),
+        verification: Vec::new(),
+        sopkit_version: sopkit::VERSION.into(),
+        digest: String::new(),
+    };
+    let end = |mut rec: Record, ended: String, ok: bool| {
+        rec.kind = Kind::End;
+        rec.ended = Some(ended);
+        rec.exit_status = Some(if ok { 0 } else { 1 });
+        rec.outcome = Some(if ok {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        });
+        rec
+    };
+    let failed = base("0000000000000001", at(0));
+    let backdated = base("0000000000000002", at(-48));
+    let chain = [
+        failed.clone(),
+        end(failed, at(0), false),
+        backdated.clone(),
+        end(backdated, at(-47), true),
+    ];
+    let dir = r.path().join("evidence/mallory@example.com@x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut prev = None;
+    for (i, mut rec) in chain.into_iter().enumerate() {
+        rec.seq = i as u64 + 1;
+        rec.prev = prev.clone();
+        let bytes = rec.to_bytes();
+        prev = Some(sha256_hex(&bytes));
+        std::fs::write(dir.join(record_name(rec.seq)), bytes).unwrap();
+    }
+    let (_, v) = json(&r, &at(1));
+    assert_eq!(slo(&v, "verify-backup")["overdue"], true, "{v}");
+    assert!(slo(&v, "verify-backup")["last_success"].is_null(), "{v}");
+    let verify = r.sopkit(&["evidence", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(
+        stdout(&verify).contains("000003.json: was written at")
+            && stdout(&verify).contains("of the same chain"),
+        "{}",
+        stdout(&verify)
+    );
+}
+
+#[test]
 fn the_32110_rule_from_evidence_and_target_labels() {
     let r = repo();
     run(&r, &["backup"]);
