@@ -1,5 +1,11 @@
 //! One integration-test binary over fixture repositories built in temp dirs with real git.
 
+// The tests pin "now" through variables that only a `test-clock` build of sopkit reads.
+#[cfg(not(feature = "test-clock"))]
+compile_error!(
+    "the integration tests need the clock a test build pins: run `cargo test --features test-clock` (scripts/test does)"
+);
+
 mod support;
 
 mod approvals;
