@@ -399,7 +399,9 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
     let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
-    let rel = corpus.config.paths.evidence.clone();
+    // Where the evidence lies is policy: as the timeline trusts it.
+    let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
+    let rel = config.paths.evidence;
     Ok((sopkit::evidence::folder(path, &rel)?, rel))
 }
 

@@ -333,25 +333,32 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         None => crate::tree::Tree::open_dir(root)?,
     };
     let corpus = Corpus::load(tree)?;
-    let evidence_dir = crate::evidence::folder(root, &corpus.config.paths.evidence)?;
+    let tree_evidence = corpus.config.paths.evidence.clone();
+    let evidence_dir = crate::evidence::folder(root, &tree_evidence)?;
     // The ledger is verified and read in one pass over its files, while the approval history
     // is read from git beside it.
-    let (history, (ledger, records)) = rayon::join(
+    let (history, (mut ledger_read, mut records)) = rayon::join(
         || history::load_if_in_git(root, at, &corpus.config),
-        || ledger(root, &corpus, &evidence_dir),
+        || ledger(root, &tree_evidence, &evidence_dir),
     );
     let (history, history_error) = match history {
         Ok(h) => (h, None),
         Err(e @ history::Error::Shallow) => return Err(e.into()),
         Err(e) => (History::default(), Some(e)),
     };
-    let runs = runs(records);
-    // Targets (what counts as a copy, and where) are policy: as the timeline trusts them.
+    // Where the evidence lies, and the targets that count as copies, are policy: as the
+    // timeline trusts them (an unsigned `[paths] evidence` cannot hide or swap the ledger).
     let config = if history.head.is_some() {
         &history.config
     } else {
         &corpus.config
     };
+    if config.paths.evidence != tree_evidence {
+        let dir = crate::evidence::folder(root, &config.paths.evidence)?;
+        (ledger_read, records) = ledger(root, &config.paths.evidence, &dir);
+    }
+    let ledger = ledger_read;
+    let runs = runs(records);
     let today = time::OffsetDateTime::from_unix_timestamp(now)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
@@ -758,8 +765,8 @@ fn training_gaps(
 }
 
 /// The ledger's integrity, and every record that parsed.
-fn ledger(root: &Path, corpus: &Corpus, evidence_dir: &Path) -> (Ledger, Records) {
-    let tracked = || evidence::verify::tracked_at_head(root, &corpus.config.paths.evidence);
+fn ledger(root: &Path, rel: &str, evidence_dir: &Path) -> (Ledger, Records) {
+    let tracked = || evidence::verify::tracked_at_head(root, rel);
     let (report, records) = if evidence_dir.exists() {
         evidence::verify::verify_and_read(evidence_dir, tracked)
     } else {

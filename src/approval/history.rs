@@ -486,9 +486,11 @@ const CLOCK_SKEW: i64 = 300;
 /// Opens the repository containing `dir` (a work tree, not shallow) and resolves `rev`.
 fn open(dir: &Path, rev: Option<&str>) -> Result<(git2::Repository, Option<git2::Oid>), Error> {
     // Like git itself, do not hash every object again on each read (a quarter of a history
-    // walk): objects are checked when they are fetched (index-pack) and by `git fsck`, and
-    // what approvals rest on is checked anyway: commit signatures over the bytes read, and
-    // the SHA-256 of every SOP's content.
+    // walk): objects are checked when they are fetched (index-pack) and by `git fsck`.
+    // Signatures are checked over the commit bytes read, SOP content by its SHA-256, and the
+    // policy files by their blob ids (`policy::verified_blob`); trees and unsigned commits
+    // are taken from the local object store as git takes them (README: the local `.git/` is
+    // trusted like the sopkit binary itself).
     git2::opts::strict_hash_verification(false);
     let repo =
         git2::Repository::discover(dir).map_err(|_| Error::NotARepository(dir.to_path_buf()))?;
@@ -578,9 +580,9 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 .iter()
                 .filter(|(p, _)| crate::corpus::under(p, &paths.templates))
                 .filter_map(|(p, id)| {
-                    let blob = repo.find_blob(*id).ok()?;
+                    let bytes = super::policy::verified_blob(&repo, *id)?;
                     let rel = p.strip_prefix(&format!("{prefix}/")).unwrap_or(p);
-                    Some((rel.to_string(), blob.content().to_vec()))
+                    Some((rel.to_string(), bytes))
                 })
                 .collect()
         }),
@@ -1084,7 +1086,7 @@ fn resume(
     let Some(file) = file else { return Ok(None) };
     // The key needs the settings at the head, which come from the timeline itself: read the
     // cache first, continue the timeline, then check the key against its head.
-    let Some(saved) = cache::read_unkeyed(file) else {
+    let Some(saved) = cache::read(file) else {
         return Ok(None);
     };
     let Ok(start) = git2::Oid::from_str(&saved.head) else {

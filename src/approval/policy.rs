@@ -22,13 +22,22 @@ pub struct Policy {
 /// The policy files of one point of history: path (from the repository root) → blob id.
 pub type Files = std::collections::BTreeMap<String, git2::Oid>;
 
+/// The bytes of a blob that the policy rests on, checked against its id. The history walk
+/// reads objects without libgit2 re-hashing each (as git does), so a policy file is hashed
+/// here: an object store edited in place cannot hand a trusted path other bytes.
+pub fn verified_blob(repo: &git2::Repository, id: git2::Oid) -> Option<Vec<u8>> {
+    let blob = repo.find_blob(id).ok()?;
+    let bytes = blob.content();
+    (git2::Oid::hash_object(git2::ObjectType::Blob, bytes).ok()? == id).then(|| bytes.to_vec())
+}
+
 impl Policy {
     /// Reads people.yaml, the keys it names and the role ids from a set of trusted policy
     /// files (see [`super::timeline`]); nothing is read from a tree directly.
     pub fn from_files(repo: &git2::Repository, files: &Files, paths: &Paths) -> Policy {
         let blob = |path: &str| -> Option<Vec<u8>> {
             let id = files.get(path)?;
-            repo.find_blob(*id).ok().map(|b| b.content().to_vec())
+            verified_blob(repo, *id)
         };
         let mut policy = Policy::default();
         let roles_dir = format!("{}/", paths.roles.trim_end_matches('/'));

@@ -57,10 +57,10 @@ impl Trusted {
         let config = match config_blob {
             None => Config::default(),
             Some(id) => {
-                let blob = repo.find_blob(id).ok()?;
+                let bytes = super::policy::verified_blob(repo, id)?;
                 let file = SourceFile::new(
                     config_path(prefix),
-                    String::from_utf8_lossy(blob.content()).into_owned(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
                 );
                 Config::parse(&file).0?
             }
@@ -77,7 +77,7 @@ impl Trusted {
     /// The trusted bytes of a policy file.
     pub fn read(&self, repo: &git2::Repository, path: &str) -> Option<Vec<u8>> {
         let id = self.files.get(path)?;
-        repo.find_blob(*id).ok().map(|b| b.content().to_vec())
+        super::policy::verified_blob(repo, *id)
     }
 }
 
@@ -172,8 +172,8 @@ fn policy_part(c: &Config) -> Config {
 /// parse.
 fn config_in(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<Option<Config>> {
     let entry = tree.get_path(Path::new(path)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    let file = SourceFile::new(path, String::from_utf8_lossy(blob.content()).into_owned());
+    let bytes = super::policy::verified_blob(repo, entry.id())?;
+    let file = SourceFile::new(path, String::from_utf8_lossy(&bytes).into_owned());
     Some(Config::parse(&file).0)
 }
 

@@ -181,10 +181,24 @@ pub fn verify(
         .as_deref()
         .and_then(|o| policy.person(o))
         .map(|p| format!("{} ({})", p.name, p.id.value));
-    let valid = v.status == Status::Valid;
-    let detail = match (valid, who) {
-        (true, Some(who)) => format!(
+    // A key the policy has since removed or revoked (a leaked key, say) signs nothing new:
+    // the signature must also hold, for the same person, under the policy in force now.
+    let still = match crate::approval::history::policy_at(dir, "HEAD")? {
+        Some(now) => {
+            let w = signature::verify_in(&now.policy.keyring, &signature, bytes, SSH_NAMESPACE);
+            w.status == Status::Valid && w.owner == v.owner
+        }
+        None => false,
+    };
+    let valid = v.status == Status::Valid && who.is_some() && still;
+    let detail = match (v.status == Status::Valid, who) {
+        (true, Some(who)) if still => format!(
             "valid signature by {who}, key {}",
+            v.fingerprint.as_deref().unwrap_or("-")
+        ),
+        (true, Some(who)) => format!(
+            "signature NOT valid: made by {who}'s key {}, which the policy no longer gives \
+             them (removed or revoked after commit {commit})",
             v.fingerprint.as_deref().unwrap_or("-")
         ),
         _ => format!("signature NOT valid: {}", v.detail),

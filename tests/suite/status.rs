@@ -95,6 +95,15 @@ fn json(r: &Repo, now: &str) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), v)
 }
 
+/// Whether some alert of a status report contains `text`.
+fn alerted(v: &serde_json::Value, text: &str) -> bool {
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap().contains(text))
+}
+
 fn slo<'a>(v: &'a serde_json::Value, step: &str) -> &'a serde_json::Value {
     v["slos"]
         .as_array()
@@ -124,13 +133,7 @@ fn slos_are_met_then_due_then_overdue() {
     assert_eq!(code, Some(1));
     assert_eq!(slo(&v, "backup")["overdue"], true);
     assert_eq!(slo(&v, "verify-backup")["overdue"], false);
-    assert!(
-        v["alerts"].as_array().unwrap().iter().any(|a| a
-            .as_str()
-            .unwrap()
-            .contains("SLO backup every 1d is overdue")),
-        "{v}"
-    );
+    assert!(alerted(&v, "SLO backup every 1d is overdue"), "{v}");
     let human = status(&r, &later(48), "human");
     assert!(
         stdout(&human).contains("OVERDUE since"),
@@ -156,14 +159,7 @@ fn a_run_dated_after_now_satisfies_no_slo() {
     assert_eq!(code, Some(1));
     assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
     assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
-    assert!(
-        v["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a.as_str().unwrap().contains("in the future or backwards")),
-        "{v}"
-    );
+    assert!(alerted(&v, "in the future or backwards"), "{v}");
 }
 
 #[test]
@@ -184,16 +180,9 @@ fn an_end_record_in_another_writers_folder_completes_no_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     // The failed run's end record, copied into a folder of its own as a success.
-    let end = crate::support::files(&r.path().join("evidence"))
-        .into_iter()
-        .find(|p| {
-            std::fs::read(p)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .is_some_and(|v| v["kind"] == "end")
-        })
+    let (end, mut v) = crate::support::end_record_files(&r)
+        .pop()
         .expect("an end record");
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&end).unwrap()).unwrap();
     v["outcome"] = serde_json::json!("succeeded");
     v["exit_status"] = serde_json::json!(0);
     let other = r.path().join("evidence/mallory@elsewhere");
@@ -206,14 +195,7 @@ fn an_end_record_in_another_writers_folder_completes_no_run() {
     let (_, v) = json(&r, &later(1));
     assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
     assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
-    assert!(
-        v["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a.as_str().unwrap().contains("has no start record")),
-        "{v}"
-    );
+    assert!(alerted(&v, "has no start record"), "{v}");
 }
 
 #[test]
@@ -241,13 +223,7 @@ fn a_run_from_a_draft_is_shown_and_counts_for_no_slo() {
     assert_eq!(code, Some(1));
     assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
     assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
-    assert!(
-        v["alerts"].as_array().unwrap().iter().any(|a| a
-            .as_str()
-            .unwrap()
-            .contains("1 run(s) from an unapproved draft")),
-        "{v}"
-    );
+    assert!(alerted(&v, "1 run(s) from an unapproved draft"), "{v}");
 }
 
 #[test]
@@ -323,6 +299,20 @@ fn a_record_older_than_one_written_before_it_counts_for_nothing() {
         "{}",
         stdout(&verify)
     );
+}
+
+#[test]
+fn an_unsigned_change_of_the_evidence_folder_hides_no_evidence() {
+    let r = repo();
+    run(&r, &["backup"]);
+    r.append("sopkit.toml", "\n[paths]\nevidence = \"elsewhere\"\n");
+    r.write("elsewhere/README.md", "Nothing ran here.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "evidence elsewhere", None);
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(slo(&v, "backup")["overdue"], false, "{v}");
+    let log = r.sopkit(&["evidence", "log"]);
+    assert!(stdout(&log).contains("backup"), "{}", stdout(&log));
 }
 
 #[test]

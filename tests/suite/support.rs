@@ -208,16 +208,24 @@ pub fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The end records of the repository's ledger (one writer in these tests) with their files,
+/// oldest first.
+pub fn end_record_files(r: &Repo) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut recs: Vec<(PathBuf, serde_json::Value)> = files(&r.path().join("evidence"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+            (v["kind"] == "end").then_some((p, v))
+        })
+        .collect();
+    recs.sort_by_key(|(_, v)| v["seq"].as_u64());
+    recs
+}
+
 /// The end records of the repository's ledger (one writer in these tests), oldest first.
 pub fn end_records(r: &Repo) -> Vec<serde_json::Value> {
-    let mut recs: Vec<serde_json::Value> = files(&r.path().join("evidence"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
-        .filter(|v: &serde_json::Value| v["kind"] == "end")
-        .collect();
-    recs.sort_by_key(|v| v["seq"].as_u64());
-    recs
+    end_record_files(r).into_iter().map(|(_, v)| v).collect()
 }
 
 /// A record's `verification` lines.

@@ -732,21 +732,14 @@ fn a_record_naming_a_file_outside_the_steps_output_ships_nothing() {
     r.commit("ship");
     let run = |step: &str| r.sopkit(&["run", "OPS-300", "--allow-draft", "--yes", "--step", step]);
     assert!(run("backup").status.success());
-    // A private key outside the repository, and the archive's end record rewritten to name it
-    // (with its true size and hash) as what the backup step produced.
-    let secret_dir = tempfile::tempdir().unwrap();
-    let key = secret_dir.path().join("id_ed25519");
-    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n").unwrap();
+    // A private key outside the repository (made now by ssh-keygen), and the archive's end
+    // record rewritten to name it (with its true size and hash) as what the backup produced.
+    let keys = Keys::new();
+    let key = keys.ssh("id_ed25519");
     let bytes = std::fs::read(&key).unwrap();
-    let record = crate::support::files(&r.path().join("evidence"))
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .is_ok_and(|t| t.contains("\"kind\":\"end\"") || t.contains("\"kind\": \"end\""))
-        })
+    let (record, mut v) = crate::support::end_record_files(&r)
+        .pop()
         .expect("the backup's end record");
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     for f in v["files"].as_array_mut().unwrap() {
         if f["role"] == "artifact" {
             f["name"] = serde_json::json!(key.display().to_string());
@@ -766,4 +759,68 @@ fn a_record_naming_a_file_outside_the_steps_output_ships_nothing() {
     );
     let shipped = crate::support::files(&r.path().join("offsite"));
     assert!(shipped.is_empty(), "{shipped:?}");
+}
+
+#[test]
+fn a_policy_file_edited_in_the_object_store_is_not_trusted() {
+    let keys = Keys::new();
+    let (r, _, _) = signed_fixture(&keys);
+    let mallory = keys.ssh("mallory");
+    // ann's key file, as git stores it, rewritten in place to hold mallory's key: the blob
+    // keeps its name (its id), so only hashing the bytes finds the change.
+    let id = r.git(&["rev-parse", "HEAD:roles/keys/ann.pub"]);
+    let object = r
+        .path()
+        .join(format!(".git/objects/{}/{}", &id[..2], &id[2..]));
+    let public = std::fs::read(mallory.with_extension("pub")).unwrap();
+    let mut raw = format!("blob {}\0", public.len()).into_bytes();
+    raw.extend_from_slice(&public);
+    std::fs::set_permissions(&object, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zlib; open(sys.argv[1], 'wb').write(zlib.compress(sys.stdin.buffer.read()))",
+        ])
+        .arg(&object)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&raw)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // mallory signs as if she were ann.
+    approve_ok(&r, "ann", &mallory);
+    assert_eq!(statuses(&r), ["unknown-key"]);
+    assert!(version(&r, 0).is_null());
+}
+
+#[test]
+fn a_pdf_signed_with_a_key_the_policy_has_since_removed_is_not_valid() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    let signing = ann.with_extension("pub").display().to_string();
+    r.git(&["config", "gpg.format", "ssh"]);
+    r.git(&["config", "user.signingkey", &signing]);
+    let out = own_identity(&mut Command::new(crate::support::sopkit_bin()))
+        .args(["render", "QA-001", "--sign", "-o", "QA-001.pdf"])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&r.sopkit(&["verify-pdf", "QA-001.pdf"])).contains("valid signature by Ann"));
+    // ann's key leaked: she replaces it, signing the change with the old one (still hers).
+    let new = keys.ssh("ann-new");
+    r.write(
+        "roles/keys/ann.pub",
+        &std::fs::read_to_string(new.with_extension("pub")).unwrap(),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "ann's new key", Some(&ann));
+    // A PDF of the old commit, signed with the leaked key, no longer verifies.
+    let out = r.sopkit(&["verify-pdf", "QA-001.pdf"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("no longer gives"), "{}", stdout(&out));
 }
