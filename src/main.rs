@@ -165,10 +165,12 @@ fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
 fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(&args.path)?)?;
     let h = sopkit::approval::history::load(&args.path, args.at.as_deref(), &corpus.config)?;
-    let Some(sop) = h.sops.get(&args.sop) else {
+    let Some(mut sop) = h.sops.get(&args.sop).cloned() else {
         eprintln!("error: no history for SOP `{}`", args.sop);
         return Ok(ExitCode::from(2));
     };
+    sopkit::approval::history::fill_hashes(&args.path, &mut sop)?;
+    let sop = &sop;
     let mut out = std::io::stdout().lock();
     match args.format {
         HistoryFormat::Json => {

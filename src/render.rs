@@ -452,7 +452,8 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
 
     // Approvals: the revision whose content this is.
     let sop_history = snap.history.sops.get(&sop.id);
-    let revision: Option<&Revision> = sop_history.and_then(|h| h.revision_with(&sha256));
+    let revision: Option<&Revision> =
+        sop_history.and_then(|h| h.revision_of(doc.file.text.as_bytes()));
     let version = revision.and_then(|r| r.version);
     let retired = meta.status == Status::Retired;
     let effective = version.is_some() && !snap.uncommitted && !retired;

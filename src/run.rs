@@ -139,7 +139,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         &corpus.config
     };
     let sop_history = history.sops.get(&s.id);
-    let revision = sop_history.and_then(|h| h.revision_with(&content_sha256));
+    let revision = sop_history.and_then(|h| h.revision_of(doc.file.text.as_bytes()));
     let version = revision.and_then(|r| r.version);
     if version.is_none() && !opts.allow_draft {
         let why = match (unread, revision) {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::approval::history::{self, History, Status as SigStatus, sha256_hex};
+use crate::approval::history::{self, History, Status as SigStatus};
 use crate::check::links::{Target as LinkTarget, resolve};
 use crate::config::{Target, TargetKind};
 use crate::corpus::Corpus;
@@ -668,9 +668,8 @@ fn sop_status(
     holders: &dyn Fn(&str) -> Vec<String>,
     alerts: &mut Vec<String>,
 ) -> SopStatus {
-    let content = sha256_hex(doc.file.text.as_bytes());
     let hist = history.sops.get(&sop.id);
-    let current = hist.and_then(|h| h.revision_with(&content));
+    let current = hist.and_then(|h| h.revision_of(doc.file.text.as_bytes()));
     let version = current.and_then(|r| r.version);
     let last = hist.and_then(|h| h.last_effective());
     let pending_roles = match current {

@@ -288,8 +288,17 @@ pub struct SopHistory {
 }
 
 impl SopHistory {
-    pub fn revision_with(&self, sha256: &str) -> Option<&Revision> {
-        self.revisions.iter().rev().find(|r| r.sha256 == sha256)
+    /// The latest revision whose content is `content`. Drafts that no approval names carry no
+    /// SHA-256 after a walk (see `load`): they are recognised by their git blob id.
+    pub fn revision_of(&self, content: &[u8]) -> Option<&Revision> {
+        let sha256 = sha256_hex(content);
+        let blob = git2::Oid::hash_object(git2::ObjectType::Blob, content)
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        self.revisions
+            .iter()
+            .rev()
+            .find(|r| r.sha256 == sha256 || (r.sha256.is_empty() && r.blob == blob))
     }
 
     pub fn last_effective(&self) -> Option<&Revision> {
@@ -366,36 +375,20 @@ struct SopState {
 }
 
 /// Reads SOP files met in history. A long history edits the same files over and over, mostly
-/// below their front matter: the YAML is parsed once per distinct front matter, and the SHA-256
-/// of each distinct blob is computed on another thread while the walk goes on.
+/// below their front matter: the YAML is parsed once per distinct front matter, and a blob is
+/// hashed (SHA-256) only when an approval names content or a revision needs its hash shown.
 struct SopReader {
     /// Front matter text → the id and approvers it declares.
     metas: HashMap<String, (Option<String>, Vec<String>)>,
-    /// Blob id → SHA-256 of its bytes, for those hashed on the walk's own thread.
+    /// Blob id → SHA-256 of its bytes.
     hashes: HashMap<git2::Oid, String>,
-    sent: std::collections::HashSet<git2::Oid>,
-    hasher: Option<Hasher>,
 }
-
-/// The hashing thread: blobs go in, their hashes come back when it is joined.
-type Hasher = (
-    std::sync::mpsc::SyncSender<(git2::Oid, Vec<u8>)>,
-    std::thread::JoinHandle<HashMap<git2::Oid, String>>,
-);
 
 impl SopReader {
     fn new() -> SopReader {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(git2::Oid, Vec<u8>)>(64);
-        let handle = std::thread::spawn(move || {
-            rx.into_iter()
-                .map(|(id, bytes)| (id, sha256_hex(&bytes)))
-                .collect()
-        });
         SopReader {
             metas: HashMap::new(),
             hashes: HashMap::new(),
-            sent: Default::default(),
-            hasher: Some((tx, handle)),
         }
     }
 
@@ -428,12 +421,6 @@ impl SopReader {
             }
             _ => (None, Vec::new()),
         };
-        if !self.hashes.contains_key(&blob)
-            && self.sent.insert(blob)
-            && let Some((tx, _)) = &self.hasher
-        {
-            let _ = tx.send((blob, bytes.to_vec()));
-        }
         SopState {
             id: id.unwrap_or_else(|| id_from_file_name(path)),
             blob,
@@ -449,18 +436,6 @@ impl SopReader {
         let h = sha256_hex(repo.find_blob(blob).ok()?.content());
         self.hashes.insert(blob, h.clone());
         Some(h)
-    }
-
-    /// Every hash computed, once the walk is over.
-    fn finish(mut self) -> HashMap<git2::Oid, String> {
-        let mut all = std::mem::take(&mut self.hashes);
-        if let Some((tx, handle)) = self.hasher.take() {
-            drop(tx);
-            if let Ok(more) = handle.join() {
-                all.extend(more);
-            }
-        }
-        all
     }
 }
 
@@ -536,6 +511,17 @@ pub fn policy_at(dir: &Path, rev: &str) -> Result<Option<Arc<Trusted>>, Error> {
     Ok(timeline.at_head().cloned())
 }
 
+/// Gives every revision of `sop` its SHA-256 (a walk leaves drafts that no approval names
+/// without one), reading the blobs from the repository containing `dir`.
+pub fn fill_hashes(dir: &Path, sop: &mut SopHistory) -> Result<(), Error> {
+    let (repo, _) = open(dir, None)?;
+    for rev in sop.revisions.iter_mut().filter(|r| r.sha256.is_empty()) {
+        let blob = repo.find_blob(git2::Oid::from_str(&rev.blob)?)?;
+        rev.sha256 = sha256_hex(blob.content());
+    }
+    Ok(())
+}
+
 /// Reads the history of the repository containing `dir`, up to `rev` (default `HEAD`).
 /// `dir` may be a sub-folder: paths are then relative to it. `config` is the tree's own
 /// `sopkit.toml`; its policy parts count only where the timeline has no root.
@@ -555,15 +541,19 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             .and_then(|h| h.peel_to_commit().ok())
             .is_some_and(|c| c.id() == head);
     let cache_file = at_head.then(|| cache::path(&repo, &prefix));
+    let strip = |p: &str| {
+        p.strip_prefix(&format!("{prefix}/"))
+            .unwrap_or(p)
+            .to_string()
+    };
     let (timeline, saved, order) =
         match resume(&repo, head, &prefix, now, cache_file.as_deref(), config)? {
             Some(r) => r,
             None => {
-                let timeline = Timeline::build(&repo, head, &prefix, now)?;
-                let mut walk = repo.revwalk()?;
-                walk.push(head)?;
-                walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-                let order: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
+                // One walk: the timeline's, which lists the commits it met in an order that
+                // has parents first.
+                let mut timeline = Timeline::build(&repo, head, &prefix, now)?;
+                let order = std::mem::take(&mut timeline.order);
                 (timeline, None, order)
             }
         };
@@ -623,20 +613,11 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         crate::config::Backend::Gnupg => return Err(Error::NoGnupg),
     };
 
-    // In order: revisions (following renames) and approvals.
-    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = HashMap::new();
-    // Per commit whose children are still to come: the id of its procedures folder.
-    let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
     let mut states: HashMap<String, SopState> = HashMap::new();
-    let mut reader = SopReader::new();
     // Per SOP id, the index of its last effective revision (a search per revision would make
     // a long history of drafts quadratic).
     let mut last_effective: HashMap<String, usize> = HashMap::new();
-    let strip = |p: &str| {
-        p.strip_prefix(&format!("{prefix}/"))
-            .unwrap_or(p)
-            .to_string()
-    };
+    let mut head_paths = None;
     if let Some(saved) = saved {
         h.sops = saved.sops;
         for (id, sop) in &h.sops {
@@ -657,94 +638,29 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 Some((id, state))
             })
             .collect();
-        if let Ok(oid) = git2::Oid::from_str(&saved.head) {
-            sop_paths.insert(oid, saved.head_paths);
-        }
+        head_paths = git2::Oid::from_str(&saved.head)
+            .ok()
+            .map(|oid| (oid, saved.head_paths));
     }
-    for &oid in &order {
-        let commit = repo.find_commit(oid)?;
-        let tree = commit.tree()?;
-        let time = commit.time().seconds();
-        let summary = commit.summary().ok().flatten().unwrap_or("").to_string();
-        let parent_id = commit.parent_id(0).ok();
+    // First what the commits hold (the costly half), then what the policy makes of it.
+    let mut reader = SopReader::new();
+    let mut scan = scan(
+        &repo,
+        &order,
+        &paths.procedures,
+        head_paths,
+        &mut reader,
+        &strip,
+    )?;
+
+    // In order: revisions (following renames) and approvals.
+    for step in std::mem::take(&mut scan.steps) {
+        let oid = step.oid;
+        let time = step.time;
         let judge = judge_of(oid).cloned();
         let verification = verified.get(&oid);
-
-        // The parent's SOP files and procedures folder, known from its own walk step: taken
-        // over, since most commits have one child. A second child (a branch point), or an old
-        // commit met by a resumed walk, reads them from the parent's tree instead.
-        for p in commit.parent_ids().skip(1) {
-            sop_paths.remove(&p);
-            folders.remove(&p);
-        }
-        let base = paths.procedures.trim_end_matches('/');
-        let folder_of = |t: &git2::Tree<'_>| -> Option<git2::Oid> {
-            if base.is_empty() {
-                Some(t.id())
-            } else {
-                t.get_path(Path::new(base)).ok().map(|e| e.id())
-            }
-        };
-        let parent_tree = |p: git2::Oid| repo.find_commit(p).and_then(|c| c.tree());
-        let (mut map, parent_folder) = match parent_id {
-            Some(p) => {
-                let map = match sop_paths.remove(&p) {
-                    Some(m) => m,
-                    None => sops_in(
-                        &repo,
-                        &parent_tree(p)?,
-                        &paths.procedures,
-                        &mut reader,
-                        &strip,
-                    ),
-                };
-                let folder = match folders.remove(&p) {
-                    Some(f) => f,
-                    None => folder_of(&parent_tree(p)?),
-                };
-                (map, folder)
-            }
-            None => (BTreeMap::new(), None),
-        };
-        let folder = folder_of(&tree);
-        folders.insert(oid, folder);
-        let mut changes = Vec::new();
-        if parent_folder != folder {
-            let load = |id: Option<git2::Oid>| id.and_then(|id| repo.find_tree(id).ok());
-            let prefix_of = if base.is_empty() {
-                String::new()
-            } else {
-                format!("{base}/")
-            };
-            changed_files(
-                &repo,
-                load(parent_folder).as_ref(),
-                load(folder).as_ref(),
-                &prefix_of,
-                &mut changes,
-            );
-        }
-        let author = commit.author();
-        let author_label = format!(
-            "{} <{}>",
-            author.name().unwrap_or(""),
-            author.email().unwrap_or("")
-        );
         let author_person = author_identity(verification);
-        // Removals first: a file moved within one commit is removed, then added.
-        changes.sort_by_key(|(_, new)| new.is_some());
-        for (path, new) in changes {
-            map.remove(&path);
-            let Some(new) = new else { continue };
-            if !is_sop_path(&path, &paths.procedures) {
-                continue;
-            }
-            let Ok(blob) = repo.find_blob(new) else {
-                continue;
-            };
-            let rel = strip(&path);
-            let state = reader.read(&rel, blob.id(), blob.content());
-            map.insert(path.clone(), state.id.clone());
+        for (rel, state) in step.changed {
             let entry = h
                 .sops
                 .entry(state.id.clone())
@@ -759,7 +675,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 let mut unattributed = draft.map(|r| r.unattributed.clone()).unwrap_or_default();
                 match &author_person {
                     Some(p) => authors.insert(p.clone()),
-                    None => unattributed.insert(author_label.clone()),
+                    None => unattributed.insert(step.author_label.clone()),
                 };
                 // A change of approvers needs the approvers of the last effective revision too.
                 let mut approvers = state.approvers.clone();
@@ -776,11 +692,11 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     number: entry.revisions.len() + 1,
                     commit: oid.to_string(),
                     time,
-                    author: author_label.clone(),
-                    summary: summary.clone(),
+                    author: step.author_label.clone(),
+                    summary: step.summary.clone(),
                     path: rel.clone(),
                     renamed_from: Vec::new(),
-                    // Filled in once the hashing thread is done (see `SopReader`).
+                    // Filled in after the walk where it is needed (see `SopReader`).
                     sha256: String::new(),
                     blob: state.blob.to_string(),
                     approvers,
@@ -804,27 +720,9 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         }
 
         // Approval trailers.
-        let parsed = trailer::parse(commit.message().unwrap_or(""));
-        // The blobs and hashes of an SOP's files in this commit's own tree.
-        let content_of = |id: &str, reader: &mut SopReader| -> Vec<(String, String)> {
-            map.iter()
-                .filter(|(_, i)| i.as_str() == id)
-                .filter_map(|(p, _)| {
-                    let blob = tree.get_path(Path::new(p)).ok()?.id();
-                    Some((blob.to_string(), reader.sha(&repo, blob)?))
-                })
-                .collect()
-        };
-        let Some(parsed) = parsed else {
-            sop_paths.insert(oid, map);
-            continue;
-        };
-        let changes_files = match parent_id {
-            Some(p) => repo.find_commit(p)?.tree_id() != tree.id(),
-            None => true,
-        };
-        let approval = match parsed {
-            Ok(a) if changes_files => {
+        let approval = match step.trailers {
+            None => continue,
+            Some(Ok(a)) if step.changes_files => {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
                     message: format!(
@@ -837,28 +735,28 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                             .join(", ")
                     ),
                 });
-                sop_paths.insert(oid, map);
                 continue;
             }
-            Ok(a) => a,
-            Err(message) => {
+            Some(Ok(a)) => a,
+            Some(Err(message)) => {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
                     message,
                 });
-                sop_paths.insert(oid, map);
                 continue;
             }
         };
         let is_signed = repo.extract_signature(&oid, None).is_ok();
-        let committer = commit.committer();
-        let recommitted = !author
-            .email()
-            .unwrap_or("")
-            .eq_ignore_ascii_case(committer.email().unwrap_or(""));
         let entry_time = timeline.entry_time(oid).unwrap_or(now);
         for a in &approval.approves {
-            let current = content_of(&a.sop, &mut reader);
+            // The blobs and hashes of the SOP's files in this commit's own tree.
+            let current: Vec<(String, String)> = step
+                .content
+                .get(&a.sop)
+                .into_iter()
+                .flatten()
+                .filter_map(|&blob| Some((blob.to_string(), reader.sha(&repo, blob)?)))
+                .collect();
             let Some(sop) = h.sops.get_mut(&a.sop) else {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
@@ -887,7 +785,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     entry_time,
                     meaning: &approval.meaning,
                     signed: is_signed,
-                    recommitted,
+                    recommitted: step.recommitted,
                     verification,
                     content_matches: matching.is_some(),
                 },
@@ -925,16 +823,20 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 *last = (*last).max(i);
             }
         }
-        sop_paths.insert(oid, map);
     }
-    let hashes = reader.finish();
-    for rev in h.sops.values_mut().flat_map(|s| s.revisions.iter_mut()) {
-        if rev.sha256.is_empty()
-            && let Some(hash) = git2::Oid::from_str(&rev.blob)
-                .ok()
-                .and_then(|b| hashes.get(&b))
-        {
-            rev.sha256 = hash.clone();
+    // Hashes for what is shown and compared: each SOP's latest revision, and every revision
+    // that is effective or signed. Other drafts keep their blob id only (`fill_hashes`).
+    for sop in h.sops.values_mut() {
+        let last = sop.revisions.len().saturating_sub(1);
+        for (i, rev) in sop.revisions.iter_mut().enumerate() {
+            if rev.sha256.is_empty()
+                && (i == last || rev.version.is_some() || !rev.signatures.is_empty())
+                && let Some(hash) = git2::Oid::from_str(&rev.blob)
+                    .ok()
+                    .and_then(|b| reader.sha(&repo, b))
+            {
+                rev.sha256 = hash;
+            }
         }
     }
     if let Some(file) = cache_file
@@ -964,7 +866,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 .into_values()
                 .map(|s| (s.id, s.blob.to_string(), s.approvers))
                 .collect(),
-            head_paths: sop_paths.remove(&head).unwrap_or_default(),
+            head_paths: scan.paths.remove(&head).unwrap_or_default(),
         };
         cache::write(&file, &saved);
         h.sops = saved.sops;
@@ -980,6 +882,160 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     problems.append(&mut h.problems);
     h.problems = problems;
     Ok(h)
+}
+
+/// One commit of the walk, as far as it is read without the policy: the SOP files it added
+/// or changed, and the approvals its trailers claim.
+struct Step {
+    oid: git2::Oid,
+    time: i64,
+    summary: String,
+    author_label: String,
+    /// Committed by someone other than its author (a rebase or cherry-pick).
+    recommitted: bool,
+    /// The SOP files added or changed (path relative to the config's folder), removals left
+    /// out, in the order met.
+    changed: Vec<(String, SopState)>,
+    /// The trailers, when there are any: what they approve, or what is wrong with them.
+    trailers: Option<Result<trailer::Approval, String>>,
+    /// The commit's tree differs from its first parent's.
+    changes_files: bool,
+    /// Per SOP id the trailers name: the blobs of its files in this commit's own tree.
+    content: HashMap<String, Vec<git2::Oid>>,
+}
+
+/// The commits of a walk read, and each SOP file's id per commit whose children are still to
+/// come (the head's is cached).
+struct Scan {
+    steps: Vec<Step>,
+    paths: HashMap<git2::Oid, BTreeMap<String, String>>,
+}
+
+/// Reads `order` (parents before children): per commit, which SOP files under `procedures`
+/// it changed, their front matter, and its trailers. `known` is a commit already read (the
+/// cached head) with its SOP files.
+fn scan(
+    repo: &git2::Repository,
+    order: &[git2::Oid],
+    procedures: &str,
+    known: Option<(git2::Oid, BTreeMap<String, String>)>,
+    reader: &mut SopReader,
+    strip: &dyn Fn(&str) -> String,
+) -> Result<Scan, Error> {
+    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = known.into_iter().collect();
+    // Per commit whose children are still to come: the id of its procedures folder.
+    let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
+    let base = procedures.trim_end_matches('/');
+    let folder_of = |t: &git2::Tree<'_>| -> Option<git2::Oid> {
+        if base.is_empty() {
+            Some(t.id())
+        } else {
+            t.get_path(Path::new(base)).ok().map(|e| e.id())
+        }
+    };
+    let prefix_of = if base.is_empty() {
+        String::new()
+    } else {
+        format!("{base}/")
+    };
+    let parent_tree = |p: git2::Oid| repo.find_commit(p).and_then(|c| c.tree());
+    let mut steps = Vec::with_capacity(order.len());
+    for &oid in order {
+        let commit = repo.find_commit(oid)?;
+        let tree = commit.tree()?;
+        let parent_id = commit.parent_id(0).ok();
+        // The parent's SOP files and procedures folder, known from its own walk step: taken
+        // over, since most commits have one child. A second child (a branch point), or an old
+        // commit met by a resumed walk, reads them from the parent's tree instead.
+        for p in commit.parent_ids().skip(1) {
+            sop_paths.remove(&p);
+            folders.remove(&p);
+        }
+        let (mut map, parent_folder) = match parent_id {
+            Some(p) => {
+                let map = match sop_paths.remove(&p) {
+                    Some(m) => m,
+                    None => sops_in(repo, &parent_tree(p)?, procedures, reader, strip),
+                };
+                let folder = match folders.remove(&p) {
+                    Some(f) => f,
+                    None => folder_of(&parent_tree(p)?),
+                };
+                (map, folder)
+            }
+            None => (BTreeMap::new(), None),
+        };
+        let folder = folder_of(&tree);
+        folders.insert(oid, folder);
+        let mut changes = Vec::new();
+        if parent_folder != folder {
+            let load = |id: Option<git2::Oid>| id.and_then(|id| repo.find_tree(id).ok());
+            changed_files(
+                repo,
+                load(parent_folder).as_ref(),
+                load(folder).as_ref(),
+                &prefix_of,
+                &mut changes,
+            );
+        }
+        // Removals first: a file moved within one commit is removed, then added.
+        changes.sort_by_key(|(_, new)| new.is_some());
+        let mut changed = Vec::new();
+        for (path, new) in changes {
+            map.remove(&path);
+            let Some(new) = new else { continue };
+            if !is_sop_path(&path, procedures) {
+                continue;
+            }
+            let Ok(blob) = repo.find_blob(new) else {
+                continue;
+            };
+            let rel = strip(&path);
+            let state = reader.read(&rel, blob.id(), blob.content());
+            map.insert(path, state.id.clone());
+            changed.push((rel, state));
+        }
+        let author = commit.author();
+        let trailers = trailer::parse(commit.message().unwrap_or(""));
+        let mut content: HashMap<String, Vec<git2::Oid>> = HashMap::new();
+        let mut changes_files = true;
+        if let Some(Ok(a)) = &trailers {
+            for id in a.approves.iter().map(|x| &x.sop) {
+                let blobs = map
+                    .iter()
+                    .filter(|(_, i)| *i == id)
+                    .filter_map(|(p, _)| Some(tree.get_path(Path::new(p)).ok()?.id()))
+                    .collect();
+                content.insert(id.clone(), blobs);
+            }
+            if let Some(p) = parent_id {
+                changes_files = repo.find_commit(p)?.tree_id() != tree.id();
+            }
+        }
+        steps.push(Step {
+            oid,
+            time: commit.time().seconds(),
+            summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
+            author_label: format!(
+                "{} <{}>",
+                author.name().unwrap_or(""),
+                author.email().unwrap_or("")
+            ),
+            recommitted: !author
+                .email()
+                .unwrap_or("")
+                .eq_ignore_ascii_case(commit.committer().email().unwrap_or("")),
+            changed,
+            trailers,
+            changes_files,
+            content,
+        });
+        sop_paths.insert(oid, map);
+    }
+    Ok(Scan {
+        steps,
+        paths: sop_paths,
+    })
 }
 
 /// The files that differ between two versions of a folder, with their new blob (`None` when

@@ -110,6 +110,8 @@ pub struct Timeline {
     pub points: Vec<Point>,
     /// Every commit reachable from the head → the point where it enters the main line.
     entry: HashMap<git2::Oid, usize>,
+    /// The commits this build met (after the one it resumed from), parents before children.
+    pub order: Vec<git2::Oid>,
     pub changes: Vec<PolicyChange>,
     /// Things wrong with the timeline itself (a pinned root that does not match).
     pub problems: Vec<(String, String)>,
@@ -341,14 +343,23 @@ impl Timeline {
             let i = i + offset;
             let commit = repo.find_commit(oid)?;
             t.entry.insert(oid, i);
-            let mut stack: Vec<git2::Oid> = commit.parent_ids().skip(1).collect();
-            while let Some(x) = stack.pop() {
+            // The side commits entering here, depth first, each put in `order` once its
+            // parents are (a parent met again is either done or not reachable from here).
+            let mut stack: Vec<(git2::Oid, bool)> =
+                commit.parent_ids().skip(1).map(|p| (p, false)).collect();
+            while let Some((x, parents_done)) = stack.pop() {
+                if parents_done {
+                    t.order.push(x);
+                    continue;
+                }
                 if t.entry.contains_key(&x) || new.is_some_and(|n| !n.contains(&x)) {
                     continue;
                 }
                 t.entry.insert(x, i);
-                stack.extend(repo.find_commit(x)?.parent_ids());
+                stack.push((x, true));
+                stack.extend(repo.find_commit(x)?.parent_ids().map(|p| (p, false)));
             }
+            t.order.push(oid);
             t.clamped |= commit.time().seconds() > now;
             time = time.max(commit.time().seconds()).min(now);
             let tree = commit.tree()?;

@@ -2,7 +2,7 @@
 //! that do not count, rewritten approval commits, unauthorised policy changes and overdue
 //! reviews.
 
-use crate::approval::history::{History, Status, sha256_hex};
+use crate::approval::history::{History, Status};
 use crate::corpus::front_matter::Status as SopStatus;
 use crate::corpus::{Corpus, Sop};
 use crate::diagnostic::{Diagnostic, Rule};
@@ -31,8 +31,7 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
         let meta = doc.sop.as_ref();
         let hist = history.sops.get(&sop.id);
         if meta.is_some_and(|m| m.status == SopStatus::Effective) {
-            let hash = sha256_hex(doc.file.text.as_bytes());
-            let rev = hist.and_then(|h| h.revision_with(&hash));
+            let rev = hist.and_then(|h| h.revision_of(doc.file.text.as_bytes()));
             if rev.is_none_or(|r| r.version.is_none()) {
                 let missing = match rev {
                     Some(r) => r.missing_roles(),

@@ -302,6 +302,48 @@ fn valid_approval_makes_a_revision_effective_and_later_edits_a_draft() {
     );
 }
 
+/// A walk hashes only what approvals and readers need; drafts nobody approved are still
+/// recognised by their content, and `history` shows every revision's hash.
+#[test]
+fn drafts_nobody_approved_are_recognised_and_shown_with_their_hash() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    r.replace(SOP, "title: Demo", "title: Demo\nstatus: effective");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "mark it effective", Some(&bob));
+    let marked = r.read(SOP);
+    r.append(SOP, "\nA later draft.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "a later draft", Some(&bob));
+
+    let h = history(&r);
+    let revisions = h["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 3, "{h}");
+    assert_eq!(
+        revisions[1]["sha256"],
+        sopkit::approval::history::sha256_hex(marked.as_bytes()),
+        "a draft between two others is shown with its own hash: {h}"
+    );
+    let hashes: std::collections::BTreeSet<&str> = revisions
+        .iter()
+        .map(|r| r["sha256"].as_str().unwrap())
+        .collect();
+    assert!(
+        hashes.len() == 3 && hashes.iter().all(|x| x.len() == 64),
+        "{hashes:?}"
+    );
+
+    // Back to the content of the middle draft, uncommitted: that draft, not unknown content.
+    r.write(SOP, &marked);
+    let (_, diags) = r.diagnostics();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].message.contains("its approvals are incomplete"),
+        "{}",
+        diags[0].message
+    );
+}
+
 #[test]
 fn role_not_held_self_approval_unknown_key_and_meaning() {
     let keys = Keys::new();
