@@ -78,6 +78,7 @@ fn main() -> std::io::Result<()> {
         std::fs::create_dir_all(&wdir)?;
         let base = Record {
             writer: String::new(),
+            attribution: None,
             format: FORMAT,
             seq: 0,
             prev: None,
@@ -90,6 +91,7 @@ fn main() -> std::io::Result<()> {
             version: Some(1),
             allow_draft: false,
             step: steps[k].to_string(),
+            role: None,
             target: Some(targets[k].to_string()),
             operator,
             host,

@@ -177,6 +177,25 @@ pub struct Config {
     pub approval: Approval,
     pub targets: BTreeMap<String, Target>,
     pub notify: Notify,
+    pub evidence: EvidencePolicy,
+}
+
+/// `[evidence]`: policy for the records `run` writes.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidencePolicy {
+    /// Writer folders (`operator@host`, `*` and `?` as wildcards) whose records may be
+    /// unsigned, e.g. a scheduled job with no key of its own. Their runs are unattributed.
+    pub unsigned_writers: Vec<String>,
+}
+
+impl EvidencePolicy {
+    /// Whether records of writer folder `writer` may be unsigned.
+    pub fn allows_unsigned(&self, writer: &str) -> bool {
+        self.unsigned_writers
+            .iter()
+            .any(|p| globset::Glob::new(p).is_ok_and(|g| g.compile_matcher().is_match(writer)))
+    }
 }
 
 impl Config {
@@ -206,6 +225,16 @@ impl Config {
                 .find(needle)
                 .map(|i| Span::new(i, i + needle.len()))
         };
+        for p in &self.evidence.unsigned_writers {
+            if let Err(e) = globset::Glob::new(p) {
+                out.push(Diagnostic::new(
+                    Rule::InvalidConfig,
+                    &file.path,
+                    at(p),
+                    format!("[evidence] unsigned_writers: `{p}` is not a pattern: {e}"),
+                ));
+            }
+        }
         for (name, t) in &self.targets {
             let required: &[(&str, bool)] = match t.kind {
                 TargetKind::Local => &[("path", t.path.is_some())],

@@ -10,6 +10,7 @@
 //! of a step that is still running, or of one that was killed).
 
 pub mod log;
+pub mod signed;
 pub mod verify;
 
 use std::io::Write;
@@ -30,6 +31,8 @@ pub enum Error {
     },
     #[error("{path}: not a sopkit evidence record: {message}")]
     Record { path: PathBuf, message: String },
+    #[error("{path} was not written: the record {message}")]
+    NotAttributable { path: PathBuf, message: String },
     #[error(
         "sopkit.toml: [paths] evidence = \"{rel}\" {why}; the evidence folder must lie inside the repository"
     )]
@@ -137,6 +140,10 @@ pub struct Record {
     /// completes another writer's run.
     #[serde(skip)]
     pub writer: String,
+    /// Who wrote it, as its signature and the policy say: not part of the file, set by
+    /// readers that judged it (`None`: not judged).
+    #[serde(skip)]
+    pub attribution: Option<signed::Attribution>,
     pub format: u32,
     pub seq: u64,
     /// SHA-256 of the previous record file of this writer (`None` for the first).
@@ -153,6 +160,9 @@ pub struct Record {
     pub version: Option<u32>,
     pub allow_draft: bool,
     pub step: String,
+    /// The role the step requires (`role=`); the record's signer must hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     pub target: Option<String>,
     pub operator: String,
     pub host: String,
@@ -263,6 +273,13 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
 }
 
 /// UTC now as RFC 3339 (seconds).
+/// An RFC 3339 time as seconds since the epoch.
+pub fn parse_time(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|d| d.unix_timestamp())
+}
+
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -298,6 +315,11 @@ fn parse_seq(name: &str) -> Option<u64> {
 /// One writer's chain in a ledger folder.
 pub struct Writer {
     pub dir: PathBuf,
+    name: String,
+    /// Signs each record (none: records are written unsigned).
+    signer: Option<crate::signing::Signer>,
+    /// Must accept each record, signed or not, before anything is written.
+    judge: std::sync::Arc<signed::Judge>,
 }
 
 /// Holds the writer's lock; appends happen only while it is held.
@@ -307,7 +329,18 @@ pub struct Locked<'a> {
 }
 
 impl Writer {
+    /// A writer that signs nothing and whose records no policy judges (tests, benchmarks).
     pub fn open(evidence: &Path, name: &str) -> Result<Writer, Error> {
+        Writer::open_signed(evidence, name, None, Default::default())
+    }
+
+    /// A writer whose records `signer` signs and `judge` accepts before each is written.
+    pub fn open_signed(
+        evidence: &Path,
+        name: &str,
+        signer: Option<crate::signing::Signer>,
+        judge: std::sync::Arc<signed::Judge>,
+    ) -> Result<Writer, Error> {
         let dir = evidence.join(name);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let ignore = evidence.join(".gitignore");
@@ -318,7 +351,12 @@ impl Writer {
             )
             .map_err(io(&ignore))?;
         }
-        Ok(Writer { dir })
+        Ok(Writer {
+            dir,
+            name: name.to_string(),
+            signer,
+            judge,
+        })
     }
 
     /// Waits for the writer's lock (other runs of this writer append in turn).
@@ -381,7 +419,33 @@ impl Locked<'_> {
         record.prev = prev;
         record.format = FORMAT;
         let path = self.writer.dir.join(record_name(seq));
-        crate::fs_atomic::write(&path, &record.to_bytes()).map_err(io(&path))?;
+        let bytes = record.to_bytes();
+        let w = self.writer;
+        let sig = match &w.signer {
+            Some(s) => {
+                Some(
+                    s.sign(&bytes, signed::NAMESPACE)
+                        .map_err(|e| Error::NotAttributable {
+                            path: path.clone(),
+                            message: format!("signing it failed: {e}"),
+                        })?,
+                )
+            }
+            None => None,
+        };
+        w.judge
+            .judge(&w.name, &record, &bytes, sig.as_deref())
+            .map_err(|message| Error::NotAttributable {
+                path: path.clone(),
+                message,
+            })?;
+        // The signature first: a crash in between leaves a signature with no record, which
+        // the next append replaces, never a record that seems unsigned.
+        if let Some(sig) = sig {
+            let sig_path = w.dir.join(signed::sig_name(seq));
+            crate::fs_atomic::write(&sig_path, &sig).map_err(io(&sig_path))?;
+        }
+        crate::fs_atomic::write(&path, &bytes).map_err(io(&path))?;
         Ok(path)
     }
 }
@@ -399,6 +463,7 @@ mod tests {
     pub(crate) fn record() -> Record {
         Record {
             writer: String::new(),
+            attribution: None,
             format: FORMAT,
             seq: 0,
             prev: None,
@@ -411,6 +476,7 @@ mod tests {
             version: Some(1),
             allow_draft: false,
             step: "s".into(),
+            role: None,
             target: None,
             operator: "ann".into(),
             host: "h".into(),

@@ -21,6 +21,7 @@ pub mod report;
 pub mod roles;
 pub mod run;
 pub mod schedule;
+pub mod signing;
 pub mod source;
 pub mod status;
 pub mod tree;

@@ -410,9 +410,14 @@ fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, S
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let (dir, rel) = evidence_dir(path)?;
     let tracked = sopkit::evidence::verify::tracked_at_head(path, &rel);
-    let report = sopkit::evidence::verify::verify(&dir, &tracked);
+    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
+    let judge = sopkit::evidence::signed::Judge::for_repo(path)?.with_roles_of(&corpus);
+    let report = sopkit::evidence::verify::verify(&dir, &tracked, &judge);
     for p in &report.problems {
         println!("{}: {}", p.path.display(), p.message);
+    }
+    for a in &report.attributed {
+        println!("{}: {} records by {}", a.writer, a.records, a.by);
     }
     println!(
         "{} writers, {} records, {} logs: {}",

@@ -59,6 +59,12 @@ pub enum Error {
     MissingEnv { step: String, var: String },
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error(
+        "evidence of writer `{writer}` must be signed ({why}): set your signing key \
+         (`git config user.signingkey ~/.ssh/id_ed25519.pub` and `git config gpg.format ssh`, \
+         or an OpenPGP key id), the key listed for you in people.yaml"
+    )]
+    Unsigned { writer: String, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -497,10 +503,35 @@ pub fn execute(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<StepResult>, 
             return Err(e);
         }
     }
-    catch_signals();
     let operator = operator(&plan.root);
     let host = hostname();
-    let writer = Writer::open(&plan.evidence_dir, &evidence::writer_name(&operator, &host))?;
+    let name = evidence::writer_name(&operator, &host);
+    // Each record is signed with the operator's own git signing setup and judged against the
+    // policy timeline before it is written: a run nobody can be held to never starts.
+    let judge = std::sync::Arc::new(evidence::signed::Judge::for_repo(&plan.root)?);
+    let signer = crate::signing::Signer::from_git(&plan.root)
+        .ok()
+        .filter(|s| s.has_key());
+    if judge.rooted() && signer.is_none() {
+        if let Some(p) = plan.steps.iter().find(|p| p.step.role.is_some()) {
+            return Err(Error::Unsigned {
+                writer: name,
+                why: format!(
+                    "step `{}` must be run by a holder of role `{}`, who signs its records",
+                    p.step.id,
+                    p.step.role.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        if !judge.allows_unsigned_now(&name) {
+            return Err(Error::Unsigned {
+                writer: name,
+                why: "sopkit.toml's `[evidence] unsigned_writers` does not name this writer".into(),
+            });
+        }
+    }
+    catch_signals();
+    let writer = Writer::open_signed(&plan.evidence_dir, &name, signer, judge)?;
     let mut results = Vec::new();
     for (i, p) in plan.steps.iter().enumerate() {
         progress(&format!(
@@ -538,6 +569,7 @@ fn run_step(
     let base = Record {
         // Set by readers from the folder; the writer writes into its own.
         writer: String::new(),
+        attribution: None,
         format: evidence::FORMAT,
         seq: 0,
         prev: None,
@@ -550,6 +582,7 @@ fn run_step(
         version: plan.version,
         allow_draft: plan.allow_draft,
         step: p.step.id.clone(),
+        role: p.step.role.clone(),
         target: p.target_name.clone(),
         operator: operator.to_string(),
         host: host.to_string(),

@@ -339,7 +339,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     // is read from git beside it.
     let (history, (mut ledger_read, mut records)) = rayon::join(
         || history::load_if_in_git(root, at, &corpus.config),
-        || ledger(root, &tree_evidence, &evidence_dir),
+        || ledger(root, &tree_evidence, &evidence_dir, &corpus),
     );
     let (history, history_error) = match history {
         Ok(h) => (h, None),
@@ -355,7 +355,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     };
     if config.paths.evidence != tree_evidence {
         let dir = crate::evidence::folder(root, &config.paths.evidence)?;
-        (ledger_read, records) = ledger(root, &config.paths.evidence, &dir);
+        (ledger_read, records) = ledger(root, &config.paths.evidence, &dir, &corpus);
     }
     let ledger = ledger_read;
     let runs = runs(records);
@@ -764,10 +764,15 @@ fn training_gaps(
 }
 
 /// The ledger's integrity, and every record that parsed.
-fn ledger(root: &Path, rel: &str, evidence_dir: &Path) -> (Ledger, Records) {
+fn ledger(root: &Path, rel: &str, evidence_dir: &Path, corpus: &Corpus) -> (Ledger, Records) {
     let tracked = || evidence::verify::tracked_at_head(root, rel);
+    // Who wrote each record, by the policy timeline (a history that cannot be read has
+    // already stopped `status`).
+    let judge = evidence::signed::Judge::for_repo(root)
+        .unwrap_or_default()
+        .with_roles_of(corpus);
     let (report, records) = if evidence_dir.exists() {
-        evidence::verify::verify_and_read(evidence_dir, tracked)
+        evidence::verify::verify_and_read(evidence_dir, tracked, &judge)
     } else {
         let tracked = tracked();
         if tracked.is_empty() {
@@ -780,7 +785,7 @@ fn ledger(root: &Path, rel: &str, evidence_dir: &Path) -> (Ledger, Records) {
             };
             return (empty, Vec::new());
         }
-        evidence::verify::verify_and_read(evidence_dir, || tracked)
+        evidence::verify::verify_and_read(evidence_dir, || tracked, &judge)
     };
     let ledger = Ledger {
         ok: report.problems.is_empty(),

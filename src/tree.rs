@@ -518,7 +518,7 @@ mod tests {
         let said = [
             Error::from(e()).to_string(),
             crate::render::Error::from(e()).to_string(),
-            crate::render::sign::Error::from(e()).to_string(),
+            crate::signing::Error::from(e()).to_string(),
             crate::approval::history::Error::from(e()).to_string(),
             crate::approval::approve::Error::from(e()).to_string(),
         ];

@@ -502,6 +502,23 @@ pub fn trusted_config(dir: &Path, tree_config: &Config) -> Result<Config, Error>
     Ok(timeline.effective_config(tree_config))
 }
 
+/// The policy timeline of `HEAD` in the repository containing `dir` (`None` outside git or
+/// before the first commit).
+pub fn timeline(dir: &Path) -> Result<Option<Timeline>, Error> {
+    let (repo, head) = match open(dir, None) {
+        Err(Error::NotARepository(_)) => return Ok(None),
+        other => other?,
+    };
+    let Some(head) = head else { return Ok(None) };
+    let prefix = crate::tree::prefix_in(&repo, dir);
+    Ok(Some(Timeline::build(
+        &repo,
+        head,
+        &prefix,
+        crate::clock::now(),
+    )?))
+}
+
 /// The policy the timeline trusts once `rev` is on the main line (`None` before the root).
 pub fn policy_at(dir: &Path, rev: &str) -> Result<Option<Arc<Trusted>>, Error> {
     let (repo, head) = open(dir, Some(rev))?;

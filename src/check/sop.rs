@@ -157,6 +157,12 @@ pub fn check_steps(corpus: &Corpus, doc: &Document) -> Vec<Diagnostic> {
                 .with_related(path, first, "first used here"),
             );
         }
+        if let Some(role) = &step.role
+            && !corpus.roles.contains_key(role)
+        {
+            let what = format!("step `{}` requires role", step.id);
+            out.push(undefined_role(corpus, path, step.info_span, role, &what));
+        }
         let arg_target = step.args.get("target").and_then(|v| v.as_str());
         for (target, span) in [
             (step.target.as_deref(), step.info_span),

@@ -20,7 +20,7 @@ pub const ACTIONS: &[&str] = &[
     "restore",
 ];
 
-const ATTRIBUTES: &[&str] = &["step", "target", "timeout", "env", "action"];
+const ATTRIBUTES: &[&str] = &["step", "target", "timeout", "env", "action", "role"];
 
 /// A step as written in an SOP.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,8 @@ pub struct Step {
     pub target: Option<String>,
     pub timeout: Option<Duration>,
     pub env: Vec<String>,
+    /// The role whose holder must run the step (`role=`): the run is signed by them.
+    pub role: Option<String>,
     /// The block's code (shell script or YAML arguments).
     pub body: String,
     /// The whole fenced block.
@@ -225,6 +227,7 @@ pub fn from_block(
         target: attrs.remove("target"),
         timeout,
         env,
+        role: attrs.remove("role"),
         body: body.to_string(),
         span,
         info_span,

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use super::signed::Judge;
 use super::{Record, Records, parse_seq, record_name, sha256_hex};
 
 /// Something wrong in the ledger, naming the file.
@@ -22,6 +23,17 @@ pub struct Report {
     pub records: usize,
     pub logs: usize,
     pub problems: Vec<Problem>,
+    /// Who wrote the records that count, per writer folder.
+    pub attributed: Vec<Attributed>,
+}
+
+/// How many counted records of one writer folder one signer wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attributed {
+    pub writer: String,
+    /// "Name (id)" from people.yaml, or "unattributed".
+    pub by: String,
+    pub records: usize,
 }
 
 fn problem(out: &mut Vec<Problem>, path: &Path, message: impl Into<String>) {
@@ -33,16 +45,20 @@ fn problem(out: &mut Vec<Problem>, path: &Path, message: impl Into<String>) {
 
 /// Verifies the ledger in `evidence` (a folder of writer folders). `tracked` lists files under
 /// it that git's `HEAD` holds (relative to `evidence`): one of them missing is a deletion.
-pub fn verify(evidence: &Path, tracked: &BTreeSet<String>) -> Report {
-    verify_and_read(evidence, || tracked).0
+/// `judge` says who wrote each record; one it cannot attribute is a problem.
+pub fn verify(evidence: &Path, tracked: &BTreeSet<String>, judge: &Judge) -> Report {
+    verify_and_read(evidence, || tracked, judge).0
 }
 
-/// [`verify`], also returning every record that parsed (valid or not), so a reader of the
-/// ledger such as `status` reads each file once. `tracked` is computed while the writers'
-/// folders are read (reading git's tree is one thread's work beside the files).
+/// [`verify`], also returning the records that count: each parsed, in its chain's order, and
+/// attributed (a record written out of time order, or that cannot be attributed, is left
+/// out), so a reader of the ledger such as `status` reads each file once. `tracked` is
+/// computed while the writers' folders are read (reading git's tree is one thread's work
+/// beside the files).
 pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
     evidence: &Path,
     tracked: impl FnOnce() -> T + Send,
+    judge: &Judge,
 ) -> (Report, Records) {
     let mut report = Report::default();
     let mut records = Vec::new();
@@ -73,7 +89,7 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
             .map(|(name, _)| {
                 let mut r = Report::default();
                 let mut parsed = Vec::new();
-                let listed = verify_writer(&evidence.join(name), &mut r, &mut parsed);
+                let listed = verify_writer(&evidence.join(name), name, judge, &mut r, &mut parsed);
                 (name.as_str(), r, parsed, listed)
             })
             .collect()
@@ -85,6 +101,21 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
         report.records += w.records;
         report.logs += w.logs;
         report.problems.extend(w.problems);
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &parsed {
+            let label = r
+                .attribution
+                .as_ref()
+                .map_or("not judged".into(), |a| a.label());
+            *by.entry(label).or_default() += 1;
+        }
+        report
+            .attributed
+            .extend(by.into_iter().map(|(by, records)| Attributed {
+                writer: name.to_string(),
+                by,
+                records,
+            }));
         records.extend(parsed.into_iter().map(|mut r| {
             r.writer = name.to_string();
             r
@@ -132,6 +163,9 @@ struct Checked {
     /// SHA-256 of the file, when it could be read (the next record must name it).
     hash: Option<String>,
     record: Option<Box<Record>>,
+    /// Why the record cannot be attributed to anyone allowed to write it (it then never
+    /// counts).
+    unattributable: Option<String>,
     /// Problems of the file itself, then of the logs it names.
     own: Vec<Problem>,
     logs: Vec<Problem>,
@@ -155,10 +189,17 @@ fn read_record(folder: Option<&OwnedFd>, path: &Path) -> std::io::Result<Vec<u8>
     Ok(bytes)
 }
 
-fn check_record(dir: &Path, folder: Option<&OwnedFd>, seq: u64, path: &Path) -> Checked {
+fn check_record(
+    dir: &Path,
+    folder: Option<&OwnedFd>,
+    seq: u64,
+    path: &Path,
+    who: (&str, &Judge),
+) -> Checked {
     let mut c = Checked {
         hash: None,
         record: None,
+        unattributable: None,
         own: Vec::new(),
         logs: Vec::new(),
         referenced: Vec::new(),
@@ -215,16 +256,30 @@ fn check_record(dir: &Path, folder: Option<&OwnedFd>, seq: u64, path: &Path) -> 
             ),
         }
     }
-    c.record = Some(Box::new(record));
+    let sig_path = dir.join(super::signed::sig_name(seq));
+    let sig = read_record(folder, &sig_path).ok();
+    let mut record = Box::new(record);
+    match who.1.judge(who.0, &record, &bytes, sig.as_deref()) {
+        Ok(a) => record.attribution = Some(a),
+        Err(m) => c.unattributable = Some(m),
+    }
+    c.record = Some(record);
     c
 }
 
-/// Verifies one writer's folder; returns the names of the files in it.
-fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashSet<String> {
+/// Verifies one writer's folder (named `name`); returns the names of the files in it.
+fn verify_writer(
+    dir: &Path,
+    name: &str,
+    judge: &Judge,
+    report: &mut Report,
+    parsed: &mut Records,
+) -> HashSet<String> {
     use rayon::prelude::*;
     let out = &mut report.problems;
     let mut records: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut logs: BTreeSet<String> = BTreeSet::new();
+    let mut sigs: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut listed = HashSet::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         problem(out, dir, "cannot be read");
@@ -239,6 +294,8 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
         }
         if let Some(seq) = parse_seq(&name) {
             records.insert(seq, path);
+        } else if let Some(seq) = name.strip_suffix(".sig").and_then(parse_seq) {
+            sigs.insert(seq, path);
         } else if name.ends_with(".log") {
             logs.insert(name);
         } else {
@@ -248,6 +305,18 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
     // Reading, hashing and parsing each record is independent (and most of the work): done
     // in parallel, so one writer with a long chain uses every core. The chain is then
     // followed in order.
+    // A signature is written just before its record: one past the last record is what a
+    // crash in between leaves (the next append replaces it); any other needs its record.
+    let last = records.keys().next_back().copied().unwrap_or(0);
+    for (seq, path) in &sigs {
+        if !records.contains_key(seq) && *seq != last + 1 {
+            problem(
+                out,
+                path,
+                format!("a signature whose record {} is missing", record_name(*seq)),
+            );
+        }
+    }
     let records: Vec<(u64, PathBuf)> = records.into_iter().collect();
     let folder = rustix::fs::open(
         dir,
@@ -257,7 +326,7 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
     .ok();
     let checked: Vec<Checked> = records
         .par_iter()
-        .map(|(seq, path)| check_record(dir, folder.as_ref(), *seq, path))
+        .map(|(seq, path)| check_record(dir, folder.as_ref(), *seq, path, (name, judge)))
         .collect();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut prev_hash: Option<String> = None;
@@ -351,6 +420,10 @@ fn verify_writer(dir: &Path, report: &mut Report, parsed: &mut Records) -> HashS
         {
             reached = Some((t, seq));
         }
+        if let Some(why) = c.unattributable {
+            problem(out, path, format!("cannot count: it {why}"));
+            continue;
+        }
         parsed.push(record);
     }
     for l in logs {
@@ -427,7 +500,7 @@ mod tests {
     #[test]
     fn a_clean_ledger_verifies() {
         let (d, _) = ledger();
-        let r = verify(d.path(), &BTreeSet::new());
+        let r = verify(d.path(), &BTreeSet::new(), &Judge::none());
         assert_eq!(r.problems, vec![]);
         assert_eq!((r.writers, r.records, r.logs), (1, 3, 3));
     }
@@ -448,7 +521,7 @@ mod tests {
                 let mut b = original.clone();
                 b[i] ^= 0x01;
                 std::fs::write(&f, &b).unwrap();
-                let r = verify(d.path(), &BTreeSet::new());
+                let r = verify(d.path(), &BTreeSet::new(), &Judge::none());
                 assert!(
                     r.problems.iter().any(|p| p.path == f),
                     "edit of byte {i} of {} not found: {:?}",
@@ -466,7 +539,7 @@ mod tests {
         let elsewhere = d.path().join("copy.json");
         std::fs::rename(dir.join("000003.json"), &elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, dir.join("000003.json")).unwrap();
-        let r = verify(d.path(), &BTreeSet::new());
+        let r = verify(d.path(), &BTreeSet::new(), &Judge::none());
         assert!(
             r.problems
                 .iter()
@@ -490,7 +563,7 @@ mod tests {
             "gone.md".to_string(),
         ]
         .into();
-        let r = verify(d.path(), &tracked);
+        let r = verify(d.path(), &tracked, &Judge::none());
         let deleted: Vec<String> = r
             .problems
             .iter()
@@ -511,7 +584,7 @@ mod tests {
     fn deleted_and_reordered_records_are_found() {
         let (d, dir) = ledger();
         std::fs::remove_file(dir.join("000002.json")).unwrap();
-        let r = verify(d.path(), &BTreeSet::new());
+        let r = verify(d.path(), &BTreeSet::new(), &Judge::none());
         assert!(
             r.problems
                 .iter()
@@ -525,13 +598,17 @@ mod tests {
         let b = std::fs::read(dir.join("000002.json")).unwrap();
         std::fs::write(dir.join("000001.json"), b).unwrap();
         std::fs::write(dir.join("000002.json"), a).unwrap();
-        assert!(!verify(d.path(), &BTreeSet::new()).problems.is_empty());
+        assert!(
+            !verify(d.path(), &BTreeSet::new(), &Judge::none())
+                .problems
+                .is_empty()
+        );
 
         // The last record deleted: found when git's HEAD holds it.
         let (d, dir) = ledger();
         std::fs::remove_file(dir.join("000003.json")).unwrap();
         let tracked: BTreeSet<String> = ["ann@h/000003.json".to_string()].into();
-        let r = verify(d.path(), &tracked);
+        let r = verify(d.path(), &tracked, &Judge::none());
         assert!(
             r.problems.iter().any(|p| p.message.contains("deleted")),
             "{:?}",

@@ -4,7 +4,6 @@
 //! never pass for a PDF signature.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::approval::signature::{self, Status};
 
@@ -12,15 +11,8 @@ pub const SSH_NAMESPACE: &str = "sopkit-pdf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // git2's message alone: its Display adds class and code numbers (see tree::Error).
-    #[error("git: {}", .0.message())]
-    Git(git2::Error),
-    #[error(
-        "no signing key: set `git config user.signingkey` (and `gpg.format ssh` for an SSH key)"
-    )]
-    NoKey,
-    #[error("{program} failed: {message}")]
-    Signer { program: String, message: String },
+    #[error(transparent)]
+    Signing(#[from] crate::signing::Error),
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -35,98 +27,17 @@ pub enum Error {
     History(#[from] crate::approval::history::Error),
 }
 
-impl From<git2::Error> for Error {
-    fn from(e: git2::Error) -> Error {
-        Error::Git(e)
-    }
-}
-
-fn run(program: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>, Error> {
-    use std::io::Write;
-    let err = |message: String| Error::Signer {
-        program: program.to_string(),
-        message,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| err(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input).map_err(|e| err(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-    }
-    Ok(out.stdout)
-}
-
 /// Signs `pdf` with the signing key git would use in the repository at `dir`; writes
 /// `PDF.sig` (SSH) or `PDF.asc` (OpenPGP) atomically and returns its path.
 pub fn sign(dir: &Path, pdf: &Path) -> Result<PathBuf, Error> {
-    let repo = git2::Repository::discover(dir)?;
-    let config = repo.config()?.snapshot()?;
-    let format = config
-        .get_string("gpg.format")
-        .unwrap_or_else(|_| "openpgp".into());
-    let key = config.get_string("user.signingkey").ok();
+    let signer = crate::signing::Signer::from_git(dir)?;
     let bytes = std::fs::read(pdf).map_err(|source| Error::Write {
         path: pdf.to_path_buf(),
         source,
     })?;
-    let (sig, ext) = if format == "ssh" {
-        let key = key.ok_or(Error::NoKey)?;
-        let program = config
-            .get_string("gpg.ssh.program")
-            .unwrap_or_else(|_| "ssh-keygen".into());
-        // A literal key (`key::ssh-ed25519 …`) goes through a file, as git does it.
-        let tmp;
-        let key_file = match key.strip_prefix("key::") {
-            Some(literal) => {
-                tmp = tempfile::NamedTempFile::new().map_err(|source| Error::Write {
-                    path: std::env::temp_dir(),
-                    source,
-                })?;
-                std::fs::write(tmp.path(), literal).map_err(|source| Error::Write {
-                    path: tmp.path().to_path_buf(),
-                    source,
-                })?;
-                tmp.path().to_string_lossy().into_owned()
-            }
-            None => match key.strip_prefix("~/") {
-                Some(rest) => format!("{}/{rest}", std::env::var("HOME").unwrap_or_default()),
-                None => key,
-            },
-        };
-        let sig = run(
-            &program,
-            &["-Y", "sign", "-n", SSH_NAMESPACE, "-f", &key_file],
-            &bytes,
-        )?;
-        (sig, "sig")
-    } else {
-        let program = config
-            .get_string("gpg.program")
-            .unwrap_or_else(|_| "gpg".into());
-        let mut args = vec![
-            "--batch",
-            "--yes",
-            "--detach-sign",
-            "--armor",
-            "--output",
-            "-",
-        ];
-        if let Some(k) = &key {
-            args.push("--local-user");
-            args.push(k);
-        }
-        (run(&program, &args, &bytes)?, "asc")
-    };
+    let sig = signer.sign(&bytes, SSH_NAMESPACE)?;
     let mut out = pdf.as_os_str().to_owned();
-    out.push(format!(".{ext}"));
+    out.push(format!(".{}", signer.extension()));
     let out = PathBuf::from(out);
     crate::fs_atomic::write(&out, &sig).map_err(|source| Error::Write {
         path: out.clone(),

@@ -181,14 +181,9 @@ pub(crate) fn author_commit(r: &Repo, who: &str, msg: &str, key: Option<&Path>) 
     r.git(&["rev-parse", "HEAD"])
 }
 
-/// Runs `sopkit approve` as `who`, signing with an SSH key through the repository's git config.
-pub(crate) fn approve(
-    r: &Repo,
-    who: &str,
-    key: &Path,
-    sop: &str,
-    meaning: &str,
-) -> std::process::Output {
+/// Makes `who` the repository's git identity, signing with SSH key `key` (as `approve`,
+/// `run` and `render --sign` then do).
+pub(crate) fn sign_as(r: &Repo, who: &str, key: &Path) {
     r.git(&["config", "user.name", who]);
     r.git(&["config", "user.email", &format!("{who}@example.com")]);
     r.git(&["config", "gpg.format", "ssh"]);
@@ -197,6 +192,39 @@ pub(crate) fn approve(
         "user.signingkey",
         &key.with_extension("pub").display().to_string(),
     ]);
+}
+
+/// Signs an evidence record file as `run` would, with the SSH key the repository's git
+/// config names, writing `FILE.sig` beside it.
+pub(crate) fn sign_record(r: &Repo, file: &Path) {
+    let key = r.git(&["config", "user.signingkey"]);
+    sign_record_with(Path::new(key.trim()), file);
+}
+
+/// Signs an evidence record file with SSH key `key` (a private key, or a public one whose
+/// private half lies beside it), writing `FILE.sig`.
+pub(crate) fn sign_record_with(key: &Path, file: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "sopkit-evidence", "-f"])
+        .arg(key)
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut sig = file.as_os_str().to_owned();
+    sig.push(".sig");
+    std::fs::write(sig, out.stdout).unwrap();
+}
+
+/// Runs `sopkit approve` as `who`, signing with an SSH key through the repository's git config.
+pub(crate) fn approve(
+    r: &Repo,
+    who: &str,
+    key: &Path,
+    sop: &str,
+    meaning: &str,
+) -> std::process::Output {
+    sign_as(r, who, key);
     own_identity(&mut Command::new(crate::support::sopkit_bin()))
         .args(["approve", sop, "--meaning", meaning])
         .current_dir(r.path())

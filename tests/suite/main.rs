@@ -21,6 +21,7 @@ mod run;
 mod s3;
 mod schedule;
 mod services;
+mod signed_evidence;
 mod status;
 mod targets;
 mod trust;

@@ -733,9 +733,13 @@ fn every_single_byte_edit_of_real_evidence_is_detected() {
     let evidence = r.path().join("evidence");
     let none = std::collections::BTreeSet::new();
     assert!(
-        sopkit::evidence::verify::verify(&evidence, &none)
-            .problems
-            .is_empty()
+        sopkit::evidence::verify::verify(
+            &evidence,
+            &none,
+            &sopkit::evidence::signed::Judge::none()
+        )
+        .problems
+        .is_empty()
     );
     let targets: Vec<_> = files(&evidence)
         .into_iter()
@@ -752,7 +756,11 @@ fn every_single_byte_edit_of_real_evidence_is_detected() {
             let mut b = original.clone();
             b[i] = b[i].wrapping_add(1);
             std::fs::write(&f, &b).unwrap();
-            let report = sopkit::evidence::verify::verify(&evidence, &none);
+            let report = sopkit::evidence::verify::verify(
+                &evidence,
+                &none,
+                &sopkit::evidence::signed::Judge::none(),
+            );
             assert!(
                 report.problems.iter().any(|p| p.path == f),
                 "byte {i} of {} changed unnoticed",

@@ -187,11 +187,10 @@ fn an_end_record_in_another_writers_folder_completes_no_run() {
     v["exit_status"] = serde_json::json!(0);
     let other = r.path().join("evidence/mallory@elsewhere");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(
-        other.join(end.file_name().unwrap()),
-        serde_json::to_vec(&v).unwrap(),
-    )
-    .unwrap();
+    let forged = other.join(end.file_name().unwrap());
+    std::fs::write(&forged, serde_json::to_vec(&v).unwrap()).unwrap();
+    // Signed by the operator's own valid key: attributable, but still no run of its folder.
+    crate::approvals::sign_record(&r, &forged);
     let (_, v) = json(&r, &later(1));
     assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
     assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
@@ -235,6 +234,7 @@ fn a_record_older_than_one_written_before_it_counts_for_nothing() {
     let at = |hours: i64| later(hours);
     let base = |run: &str, started: String| Record {
         writer: String::new(),
+        attribution: None,
         format: sopkit::evidence::FORMAT,
         seq: 0,
         prev: None,
@@ -247,6 +247,7 @@ fn a_record_older_than_one_written_before_it_counts_for_nothing() {
         version: Some(1),
         allow_draft: false,
         step: "verify-backup".into(),
+        role: None,
         target: None,
         operator: "mallory@example.com".into(),
         host: "x".into(),

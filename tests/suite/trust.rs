@@ -642,6 +642,7 @@ fn a_target_changed_without_an_admin_is_not_where_a_step_runs() {
     r.replace("sopkit.toml", "/srv/backups", "/tmp/elsewhere");
     r.git(&["add", "-A"]);
     author_commit(&r, "bob", "back up elsewhere", Some(&bob));
+    crate::approvals::sign_as(&r, "bob", &bob);
     let out = r.sopkit(&["run", "QA-001", "--allow-draft", "--yes"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("target at /srv/backups"), "{said}");

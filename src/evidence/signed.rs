@@ -1,0 +1,184 @@
+//! Signed records: each record file `NNNNNN.json` may have a detached signature
+//! `NNNNNN.json.sig` beside it, made by the operator with their own git signing setup (SSH in
+//! the namespace `sopkit-evidence`, or OpenPGP). A [`Judge`] says who wrote a record: the
+//! person whose key the policy timeline held when the run started, holding the role the step
+//! requires on that day; or nobody, for writers that `[evidence] unsigned_writers` allows to
+//! write unsigned records. A record that cannot be attributed where it must be never counts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::approval::signature::{self, Status};
+use crate::approval::timeline::{Timeline, Trusted};
+
+use super::Record;
+
+/// The sshsig namespace of evidence signatures (commits use `git`, PDFs `sopkit-pdf`).
+pub const NAMESPACE: &str = "sopkit-evidence";
+
+/// The signature file of record `seq`.
+pub fn sig_name(seq: u64) -> String {
+    format!("{}.sig", super::record_name(seq))
+}
+
+/// Who wrote a record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Attribution {
+    /// Signed by this person (id and name from people.yaml), key fingerprint.
+    Person {
+        id: String,
+        name: String,
+        key: String,
+    },
+    /// Unsigned, from a writer allowed to write unsigned records (or no policy exists).
+    Unattributed,
+}
+
+impl Attribution {
+    /// "Ann Example (ann)", or "unattributed".
+    pub fn label(&self) -> String {
+        match self {
+            Attribution::Person { id, name, .. } => format!("{name} ({id})"),
+            Attribution::Unattributed => "unattributed".into(),
+        }
+    }
+}
+
+/// Judges records against the policy timeline of a repository's `HEAD`.
+#[derive(Debug, Default)]
+pub struct Judge {
+    /// The policy after each main-line commit from the root on, with its time (ascending).
+    trusted: Vec<(i64, Arc<Trusted>)>,
+    /// (SOP id, step id) → the role its SOP says must run it (`role=`), from the corpus: a
+    /// record cannot drop the requirement by leaving its own `role` out.
+    required: std::collections::HashMap<(String, String), String>,
+}
+
+impl Judge {
+    /// A judge with no policy: outside git, or before any trust root. Nothing can be
+    /// attributed, so every record is taken as unattributed.
+    pub fn none() -> Judge {
+        Judge::default()
+    }
+
+    pub fn from_timeline(timeline: &Timeline) -> Judge {
+        Judge {
+            trusted: timeline
+                .points
+                .iter()
+                .filter_map(|p| Some((p.time, p.trusted.clone()?)))
+                .collect(),
+            required: Default::default(),
+        }
+    }
+
+    /// Also holds records to the `role=` of each step of `corpus`'s SOPs.
+    pub fn with_roles_of(mut self, corpus: &crate::corpus::Corpus) -> Judge {
+        for sop in &corpus.sops {
+            let steps = corpus.docs[sop.doc].markdown.steps.iter().flatten();
+            for step in steps {
+                if let Some(role) = &step.role {
+                    self.required
+                        .insert((sop.id.clone(), step.id.clone()), role.clone());
+                }
+            }
+        }
+        self
+    }
+
+    /// The judge of the repository containing `dir` (no policy outside git).
+    pub fn for_repo(dir: &Path) -> Result<Judge, crate::approval::history::Error> {
+        Ok(crate::approval::history::timeline(dir)?
+            .map(|t| Judge::from_timeline(&t))
+            .unwrap_or_default())
+    }
+
+    /// Whether a policy exists: records must then be signed or allowed unsigned.
+    pub fn rooted(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
+    /// The policy in force at `t` (the first one for times before the root).
+    fn at(&self, t: i64) -> Option<&Trusted> {
+        let i = self.trusted.partition_point(|(time, _)| *time <= t);
+        self.trusted.get(i.saturating_sub(1)).map(|(_, p)| &**p)
+    }
+
+    /// Whether the policy in force now lets `writer` write unsigned records.
+    pub fn allows_unsigned_now(&self, writer: &str) -> bool {
+        self.trusted
+            .last()
+            .is_none_or(|(_, p)| p.config.evidence.allows_unsigned(writer))
+    }
+
+    /// Who wrote `record` (read from `bytes`, in writer folder `writer`), given its detached
+    /// signature; `Err` says why it cannot count.
+    pub fn judge(
+        &self,
+        writer: &str,
+        record: &Record,
+        bytes: &[u8],
+        sig: Option<&[u8]>,
+    ) -> Result<Attribution, String> {
+        let Some(t) = super::parse_time(&record.started) else {
+            return Err(format!(
+                "its start time `{}` is not an RFC 3339 time",
+                record.started
+            ));
+        };
+        let Some(trusted) = self.at(t) else {
+            return Ok(Attribution::Unattributed);
+        };
+        let required = self
+            .required
+            .get(&(record.sop.clone(), record.step.clone()));
+        if let Some(role) = required
+            && record.role.as_ref() != Some(role)
+        {
+            return Err(format!(
+                "does not name role `{role}`, which step `{}` of {} requires",
+                record.step, record.sop
+            ));
+        }
+        let Some(sig) = sig else {
+            if !trusted.config.evidence.allows_unsigned(writer) {
+                return Err(format!(
+                    "is not signed, and sopkit.toml's `[evidence] unsigned_writers` does not \
+                     name writer `{writer}`"
+                ));
+            }
+            if let Some(role) = &record.role {
+                return Err(format!(
+                    "is not signed, but step `{}` must be run by a holder of role `{role}`",
+                    record.step
+                ));
+            }
+            return Ok(Attribution::Unattributed);
+        };
+        let policy = &trusted.policy;
+        let v = signature::verify_in(&policy.keyring, sig, bytes, NAMESPACE);
+        if v.status != Status::Valid {
+            return Err(format!("its signature is not valid: {}", v.detail));
+        }
+        let Some(person) = v.owner.as_deref().and_then(|o| policy.person(o)) else {
+            return Err("its signature is by a key no person in people.yaml holds".into());
+        };
+        let day =
+            time::OffsetDateTime::from_unix_timestamp(t).map_or(time::Date::MIN, |d| d.date());
+        if let Some(role) = &record.role
+            && !person.holds(role, day)
+        {
+            return Err(format!(
+                "was signed by {} ({}), who did not hold role `{role}` on {day}, which step `{}` \
+                 requires",
+                person.name, person.id.value, record.step
+            ));
+        }
+        Ok(Attribution::Person {
+            id: person.id.value.clone(),
+            name: person.name.clone(),
+            key: v.fingerprint.unwrap_or_default(),
+        })
+    }
+}

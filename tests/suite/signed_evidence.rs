@@ -1,0 +1,181 @@
+//! Evidence records signed by their operator and judged against the policy timeline
+//! (issue 22): attributable runs, refused unsigned or unqualified runs, forged records that
+//! never count. Real SSH keys, real git, real `sopkit run`.
+
+use crate::approvals::{Keys, author_commit, sign_as, sign_record_with, signed_fixture};
+use crate::support::{Repo, SOP, files, stderr, stdout};
+
+fn run(r: &Repo) -> std::process::Output {
+    r.sopkit(&["run", "QA-001", "--allow-draft", "--yes"])
+}
+
+fn evidence_verify(r: &Repo) -> (Option<i32>, String) {
+    let out = r.sopkit(&["evidence", "verify"]);
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+/// Every file of the ledger whose name ends with `suffix`.
+fn ledger_files(r: &Repo, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut f: Vec<_> = files(&r.path().join("evidence"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn a_run_is_signed_by_its_operator_and_a_rewritten_record_no_longer_counts() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let records = ledger_files(&r, ".json");
+    assert_eq!(records.len(), 2, "a start and an end record");
+    for rec in &records {
+        let sig = std::fs::read_to_string(format!("{}.sig", rec.display())).unwrap();
+        assert!(sig.starts_with("-----BEGIN SSH SIGNATURE-----"), "{sig}");
+    }
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 records by Bob Example (bob)"), "{said}");
+
+    // Rewritten to name another operator, digest recomputed as an insider would: the chain
+    // still links, but bob's signature no longer covers it.
+    let end = &records[1];
+    let mut rec: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(end).unwrap()).unwrap();
+    rec.operator = "carol@example.com".into();
+    std::fs::write(end, rec.to_bytes()).unwrap();
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("000002.json: cannot count: it its signature is not valid")
+            || said.contains("000002.json: cannot count"),
+        "{said}"
+    );
+    assert!(said.contains("1 records by Bob Example (bob)"), "{said}");
+    // Its signature removed as well: unsigned, from a writer that must sign.
+    std::fs::remove_file(format!("{}.sig", end.display())).unwrap();
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("is not signed"), "{said}");
+}
+
+#[test]
+fn a_run_without_a_signing_key_is_refused_unless_an_admin_allowed_its_writer() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let marker = r.path().join("ran");
+    r.replace(SOP, "echo backup", &format!("touch {}", marker.display()));
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "mark the run", Some(&bob));
+    let out = run(&r);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("must be signed"), "{}", stderr(&out));
+    assert!(!marker.exists(), "the step never started");
+    assert!(ledger_files(&r, ".json").is_empty(), "and wrote no record");
+
+    // Allowed by someone who is not an admin: still refused.
+    r.append("sopkit.toml", "\n[evidence]\nunsigned_writers = [\"*\"]\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "let me run unsigned", Some(&bob));
+    let out = run(&r);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(!marker.exists());
+
+    // Signed by an admin: the run goes ahead, unattributed.
+    r.append("sopkit.toml", "\n");
+    r.git(&["add", "-A"]);
+    author_commit(
+        &r,
+        "ann",
+        "headless jobs may write unsigned records",
+        Some(&ann),
+    );
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(marker.exists());
+    assert!(ledger_files(&r, ".sig").is_empty());
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 records by unattributed"), "{said}");
+}
+
+#[test]
+fn a_step_that_names_a_role_runs_only_for_a_holder_and_a_forged_holder_is_found() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let marker = r.path().join("ran");
+    r.replace(
+        SOP,
+        "```sh {step=backup target=backups}\necho backup",
+        &format!(
+            "```sh {{step=backup target=backups role=qa-lead}}\ntouch {}",
+            marker.display()
+        ),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "only the QA lead backs up", Some(&bob));
+    assert!(
+        r.sopkit(&["check"]).status.success(),
+        "{}",
+        stdout(&r.sopkit(&["check"]))
+    );
+    // A role nobody defined is a finding of `check`.
+    r.replace(SOP, "role=qa-lead", "role=qa-leed");
+    let said = stdout(&r.sopkit(&["check", "--format", "short"]));
+    assert!(
+        said.contains("undefined-role") && said.contains("step `backup` requires role `qa-leed`"),
+        "{said}"
+    );
+    r.replace(SOP, "role=qa-leed", "role=qa-lead");
+
+    // bob holds `operator`, not `qa-lead`: refused before the step starts.
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("did not hold role `qa-lead`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+    assert!(ledger_files(&r, ".json").is_empty());
+
+    // ann holds it.
+    sign_as(&r, "ann", &ann);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 records by Ann Example (ann)"), "{said}");
+
+    // A whole chain rewritten by bob: the role left out, every `prev` and digest recomputed,
+    // every record signed with bob's own key. It links and its signatures hold, but the SOP
+    // still says who must run the step.
+    let mut prev: Option<String> = None;
+    for rec_path in ledger_files(&r, ".json") {
+        let mut rec: sopkit::evidence::Record =
+            serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+        assert_eq!(rec.role.as_deref(), Some("qa-lead"));
+        rec.role = None;
+        rec.operator = "bob".into();
+        rec.prev = prev.clone();
+        let bytes = rec.to_bytes();
+        std::fs::write(&rec_path, &bytes).unwrap();
+        prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+        sign_record_with(&bob, &rec_path);
+    }
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(!said.contains("changed, replaced or reordered"), "{said}");
+    assert!(
+        said.contains("does not name role `qa-lead`, which step `backup` of QA-001 requires"),
+        "{said}"
+    );
+    let status = r.sopkit(&["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["ledger"]["ok"], false, "{v}");
+}
