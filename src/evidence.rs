@@ -9,6 +9,7 @@
 //! `evidence/<writer>/.lock` (serialises appends), `evidence/<writer>/.tmp-<run>/` (the logs
 //! of a step that is still running, or of one that was killed).
 
+pub mod committed;
 pub mod log;
 pub mod signed;
 pub mod verify;

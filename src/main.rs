@@ -412,7 +412,10 @@ fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let tracked = sopkit::evidence::verify::tracked_at_head(path, &rel);
     let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
     let judge = sopkit::evidence::signed::Judge::for_repo(path)?.with_roles_of(&corpus);
-    let report = sopkit::evidence::verify::verify(&dir, &tracked, &judge);
+    let mut report = sopkit::evidence::verify::verify(&dir, &tracked, &judge);
+    report
+        .problems
+        .extend(sopkit::evidence::committed::changes(path, &rel)?);
     for p in &report.problems {
         println!("{}: {}", p.path.display(), p.message);
     }

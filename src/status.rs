@@ -771,11 +771,13 @@ fn ledger(root: &Path, rel: &str, evidence_dir: &Path, corpus: &Corpus) -> (Ledg
     let judge = evidence::signed::Judge::for_repo(root)
         .unwrap_or_default()
         .with_roles_of(corpus);
-    let (report, records) = if evidence_dir.exists() {
+    // What commits on the main line changed or removed of the committed ledger.
+    let committed = evidence::committed::changes(root, rel).unwrap_or_default();
+    let (mut report, records) = if evidence_dir.exists() {
         evidence::verify::verify_and_read(evidence_dir, tracked, &judge)
     } else {
         let tracked = tracked();
-        if tracked.is_empty() {
+        if tracked.is_empty() && committed.is_empty() {
             // Nothing has run yet, and nothing committed is missing.
             let empty = Ledger {
                 ok: true,
@@ -787,6 +789,7 @@ fn ledger(root: &Path, rel: &str, evidence_dir: &Path, corpus: &Corpus) -> (Ledg
         }
         evidence::verify::verify_and_read(evidence_dir, || tracked, &judge)
     };
+    report.problems.extend(committed);
     let ledger = Ledger {
         ok: report.problems.is_empty(),
         writers: report.writers,

@@ -179,3 +179,99 @@ fn a_step_that_names_a_role_runs_only_for_a_holder_and_a_forged_holder_is_found(
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["ledger"]["ok"], false, "{v}");
 }
+
+#[test]
+fn committed_evidence_is_append_only_and_the_commit_that_broke_it_is_named() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    for _ in 0..2 {
+        let out = run(&r);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "evidence of two runs", Some(&bob));
+    assert_eq!(evidence_verify(&r).0, Some(0), "{}", evidence_verify(&r).1);
+
+    // A committed record rewritten in place by its own writer, consistently: digest
+    // recomputed and signed again with bob's valid key. Only git knows it changed.
+    let records = ledger_files(&r, ".json");
+    let last = records.last().unwrap().clone();
+    let mut rec: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&last).unwrap()).unwrap();
+    rec.outcome = Some(sopkit::evidence::Outcome::Succeeded);
+    rec.verification = vec!["all good".into()];
+    std::fs::write(&last, rec.to_bytes()).unwrap();
+    sign_record_with(&bob, &last);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("000004.json: changed since it was committed"),
+        "{said}"
+    );
+    r.git(&["add", "-A"]);
+    let rewrite_commit = author_commit(&r, "bob", "tidy the evidence", Some(&bob));
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "000004.json: changed by commit {} after it was committed",
+            &rewrite_commit.trim()[..12]
+        )),
+        "{said}"
+    );
+
+    // The chain cut short: the last run's records, signatures and logs deleted and committed.
+    // What is left links and verifies on its own.
+    let last_run = run_of(&r, 3);
+    for f in files(&r.path().join("evidence")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("000003") || name.starts_with("000004") || name.contains(&last_run) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "drop a run", Some(&bob));
+    let cut = r.git(&["rev-parse", "HEAD"]);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "000003.json: removed by commit {}",
+            &cut.trim()[..12]
+        )),
+        "{said}"
+    );
+
+    // A whole writer removed: one finding for the folder.
+    std::fs::remove_dir_all(ledger_files(&r, ".json")[0].parent().unwrap()).unwrap();
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "no evidence", Some(&bob));
+    let gone = r.git(&["rev-parse", "HEAD"]);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "writer folder removed by commit {}",
+            &gone.trim()[..12]
+        )),
+        "{said}"
+    );
+    // `status` says the ledger is not intact, though no evidence folder is left at all.
+    let out = r.sopkit(&["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ledger"]["ok"], false, "{v}");
+    assert!(
+        v["ledger"]["problems"]
+            .to_string()
+            .contains("writer folder removed"),
+        "{v}"
+    );
+}
+
+/// The run id of record `seq` of the repository's only writer.
+fn run_of(r: &Repo, seq: usize) -> String {
+    let rec = &ledger_files(r, ".json")[seq - 1];
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(rec).unwrap()).unwrap();
+    v["run"].as_str().unwrap().to_string()
+}
