@@ -360,6 +360,11 @@ impl Writer {
         })
     }
 
+    /// What judges this writer's records (and so which records of others count).
+    pub fn judge(&self) -> &signed::Judge {
+        &self.judge
+    }
+
     /// Waits for the writer's lock (other runs of this writer append in turn).
     pub fn lock(&self) -> Result<Locked<'_>, Error> {
         let path = self.dir.join(".lock");

@@ -605,7 +605,15 @@ fn run_step(
     let out_file = std::fs::File::create(&out_path).map_err(io_err(&out_path))?;
     let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
     let end = match &p.step.action {
-        Some(name) => run_action(plan, p, name, out_file, &err_file, &artifacts_list),
+        Some(name) => run_action(
+            plan,
+            p,
+            writer.judge(),
+            name,
+            out_file,
+            &err_file,
+            &artifacts_list,
+        ),
         None => run_shell(plan, p, &run, out_file, err_file, &artifacts_list)?,
     };
     finish(
@@ -714,6 +722,7 @@ fn checked_earlier(
 fn run_action(
     plan: &Plan,
     p: &Planned,
+    judge: &evidence::signed::Judge,
     name: &str,
     out_file: std::fs::File,
     err_file: &std::fs::File,
@@ -735,15 +744,16 @@ fn run_action(
         }
     }
     let mut log = Tee(out_file, Redactor::new(&p.secrets));
-    let (latest, unreadable) = evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop);
+    let (latest, left_out) =
+        evidence::log::latest_artifacts(&plan.evidence_dir, &plan.sop, &plan.content_sha256, judge);
     let earlier = checked_earlier(plan, p, &latest);
-    if let Some(first) = unreadable.first() {
+    if let Some(first) = left_out.first() {
         let _ = writeln!(
             log,
-            "warning: {} evidence record file(s) could not be read (first: {}); a step named \
-             as a source is taken from its latest run in the records that could \
+            "warning: {} evidence file(s) are not intact or not attributable (first: {}); a \
+             step named as a source is taken from its latest run in the records that count \
              (`sopkit evidence verify` says what is wrong)",
-            unreadable.len(),
+            left_out.len(),
             first.display()
         );
     }

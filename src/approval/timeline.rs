@@ -112,6 +112,8 @@ pub struct Timeline {
     entry: HashMap<git2::Oid, usize>,
     /// The commits this build met (after the one it resumed from), parents before children.
     pub order: Vec<git2::Oid>,
+    /// Their commit times (as their committers' clocks said).
+    pub times: HashMap<git2::Oid, i64>,
     pub changes: Vec<PolicyChange>,
     /// Things wrong with the timeline itself (a pinned root that does not match).
     pub problems: Vec<(String, String)>,
@@ -357,9 +359,12 @@ impl Timeline {
                 }
                 t.entry.insert(x, i);
                 stack.push((x, true));
-                stack.extend(repo.find_commit(x)?.parent_ids().map(|p| (p, false)));
+                let side = repo.find_commit(x)?;
+                t.times.insert(x, side.time().seconds());
+                stack.extend(side.parent_ids().map(|p| (p, false)));
             }
             t.order.push(oid);
+            t.times.insert(oid, commit.time().seconds());
             t.clamped |= commit.time().seconds() > now;
             time = time.max(commit.time().seconds()).min(now);
             let tree = commit.tree()?;

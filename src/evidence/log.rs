@@ -1,7 +1,7 @@
 //! `sopkit evidence log`: the backup, restore-test and integrity-check log the policies ask
 //! for, one row per executed step (a start record without an end is an interrupted run).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -254,20 +254,32 @@ pub fn human(rows: &[Row]) -> String {
     s
 }
 
-/// For each step of `sop`: the files its latest successful run produced (as recorded: name,
-/// size and SHA-256), so that a later step can refer to them by step id; and the record files
-/// that could not be read (one of them may have been a later run).
+/// Per step of SOP `sop`, the artifacts of its latest successful run from the same revision
+/// (content `content_sha256`), taken only from records that count: in an intact place of
+/// their chain and attributed by `judge` (signed by someone the policy lists, or from a
+/// writer allowed to write unsigned). Also the record files left out because something is
+/// wrong with them (`evidence verify` says what).
 pub fn latest_artifacts(
     evidence: &Path,
     sop: &str,
+    content_sha256: &str,
+    judge: &crate::evidence::signed::Judge,
 ) -> (
     BTreeMap<String, Vec<crate::evidence::FileRef>>,
     Vec<PathBuf>,
 ) {
-    let (records, unreadable) = records(evidence);
+    let (report, records) =
+        crate::evidence::verify::verify_and_read(evidence, BTreeSet::new, judge);
+    let mut left_out: Vec<PathBuf> = report.problems.into_iter().map(|p| p.path).collect();
+    left_out.sort();
+    left_out.dedup();
     let mut best: BTreeMap<String, (String, Vec<crate::evidence::FileRef>)> = BTreeMap::new();
     for r in records {
-        if r.sop != sop || r.kind != Kind::End || r.outcome != Some(Outcome::Succeeded) {
+        if r.sop != sop
+            || r.content_sha256 != content_sha256
+            || r.kind != Kind::End
+            || r.outcome != Some(Outcome::Succeeded)
+        {
             continue;
         }
         let ended = r.ended.clone().unwrap_or_default();
@@ -282,7 +294,7 @@ pub fn latest_artifacts(
         }
     }
     let latest = best.into_iter().map(|(k, (_, v))| (k, v)).collect();
-    (latest, unreadable)
+    (latest, left_out)
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub fn sig_name(seq: u64) -> String {
     format!("{}.sig", super::record_name(seq))
 }
 
+/// How far the clock of the machine that ran a step may be behind the committer's.
+const CLOCK_SKEW: i64 = 300;
+
 /// Who wrote a record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -53,6 +56,8 @@ pub struct Judge {
     /// (SOP id, step id) → the role its SOP says must run it (`role=`), from the corpus: a
     /// record cannot drop the requirement by leaving its own `role` out.
     required: std::collections::HashMap<(String, String), String>,
+    /// Commit id → commit time, for every commit of `HEAD`'s history.
+    commit_times: std::collections::HashMap<String, i64>,
 }
 
 impl Judge {
@@ -70,6 +75,11 @@ impl Judge {
                 .filter_map(|p| Some((p.time, p.trusted.clone()?)))
                 .collect(),
             required: Default::default(),
+            commit_times: timeline
+                .times
+                .iter()
+                .map(|(c, t)| (c.to_string(), *t))
+                .collect(),
         }
     }
 
@@ -127,6 +137,20 @@ impl Judge {
                 record.started
             ));
         };
+        // A run starts after the commit it ran from was made (give or take a clock's skew).
+        if let Some(made) = record
+            .commit
+            .as_ref()
+            .and_then(|c| self.commit_times.get(c))
+            && t + CLOCK_SKEW < *made
+        {
+            return Err(format!(
+                "says it started at {}, before commit {} it ran from was made ({})",
+                record.started,
+                record.commit.as_deref().unwrap_or_default(),
+                crate::approval::utc(*made)
+            ));
+        }
         let Some(trusted) = self.at(t) else {
             return Ok(Attribution::Unattributed);
         };

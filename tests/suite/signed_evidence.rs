@@ -3,6 +3,8 @@
 //! never count. Real SSH keys, real git, real `sopkit run`.
 
 use crate::approvals::{Keys, author_commit, sign_as, sign_record_with, signed_fixture};
+use std::path::Path;
+
 use crate::support::{Repo, SOP, files, stderr, stdout};
 
 fn run(r: &Repo) -> std::process::Output {
@@ -274,4 +276,103 @@ fn run_of(r: &Repo, seq: usize) -> String {
     let rec = &ledger_files(r, ".json")[seq - 1];
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(rec).unwrap()).unwrap();
     v["run"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_later_step_takes_artifacts_only_from_signed_records_of_the_same_revision() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    r.write(
+        "procedures/OPS-300-ship.md",
+        "---\nid: OPS-300\ntitle: Ship\n---\n\n# Ship\n\n```sopkit {step=backup action=archive}\nsource: data\ndest: backups\n```\n\n```sopkit {step=ship action=copy}\nsource: backup\ndest: offsite\n```\n",
+    );
+    r.write("data/a.txt", "alpha\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "ship", Some(&bob));
+    sign_as(&r, "bob", &bob);
+    let run = |step: &str| r.sopkit(&["run", "OPS-300", "--allow-draft", "--yes", "--step", step]);
+    let out = run("backup");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (_, genuine) = crate::support::end_record_files(&r).pop().unwrap();
+    let archive = genuine["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"].as_str().unwrap().ends_with(".tar.zst"))
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An unsigned record in a writer folder of its own, later than the genuine run, naming a
+    // copy of the archive (true size and hash, under the step's `dest`).
+    let forged_name = "backups/forged.tar.zst";
+    std::fs::copy(r.path().join(&archive), r.path().join(forged_name)).unwrap();
+    let mut rec: sopkit::evidence::Record = serde_json::from_value(genuine.clone()).unwrap();
+    rec.seq = 1;
+    rec.prev = None;
+    rec.run = "forged-run".into();
+    rec.ended = Some("2099-01-01T00:00:00Z".into());
+    for f in rec.files.iter_mut().filter(|f| f.name == archive) {
+        f.name = forged_name.into();
+    }
+    let folder = r.path().join("evidence/mallory@x");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("000001.json"), rec.to_bytes()).unwrap();
+
+    let out = run("ship");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let shipped: Vec<String> = files(&r.path().join("offsite"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let genuine_file = Path::new(&archive).file_name().unwrap().to_string_lossy();
+    assert!(shipped.contains(&genuine_file.to_string()), "{shipped:?}");
+    assert!(!shipped.iter().any(|s| s.contains("forged")), "{shipped:?}");
+    assert!(
+        stdout(&out).contains("not intact or not attributable"),
+        "the log says records were left out: {}",
+        stdout(&out)
+    );
+
+    // A new revision of the SOP: the archive of the old one is not its input.
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::remove_dir_all(r.path().join("offsite")).unwrap();
+    r.append("procedures/OPS-300-ship.md", "\nA new revision.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "revise", Some(&bob));
+    let out = run("ship");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(files(&r.path().join("offsite")).is_empty());
+}
+
+#[test]
+fn a_record_dated_before_the_commit_it_ran_from_never_counts() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // Both records moved back to 2001 by their own writer, chain and signatures redone.
+    let mut prev: Option<String> = None;
+    for path in ledger_files(&r, ".json") {
+        let mut rec: sopkit::evidence::Record =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        rec.started = "2001-01-01T00:00:00Z".into();
+        if rec.ended.is_some() {
+            rec.ended = Some("2001-01-01T00:01:00Z".into());
+        }
+        rec.prev = prev.clone();
+        let bytes = rec.to_bytes();
+        std::fs::write(&path, &bytes).unwrap();
+        prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+        sign_record_with(&bob, &path);
+    }
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("before commit"), "{said}");
+    assert!(
+        !said.contains("records by Bob"),
+        "none of them counts: {said}"
+    );
 }
