@@ -253,3 +253,118 @@ fn edits_of_this_repositorys_own_content_never_break_check_or_its_reports() {
         })
         .unwrap();
 }
+
+/// Random edits, deletions, reorderings, re-chainings (a record rewritten with its digest and
+/// every later `prev` recomputed), cuts and removals of a committed ledger, left in the
+/// working tree or committed, are always found by `evidence verify`'s two checks: the chains
+/// as they are, and the ledger against git's history.
+#[test]
+fn every_change_to_a_committed_ledger_is_found() {
+    use sopkit::evidence::{Record, Writer, committed, signed::Judge, verify};
+    const N: usize = 6;
+    let r = crate::support::Repo::empty();
+    let evidence = r.path().join("evidence");
+    let writer = Writer::open(&evidence, "op@h").unwrap();
+    for i in 0..N {
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "format": 1, "seq": 0, "prev": null, "kind": if i % 2 == 0 { "start" } else { "end" },
+            "run": format!("run-{}", i / 2), "sop": "OPS-1", "sop_path": "procedures/OPS-1.md",
+            "commit": null, "content_sha256": "0".repeat(64), "version": 1, "allow_draft": false,
+            "step": "backup", "target": null, "operator": "op", "host": "h",
+            "started": format!("2026-01-0{}T00:00:00Z", 1 + i / 2),
+            "ended": if i % 2 == 0 { serde_json::Value::Null } else { serde_json::json!(format!("2026-01-0{}T00:10:00Z", 1 + i / 2)) },
+            "exit_status": if i % 2 == 0 { serde_json::Value::Null } else { serde_json::json!(0) },
+            "outcome": if i % 2 == 0 { serde_json::Value::Null } else { serde_json::json!("succeeded") },
+            "files": [], "verification": [], "sopkit_version": "0", "digest": ""
+        }))
+        .unwrap();
+        writer.lock().unwrap().append(record, &[]).unwrap();
+    }
+    let base = r.commit("a ledger of three runs");
+    let folder = evidence.join("op@h");
+    let file = |k: usize| folder.join(sopkit::evidence::record_name(k as u64 + 1));
+    let found = || {
+        let tracked = verify::tracked_at_head(r.path(), "evidence");
+        let mut problems = verify::verify(&evidence, &tracked, &Judge::none()).problems;
+        problems.extend(committed::changes(r.path(), "evidence").unwrap());
+        problems
+    };
+    assert!(found().is_empty(), "{:?}", found());
+
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(0u8..6, 0..N, 0..N, any::<u16>(), any::<bool>()),
+            |(op, k, j, at, commit)| {
+                r.git(&["reset", "-q", "--hard", base.trim()]);
+                r.git(&["clean", "-fdq", "evidence"]);
+                let what = match op {
+                    0 => {
+                        let mut bytes = std::fs::read(file(k)).unwrap();
+                        let i = at as usize % bytes.len();
+                        bytes[i] ^= 0x01;
+                        std::fs::write(file(k), bytes).unwrap();
+                        "a flipped bit"
+                    }
+                    1 => {
+                        std::fs::remove_file(file(k)).unwrap();
+                        "a deleted record"
+                    }
+                    2 => {
+                        let j = if j == k { (k + 1) % N } else { j };
+                        let (a, b) = (
+                            std::fs::read(file(k)).unwrap(),
+                            std::fs::read(file(j)).unwrap(),
+                        );
+                        std::fs::write(file(k), b).unwrap();
+                        std::fs::write(file(j), a).unwrap();
+                        "two records swapped"
+                    }
+                    3 => {
+                        // Rewritten from record k on, each digest and `prev` recomputed.
+                        let mut prev: Option<String> = None;
+                        for i in 0..N {
+                            let bytes = std::fs::read(file(i)).unwrap();
+                            let mut rec: Record = serde_json::from_slice(&bytes).unwrap();
+                            if i >= k {
+                                if i == k {
+                                    rec.operator = "someone else".into();
+                                }
+                                rec.prev = prev.clone();
+                                let new = rec.to_bytes();
+                                std::fs::write(file(i), &new).unwrap();
+                                prev = Some(sopkit::approval::history::sha256_hex(&new));
+                            } else {
+                                prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+                            }
+                        }
+                        "a consistent re-chaining"
+                    }
+                    4 => {
+                        for i in k..N {
+                            std::fs::remove_file(file(i)).unwrap();
+                        }
+                        "the chain cut short"
+                    }
+                    _ => {
+                        std::fs::remove_dir_all(&folder).unwrap();
+                        "the whole writer removed"
+                    }
+                };
+                if commit {
+                    r.git(&["add", "-A"]);
+                    r.git(&["commit", "-q", "--allow-empty", "-m", what]);
+                }
+                let problems = found();
+                prop_assert!(
+                    !problems.is_empty(),
+                    "{what} (record {k}, committed: {commit}) went unnoticed"
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}
