@@ -2,7 +2,13 @@
 //! evidence ledger of M records (start and end of M/2 runs) spread over the last 60 days
 //! among 10 writers, chained and digested exactly as `sopkit run` writes them.
 //!
-//! Usage: cargo run --release --example gen_ledger -- DIR SOPS RECORDS
+//! With KEYS (a folder holding OpenSSH private keys `admin`, `op0` … `op9` and their `.pub`
+//! files, as `ssh-keygen -t ed25519 -N ''` writes them), the repository also gets a policy
+//! (`roles/people.yaml`: an admin and ten operators, one per writer, each with their key) and
+//! every record is signed by its writer's key in the namespace `sopkit-evidence`, as `run`
+//! signs it (`NNNNNN.json.sig` beside it).
+//!
+//! Usage: cargo run --release --example gen_ledger -- DIR SOPS RECORDS [KEYS]
 
 use std::path::Path;
 
@@ -10,8 +16,8 @@ use sopkit::evidence::{FORMAT, FileRef, Kind, Outcome, Record, record_name, sha2
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: gen_ledger DIR SOPS RECORDS");
+    if !(4..=5).contains(&args.len()) {
+        eprintln!("usage: gen_ledger DIR SOPS RECORDS [KEYS]");
         std::process::exit(2);
     }
     let dir = Path::new(&args[1]);
@@ -57,6 +63,10 @@ fn main() -> std::io::Result<()> {
             .unwrap()
     };
     let writers = 10;
+    let signers = match args.get(4) {
+        Some(keys) => Some(policy(dir, Path::new(keys), writers)?),
+        None => None,
+    };
     let runs = records / 2;
     let mut chains: Vec<(u64, Option<String>)> = vec![(0, None); writers];
     // Each writer's last end: a writer appends in time order, so its next run starts later.
@@ -128,8 +138,45 @@ fn main() -> std::io::Result<()> {
             r.prev = prev.clone();
             let bytes = r.to_bytes();
             *prev = Some(sha256_hex(&bytes));
+            if let Some(keys) = &signers {
+                let sig = keys[w]
+                    .sign("sopkit-evidence", ssh_key::HashAlg::Sha512, &bytes)
+                    .and_then(|s| s.to_pem(ssh_key::LineEnding::LF))
+                    .map_err(std::io::Error::other)?;
+                std::fs::write(wdir.join(format!("{}.sig", record_name(*seq))), sig)?;
+            }
             std::fs::write(wdir.join(record_name(*seq)), bytes)?;
         }
     }
     Ok(())
+}
+
+/// Writes the policy (people, the operator role, the public keys) and returns the writers'
+/// private keys, writer `w` being person `op{w}`.
+fn policy(dir: &Path, keys: &Path, writers: usize) -> std::io::Result<Vec<ssh_key::PrivateKey>> {
+    std::fs::create_dir_all(dir.join("roles/keys"))?;
+    std::fs::write(
+        dir.join("roles/operator.md"),
+        "---\nid: operator\ntitle: Operator\n---\n\n# Operator\n\n- Runs the backups.\n",
+    )?;
+    let mut people = String::from(
+        "people:\n  - id: admin\n    name: Admin\n    email: admin@example.com\n    admin: true\n    keys: [admin.pub]\n    roles: []\n",
+    );
+    std::fs::copy(keys.join("admin.pub"), dir.join("roles/keys/admin.pub"))?;
+    let mut private = Vec::new();
+    for w in 0..writers {
+        std::fs::copy(
+            keys.join(format!("op{w}.pub")),
+            dir.join(format!("roles/keys/op{w}.pub")),
+        )?;
+        people.push_str(&format!(
+            "  - id: op{w}\n    name: Operator {w}\n    email: op{w}@example.com\n    keys: [op{w}.pub]\n    roles:\n      - {{ role: operator, from: 2019-01-01 }}\n"
+        ));
+        private.push(
+            ssh_key::PrivateKey::read_openssh_file(&keys.join(format!("op{w}")))
+                .map_err(std::io::Error::other)?,
+        );
+    }
+    std::fs::write(dir.join("roles/people.yaml"), people)?;
+    Ok(private)
 }

@@ -101,6 +101,45 @@ struct SshEntry {
     owner: String,
     label: String,
     key: PublicKey,
+    /// An ed25519 key, decompressed once: ssh-key decompresses the curve point again on every
+    /// verification (measured: a tenth of the time of verifying a signed ledger).
+    ed25519: Option<ed25519_dalek::VerifyingKey>,
+}
+
+impl SshEntry {
+    fn new(owner: &str, label: &str, key: PublicKey) -> SshEntry {
+        let ed25519 = match key.key_data() {
+            ssh_key::public::KeyData::Ed25519(k) => ed25519_dalek::VerifyingKey::try_from(k).ok(),
+            _ => None,
+        };
+        SshEntry {
+            owner: owner.into(),
+            label: label.into(),
+            key,
+            ed25519,
+        }
+    }
+
+    /// What `PublicKey::verify` checks (key, namespace, then the signature over the sshsig
+    /// signed data), with the decompressed key where there is one.
+    fn verify(&self, namespace: &str, payload: &[u8], sig: &SshSig) -> Result<(), String> {
+        let (Some(vk), ssh_key::Algorithm::Ed25519) = (&self.ed25519, sig.signature().algorithm())
+        else {
+            return self
+                .key
+                .verify(namespace, payload, sig)
+                .map_err(|e| e.to_string());
+        };
+        if self.key.key_data() != sig.public_key() || sig.namespace() != namespace {
+            return Err("the key or namespace differs".into());
+        }
+        let data =
+            SshSig::signed_data(namespace, sig.hash_alg(), payload).map_err(|e| e.to_string())?;
+        let signature = ed25519_dalek::Signature::from_slice(sig.signature_bytes())
+            .map_err(|e| e.to_string())?;
+        use ed25519_dalek::Verifier;
+        vk.verify(&data, &signature).map_err(|e| e.to_string())
+    }
 }
 
 /// Parsed public keys, each owned by a person id. Parse once, share across threads (Send + Sync).
@@ -296,11 +335,9 @@ impl Keyring {
             });
         }
         for (fingerprint, key) in keys {
-            self.ssh.entry(fingerprint).or_insert_with(|| SshEntry {
-                owner: owner.into(),
-                label: label.into(),
-                key,
-            });
+            self.ssh
+                .entry(fingerprint)
+                .or_insert_with(|| SshEntry::new(owner, label, key));
         }
         Ok(())
     }
@@ -668,7 +705,7 @@ fn verify_ssh(
             ),
         );
     }
-    match entry.key.verify(namespace, payload, &sig) {
+    match entry.verify(namespace, payload, &sig) {
         Ok(()) => result(
             Status::Valid,
             owner,
