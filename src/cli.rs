@@ -212,6 +212,13 @@ pub enum EvidenceCommand {
     },
     /// The log of executed steps: date and time, SOP, step, target, size, result, issues.
     Log(EvidenceLogArgs),
+    /// Obtain an RFC 3161 timestamp token for each writer's newest record from the
+    /// time-stamping authority of `[evidence] tsa_url` (one token dates the whole chain).
+    Stamp {
+        /// The repository (its root folder).
+        #[arg(long, short = 'C', default_value = ".")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]

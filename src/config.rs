@@ -187,6 +187,12 @@ pub struct EvidencePolicy {
     /// Writer folders (`operator@host`, `*` and `?` as wildcards) whose records may be
     /// unsigned, e.g. a scheduled job with no key of its own. Their runs are unattributed.
     pub unsigned_writers: Vec<String>,
+    /// The RFC 3161 time-stamping authority that `sopkit evidence stamp` asks (an http(s)
+    /// URL taking `application/timestamp-query`).
+    pub tsa_url: Option<String>,
+    /// The certificate (PEM, its chain up to a root) that tokens of the TSA must verify
+    /// against: a file of the repository (under the roles folder, so that it is policy).
+    pub tsa_certificate: Option<String>,
 }
 
 impl EvidencePolicy {

@@ -12,6 +12,7 @@
 pub mod committed;
 pub mod log;
 pub mod signed;
+pub mod stamp;
 pub mod verify;
 
 use std::io::Write;

@@ -63,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_steps(args),
         Command::Evidence(EvidenceCommand::Verify { path }) => evidence_verify(&path),
         Command::Evidence(EvidenceCommand::Log(args)) => evidence_log(args),
+        Command::Evidence(EvidenceCommand::Stamp { path }) => evidence_stamp(&path),
         Command::Status(args) => status(args),
         Command::Schedule(args) => schedule(args),
         Command::Roles(RolesCommand::Jd(args)) => roles_jd(args),
@@ -405,6 +406,30 @@ fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, S
     let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
     let rel = config.paths.evidence;
     Ok((sopkit::evidence::folder(path, &rel)?, rel))
+}
+
+fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (dir, _) = evidence_dir(path)?;
+    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
+    let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
+    let judge = sopkit::evidence::signed::Judge::for_repo(path)?;
+    let (Some(url), Some((_, ca))) = (&config.evidence.tsa_url, &judge.tsa_certificate) else {
+        eprintln!(
+            "error: sopkit.toml needs `[evidence] tsa_url` and `tsa_certificate` (a file the \
+             policy holds) to stamp evidence"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let stamped = sopkit::evidence::stamp::stamp(&dir, url, ca)?;
+    for s in &stamped {
+        println!(
+            "{}: stamped at {}",
+            s.record.display(),
+            sopkit::approval::utc(s.time)
+        );
+    }
+    println!("{} token(s) obtained", stamped.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -58,6 +58,9 @@ pub struct Judge {
     required: std::collections::HashMap<(String, String), String>,
     /// Commit id → commit time, for every commit of `HEAD`'s history.
     commit_times: std::collections::HashMap<String, i64>,
+    /// The TSA certificate the policy at `HEAD` trusts (`[evidence] tsa_certificate`), and
+    /// the path it names.
+    pub tsa_certificate: Option<(String, Vec<u8>)>,
 }
 
 impl Judge {
@@ -75,6 +78,7 @@ impl Judge {
                 .filter_map(|p| Some((p.time, p.trusted.clone()?)))
                 .collect(),
             required: Default::default(),
+            tsa_certificate: None,
             commit_times: timeline
                 .times
                 .iter()
@@ -99,9 +103,29 @@ impl Judge {
 
     /// The judge of the repository containing `dir` (no policy outside git).
     pub fn for_repo(dir: &Path) -> Result<Judge, crate::approval::history::Error> {
-        Ok(crate::approval::history::timeline(dir)?
-            .map(|t| Judge::from_timeline(&t))
-            .unwrap_or_default())
+        let Some(timeline) = crate::approval::history::timeline(dir)? else {
+            return Ok(Judge::default());
+        };
+        let mut judge = Judge::from_timeline(&timeline);
+        // The TSA certificate as the policy holds it (checked against its blob id).
+        let named = judge
+            .trusted
+            .last()
+            .and_then(|(_, t)| t.config.evidence.tsa_certificate.clone());
+        if let (Some(path), Ok(repo)) = (named, git2::Repository::discover(dir)) {
+            let prefix = crate::tree::prefix_in(&repo, dir);
+            let full = if prefix.is_empty() {
+                path.clone()
+            } else {
+                format!("{prefix}/{path}")
+            };
+            let trusted = judge.trusted.last().map(|(_, t)| t.clone());
+            judge.tsa_certificate = trusted
+                .and_then(|t| t.files.get(&full).copied())
+                .and_then(|id| crate::approval::policy::verified_blob(&repo, id))
+                .map(|bytes| (path, bytes));
+        }
+        Ok(judge)
     }
 
     /// Whether a policy exists: records must then be signed or allowed unsigned.

@@ -280,6 +280,7 @@ fn verify_writer(
     let mut records: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut logs: BTreeSet<String> = BTreeSet::new();
     let mut sigs: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    let mut tokens: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut listed = HashSet::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         problem(out, dir, "cannot be read");
@@ -296,6 +297,8 @@ fn verify_writer(
             records.insert(seq, path);
         } else if let Some(seq) = name.strip_suffix(".sig").and_then(parse_seq) {
             sigs.insert(seq, path);
+        } else if let Some(seq) = name.strip_suffix(".tsr").and_then(parse_seq) {
+            tokens.insert(seq, path);
         } else if name.ends_with(".log") {
             logs.insert(name);
         } else {
@@ -333,6 +336,8 @@ fn verify_writer(
     let mut expected = 1u64;
     // The latest time the chain has reached: a record is written after the one before it.
     let mut reached: Option<(i64, u64)> = None;
+    // Each record's seq, the time it says it was written, and its path (for the tokens).
+    let mut written_at: Vec<(u64, Option<i64>, PathBuf)> = Vec::new();
     parsed.reserve_exact(checked.len());
     for ((seq, path), c) in records.iter().zip(checked) {
         let seq = *seq;
@@ -420,12 +425,14 @@ fn verify_writer(
         {
             reached = Some((t, seq));
         }
+        written_at.push((seq, written, path.clone()));
         if let Some(why) = c.unattributable {
             problem(out, path, format!("cannot count: it {why}"));
             continue;
         }
         parsed.push(record);
     }
+    check_tokens(dir, &tokens, &records, &written_at, judge, out);
     for l in logs {
         report.logs += 1;
         if !referenced.contains(&l) {
@@ -433,6 +440,70 @@ fn verify_writer(
         }
     }
     listed
+}
+
+/// Checks each RFC 3161 token of a writer's folder: against the TSA certificate the policy
+/// trusts, over the record it lies beside; and no record it covers (that one and every one
+/// before it in the chain, which it dates through their hashes) may say it was written
+/// after the time the token states.
+fn check_tokens(
+    dir: &Path,
+    tokens: &BTreeMap<u64, PathBuf>,
+    records: &[(u64, PathBuf)],
+    written_at: &[(u64, Option<i64>, PathBuf)],
+    judge: &Judge,
+    out: &mut Vec<Problem>,
+) {
+    for (seq, token) in tokens {
+        if !records.iter().any(|(s, _)| s == seq) {
+            problem(
+                out,
+                token,
+                format!(
+                    "a timestamp token whose record {} is missing",
+                    record_name(*seq)
+                ),
+            );
+            continue;
+        }
+        let Some((_, ca)) = &judge.tsa_certificate else {
+            problem(
+                out,
+                token,
+                "a timestamp token, but the policy names no `[evidence] tsa_certificate` (or \
+                 does not hold the file it names) to check it against",
+            );
+            continue;
+        };
+        let stated = match super::stamp::check(&dir.join(record_name(*seq)), token, ca) {
+            Ok(t) => t,
+            Err(e) => {
+                problem(
+                    out,
+                    token,
+                    format!("the timestamp token does not verify: {e}"),
+                );
+                continue;
+            }
+        };
+        for (_, written, path) in written_at.iter().filter(|(s, _, _)| s <= seq) {
+            if let Some(w) = written
+                && *w > stated + CLOCK_SKEW
+            {
+                problem(
+                    out,
+                    path,
+                    format!(
+                        "says it was written at {}, after the time-stamping authority dated \
+                         record {} ({}), which covers it",
+                        crate::approval::utc(*w),
+                        record_name(*seq),
+                        crate::approval::utc(stated)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// How far one machine's clock may be behind another's: two runs on one writer's chain may

@@ -376,3 +376,234 @@ fn a_record_dated_before_the_commit_it_ran_from_never_counts() {
         "none of them counts: {said}"
     );
 }
+
+/// A time-stamping authority on loopback: `openssl ts -reply` behind a small HTTP server, with
+/// its own CA. Stopped when dropped.
+struct Tsa {
+    dir: tempfile::TempDir,
+    server: std::process::Child,
+    url: String,
+}
+
+impl Drop for Tsa {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Tsa {
+    fn start() -> Tsa {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-subj",
+                    "/CN=Test TSA CA",
+                    "-days",
+                    "2",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "tsa.key",
+                    "-out",
+                    "tsa.csr",
+                    "-subj",
+                    "/CN=Test TSA",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("ext.cnf"),
+            "extendedKeyUsage = critical, timeStamping\nkeyUsage = critical, digitalSignature\nbasicConstraints = CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "tsa.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tsa.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        std::fs::write(d.join("serial"), "01\n").unwrap();
+        std::fs::write(
+            d.join("tsa.cnf"),
+            format!(
+                "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\ndir = {}\nserial = $dir/serial\ncrypto_device = builtin\nsigner_cert = $dir/tsa.pem\ncerts = $dir/ca.pem\nsigner_key = $dir/tsa.key\nsigner_digest = sha256\ndefault_policy = 1.2.3.4.1\ndigests = sha256, sha384, sha512\naccuracy = secs:1\nordering = yes\ntsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("server.py"),
+            r#"import http.server, subprocess, sys, os
+d = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        open(os.path.join(d, 'req.tsq'), 'wb').write(body)
+        subprocess.run(['openssl', 'ts', '-reply', '-config', os.path.join(d, 'tsa.cnf'),
+                        '-queryfile', os.path.join(d, 'req.tsq'), '-out', os.path.join(d, 'resp.tsr')],
+                       check=True, capture_output=True)
+        resp = open(os.path.join(d, 'resp.tsr'), 'rb').read()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/timestamp-reply')
+        self.send_header('Content-Length', str(len(resp)))
+        self.end_headers()
+        self.wfile.write(resp)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#,
+        )
+        .unwrap();
+        let mut server = std::process::Command::new("python3")
+            .arg(d.join("server.py"))
+            .arg(d)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let url = format!("http://127.0.0.1:{}/", port.trim());
+        Tsa { dir, server, url }
+    }
+}
+
+#[test]
+fn rfc_3161_tokens_date_a_chain_and_a_record_dated_after_its_token_is_found() {
+    let tsa = Tsa::start();
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    r.write(
+        "roles/keys/tsa-ca.pem",
+        &std::fs::read_to_string(tsa.dir.path().join("ca.pem")).unwrap(),
+    );
+    r.append(
+        "sopkit.toml",
+        &format!(
+            "\n[evidence]\ntsa_url = \"{}\"\ntsa_certificate = \"roles/keys/tsa-ca.pem\"\n",
+            tsa.url
+        ),
+    );
+    r.git(&["add", "-A"]);
+    author_commit(
+        &r,
+        "ann",
+        "the company's time-stamping authority",
+        Some(&ann),
+    );
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    let out = r.sopkit(&["evidence", "stamp"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("1 token(s) obtained"),
+        "{}",
+        stdout(&out)
+    );
+    let tokens = ledger_files(&r, ".tsr");
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].to_string_lossy().ends_with("000002.json.tsr"));
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(0), "{said}");
+    // Nothing new: nothing to stamp.
+    let out = r.sopkit(&["evidence", "stamp"]);
+    assert!(
+        stdout(&out).contains("0 token(s) obtained"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A record that says it was written tomorrow, signed and chained by its writer, then
+    // stamped today: the token proves it existed before the time it claims.
+    let last = ledger_files(&r, ".json").pop().unwrap();
+    let bytes = std::fs::read(&last).unwrap();
+    let mut rec: sopkit::evidence::Record = serde_json::from_slice(&bytes).unwrap();
+    let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    rec.seq = 3;
+    rec.prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+    rec.run = "later".into();
+    rec.kind = sopkit::evidence::Kind::Start;
+    rec.ended = None;
+    rec.outcome = None;
+    rec.exit_status = None;
+    rec.files.clear();
+    rec.started = tomorrow.format(fmt).unwrap();
+    let third = last.with_file_name("000003.json");
+    std::fs::write(&third, rec.to_bytes()).unwrap();
+    sign_record_with(&bob, &third);
+    let out = r.sopkit(&["evidence", "stamp"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("000003.json: says it was written at")
+            && said.contains("after the time-stamping authority dated record 000003.json"),
+        "{said}"
+    );
+
+    // A stamped record changed afterwards (and signed again): its token no longer verifies.
+    std::fs::remove_file(&third).unwrap();
+    std::fs::remove_file(format!("{}.sig", third.display())).unwrap();
+    std::fs::remove_file(format!("{}.tsr", third.display())).unwrap();
+    let mut rec: sopkit::evidence::Record = serde_json::from_slice(&bytes).unwrap();
+    rec.verification = vec!["all good".into()];
+    std::fs::write(&last, rec.to_bytes()).unwrap();
+    sign_record_with(&bob, &last);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("the timestamp token does not verify"),
+        "{said}"
+    );
+}
