@@ -212,6 +212,21 @@ pub enum EvidenceCommand {
     },
     /// The log of executed steps: date and time, SOP, step, target, size, result, issues.
     Log(EvidenceLogArgs),
+    /// Export each run that counts as an in-toto Statement (link predicate) in a DSSE
+    /// envelope signed with an ed25519 key, one envelope per line.
+    Export {
+        /// The repository (its root folder).
+        #[arg(long, short = 'C', default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "in-toto")]
+        format: ExportFormat,
+        /// An unencrypted OpenSSH ed25519 private key to sign the envelopes with.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the bundle (default: standard output).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Obtain an RFC 3161 timestamp token for each writer's newest record from the
     /// time-stamping authority of `[evidence] tsa_url` (one token dates the whole chain).
     Stamp {
@@ -219,6 +234,12 @@ pub enum EvidenceCommand {
         #[arg(long, short = 'C', default_value = ".")]
         path: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// in-toto Statements in DSSE envelopes (`.intoto.jsonl`).
+    InToto,
 }
 
 #[derive(Debug, clap::Args)]

@@ -10,6 +10,7 @@
 //! of a step that is still running, or of one that was killed).
 
 pub mod committed;
+pub mod export;
 pub mod log;
 pub mod signed;
 pub mod stamp;

@@ -64,6 +64,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evidence(EvidenceCommand::Verify { path }) => evidence_verify(&path),
         Command::Evidence(EvidenceCommand::Log(args)) => evidence_log(args),
         Command::Evidence(EvidenceCommand::Stamp { path }) => evidence_stamp(&path),
+        Command::Evidence(EvidenceCommand::Export {
+            path,
+            format: _,
+            key,
+            output,
+        }) => evidence_export(&path, &key, output.as_deref()),
         Command::Status(args) => status(args),
         Command::Schedule(args) => schedule(args),
         Command::Roles(RolesCommand::Jd(args)) => roles_jd(args),
@@ -406,6 +412,29 @@ fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, S
     let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
     let rel = config.paths.evidence;
     Ok((sopkit::evidence::folder(path, &rel)?, rel))
+}
+
+fn evidence_export(
+    path: &std::path::Path,
+    key: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use sopkit::evidence::export;
+    let (dir, _) = evidence_dir(path)?;
+    let key = export::ExportKey::read(key)?;
+    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
+    let judge = sopkit::evidence::signed::Judge::for_repo(path)?.with_roles_of(&corpus);
+    let mut bundle = Vec::new();
+    for envelope in export::in_toto(&dir, &judge, &key) {
+        serde_json::to_writer(&mut bundle, &envelope)?;
+        bundle.push(b'\n');
+    }
+    match output {
+        Some(file) => sopkit::fs_atomic::write(file, &bundle)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+        None => std::io::stdout().lock().write_all(&bundle)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -607,3 +607,95 @@ fn rfc_3161_tokens_date_a_chain_and_a_record_dated_after_its_token_is_found() {
         "{said}"
     );
 }
+
+#[test]
+fn in_toto_export_is_checked_by_a_dsse_verifier_other_than_sopkit() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // A run that does not count (its end record is not bob's: unsigned, other folder).
+    let (_, v) = crate::support::end_record_files(&r).pop().unwrap();
+    let other = r.path().join("evidence/mallory@x");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut rec: sopkit::evidence::Record = serde_json::from_value(v).unwrap();
+    rec.seq = 1;
+    rec.prev = None;
+    std::fs::write(other.join("000001.json"), rec.to_bytes()).unwrap();
+
+    let auditor = keys.ssh("auditor");
+    let bundle = r.path().join("runs.intoto.jsonl");
+    let out = r.sopkit(&[
+        "evidence",
+        "export",
+        "--format",
+        "in-toto",
+        "--key",
+        &auditor.display().to_string(),
+        "-o",
+        &bundle.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert_eq!(text.lines().count(), 1, "only bob's run counts: {text}");
+
+    // Verified by Python's `cryptography` with the auditor's public key: DSSE v1 over the
+    // payload, then the statement read as in-toto says.
+    let verifier = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+key = load_ssh_public_key(open(sys.argv[1], 'rb').read())
+for line in open(sys.argv[2]):
+    env = json.loads(line)
+    payload = base64.b64decode(env['payload'])
+    t = env['payloadType'].encode()
+    pae = b'DSSEv1 %d %s %d %s' % (len(t), t, len(payload), payload)
+    for s in env['signatures']:
+        key.verify(base64.b64decode(s['sig']), pae)
+    st = json.loads(payload)
+    assert st['_type'] == 'https://in-toto.io/Statement/v1', st
+    assert st['predicateType'] == 'https://in-toto.io/attestation/link/v0.3', st
+    p = st['predicate']
+    print(p['name'], p['byproducts']['outcome'], p['environment']['signed_by'], p['environment']['sop'])
+    for s in st['subject']:
+        print(s['name'], s['digest']['sha256'])
+"#;
+    let verify = |file: &Path| {
+        std::process::Command::new("python3")
+            .args(["-c", verifier])
+            .arg(auditor.with_extension("pub"))
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&bundle);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("backup succeeded Bob Example (bob) QA-001"),
+        "{said}"
+    );
+    let records = ledger_files(&r, ".json");
+    let bob_end = records
+        .iter()
+        .find(|p| !p.to_string_lossy().contains("mallory") && p.ends_with("000002.json"))
+        .unwrap();
+    let digest = sopkit::approval::history::sha256_hex(&std::fs::read(bob_end).unwrap());
+    assert!(
+        said.contains(&digest),
+        "the end record is a subject: {said}"
+    );
+
+    // One byte of the payload changed: the verifier refuses it.
+    let mut env: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let at = payload.len() / 2;
+    payload[at] ^= 1;
+    env["payload"] = serde_json::json!(b64.encode(&payload));
+    let tampered = r.path().join("tampered.intoto.jsonl");
+    std::fs::write(&tampered, format!("{env}\n")).unwrap();
+    assert!(!verify(&tampered).status.success());
+}
