@@ -87,6 +87,9 @@ pub struct SloStatus {
     pub step: String,
     pub every: String,
     pub last_success: Option<String>,
+    /// Who ran the last success, as its signature says ("Name (id)", with the role the
+    /// step requires), or "unattributed".
+    pub last_success_by: Option<String>,
     pub last_run: Option<String>,
     pub last_result: Option<String>,
     /// When the next successful run is due (`None`: never succeeded, due now).
@@ -475,6 +478,17 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
                 step: slo.step.value.clone(),
                 every: slo.every.to_string(),
                 last_success: success.map(|r| rfc3339(r.ended())),
+                last_success_by: success.map(|r| {
+                    let rec = r.end.as_deref().unwrap_or(&r.start);
+                    let who = rec
+                        .attribution
+                        .as_ref()
+                        .map_or("unattributed".into(), |a| a.label());
+                    match &rec.role {
+                        Some(role) => format!("{who}, role {role}"),
+                        None => who,
+                    }
+                }),
                 last_run: last.map(|r| rfc3339(r.ended())),
                 last_result: last.map(|r| r.outcome().as_str().to_string()),
                 due: due.map(rfc3339),
@@ -851,7 +865,11 @@ pub fn human(s: &Status, colour: bool) -> String {
     if !s.slos.is_empty() {
         o.push_str("\nSLOs\n");
         for l in &s.slos {
-            let last = l.last_success.as_deref().unwrap_or("never");
+            let last = match (&l.last_success, &l.last_success_by) {
+                (Some(t), Some(by)) => format!("{t} by {by}"),
+                (Some(t), None) => t.clone(),
+                (None, _) => "never".into(),
+            };
             let due = match (&l.due, l.overdue) {
                 (Some(d), true) => paint("31", &format!("OVERDUE since {d}")),
                 (None, _) => paint("31", "OVERDUE (never succeeded)"),

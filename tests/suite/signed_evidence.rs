@@ -2,7 +2,9 @@
 //! (issue 22): attributable runs, refused unsigned or unqualified runs, forged records that
 //! never count. Real SSH keys, real git, real `sopkit run`.
 
-use crate::approvals::{Keys, author_commit, sign_as, sign_record_with, signed_fixture};
+use crate::approvals::{
+    Keys, approve_ok, author_commit, sign_as, sign_record_with, signed_fixture,
+};
 use std::path::Path;
 
 use crate::support::{Repo, SOP, files, stderr, stdout};
@@ -146,13 +148,19 @@ fn a_step_that_names_a_role_runs_only_for_a_holder_and_a_forged_holder_is_found(
     assert!(!marker.exists());
     assert!(ledger_files(&r, ".json").is_empty());
 
-    // ann holds it.
-    sign_as(&r, "ann", &ann);
-    let out = run(&r);
+    // ann holds it; she approves the SOP (bob wrote it) and runs it as approved.
+    approve_ok(&r, "ann", &ann);
+    let out = r.sopkit(&["run", "QA-001", "--yes"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let (code, said) = evidence_verify(&r);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 records by Ann Example (ann)"), "{said}");
+    let out = r.sopkit(&["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["slos"][0]["last_success_by"], "Ann Example (ann), role qa-lead",
+        "{v}"
+    );
 
     // A whole chain rewritten by bob: the role left out, every `prev` and digest recomputed,
     // every record signed with bob's own key. It links and its signatures hold, but the SOP
