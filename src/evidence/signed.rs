@@ -157,7 +157,7 @@ impl Judge {
     ) -> Result<Attribution, String> {
         let Some(t) = super::parse_time(&record.started) else {
             return Err(format!(
-                "its start time `{}` is not an RFC 3339 time",
+                "has a start time `{}` that is not an RFC 3339 time",
                 record.started
             ));
         };
@@ -206,11 +206,18 @@ impl Judge {
         };
         let policy = &trusted.policy;
         let v = signature::verify_in(&policy.keyring, sig, bytes, NAMESPACE);
-        if v.status != Status::Valid {
-            return Err(format!("its signature is not valid: {}", v.detail));
+        match v.status {
+            Status::Valid => {}
+            Status::UnknownKey => {
+                return Err(format!(
+                    "has a signature by a key no person in people.yaml holds ({})",
+                    v.detail
+                ));
+            }
+            _ => return Err(format!("has a signature that is not valid: {}", v.detail)),
         }
         let Some(person) = v.owner.as_deref().and_then(|o| policy.person(o)) else {
-            return Err("its signature is by a key no person in people.yaml holds".into());
+            return Err("has a signature by a key no person in people.yaml holds".into());
         };
         let day =
             time::OffsetDateTime::from_unix_timestamp(t).map_or(time::Date::MIN, |d| d.date());
