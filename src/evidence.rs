@@ -12,6 +12,7 @@
 pub mod committed;
 pub mod export;
 pub mod log;
+pub mod repository;
 pub mod signed;
 pub mod stamp;
 pub mod verify;

@@ -406,26 +406,16 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn evidence_dir(path: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
-    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
-    // Where the evidence lies is policy: as the timeline trusts it.
-    let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
-    let rel = config.paths.evidence;
-    Ok((sopkit::evidence::folder(path, &rel)?, rel))
-}
-
 fn evidence_export(
     path: &std::path::Path,
     key: &std::path::Path,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     use sopkit::evidence::export;
-    let (dir, _) = evidence_dir(path)?;
+    let ledger = sopkit::evidence::repository::Ledger::open(path)?;
     let key = export::ExportKey::read(key)?;
-    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
-    let judge = sopkit::evidence::signed::Judge::for_repo(path)?.with_roles_of(&corpus);
     let mut bundle = Vec::new();
-    for envelope in export::in_toto(&dir, &judge, &key) {
+    for envelope in export::in_toto(&ledger.dir, &ledger.judge, &key) {
         serde_json::to_writer(&mut bundle, &envelope)?;
         bundle.push(b'\n');
     }
@@ -438,18 +428,16 @@ fn evidence_export(
 }
 
 fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let (dir, _) = evidence_dir(path)?;
-    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
-    let config = sopkit::approval::history::trusted_config(path, &corpus.config)?;
-    let judge = sopkit::evidence::signed::Judge::for_repo(path)?;
-    let (Some(url), Some((_, ca))) = (&config.evidence.tsa_url, &judge.tsa_certificate) else {
+    let ledger = sopkit::evidence::repository::Ledger::open(path)?;
+    let url = &ledger.config.evidence.tsa_url;
+    let (Some(url), Some((_, ca))) = (url, &ledger.judge.tsa_certificate) else {
         eprintln!(
             "error: sopkit.toml needs `[evidence] tsa_url` and `tsa_certificate` (a file the \
              policy holds) to stamp evidence"
         );
         return Ok(ExitCode::from(2));
     };
-    let stamped = sopkit::evidence::stamp::stamp(&dir, url, ca)?;
+    let stamped = sopkit::evidence::stamp::stamp(&ledger.dir, url, ca)?;
     for s in &stamped {
         println!(
             "{}: stamped at {}",
@@ -462,14 +450,7 @@ fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let (dir, rel) = evidence_dir(path)?;
-    let tracked = sopkit::evidence::verify::tracked_at_head(path, &rel);
-    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(path)?)?;
-    let judge = sopkit::evidence::signed::Judge::for_repo(path)?.with_roles_of(&corpus);
-    let mut report = sopkit::evidence::verify::verify(&dir, &tracked, &judge);
-    report
-        .problems
-        .extend(sopkit::evidence::committed::changes(path, &rel)?);
+    let report = sopkit::evidence::repository::Ledger::open(path)?.verify()?;
     for p in &report.problems {
         println!("{}: {}", p.path.display(), p.message);
     }
@@ -509,9 +490,9 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let (dir, _) = evidence_dir(&args.path)?;
+    let ledger = sopkit::evidence::repository::Ledger::open(&args.path)?;
     let log = log::read(
-        &dir,
+        &ledger.dir,
         &log::Filter {
             sop: args.sop,
             step: args.step,
