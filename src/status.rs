@@ -785,10 +785,20 @@ fn ledger(root: &Path, rel: &str, evidence_dir: &Path, corpus: &Corpus) -> (Ledg
     let judge = evidence::signed::Judge::for_repo(root)
         .unwrap_or_default()
         .with_roles_of(corpus);
-    // What commits on the main line changed or removed of the committed ledger.
-    let committed = evidence::committed::changes(root, rel).unwrap_or_default();
-    let (mut report, records) = if evidence_dir.exists() {
-        evidence::verify::verify_and_read(evidence_dir, tracked, &judge)
+    // What commits on the main line changed or removed of the committed ledger: read on a
+    // thread of its own while the ledger is.
+    let (committed, read) = std::thread::scope(|s| {
+        let committed = s.spawn(|| evidence::committed::changes(root, rel).unwrap_or_default());
+        let read = evidence_dir
+            .exists()
+            .then(|| evidence::verify::verify_and_read(evidence_dir, tracked, &judge));
+        let committed = committed
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (committed, read)
+    });
+    let (mut report, records) = if let Some(read) = read {
+        read
     } else {
         let tracked = tracked();
         if tracked.is_empty() && committed.is_empty() {
