@@ -498,6 +498,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
             step: args.step,
             since,
         },
+        Some(&ledger.judge),
     );
     let rows = log.rows;
     // Buffered: the JSON serializer writes many small pieces.
@@ -560,7 +561,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     if let Some(dir) = &args.html {
-        let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default());
+        let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default(), None);
         let page = status::html::render(&s, &rows);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = dir.join("index.html");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::signed::Judge;
 use super::{Kind, Outcome, Record, parse_seq};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct Row {
     pub size: u64,
     pub result: String,
     pub exit_status: Option<i32>,
+    /// Who signed the run's records ("Name (id)"), `unattributed`, or `NOT ATTRIBUTABLE`
+    /// (the issues say why); `-` when the log was read without a policy to judge by.
+    pub signed_by: String,
     pub issues: Vec<String>,
     pub run: String,
     /// The start record's place in its writer's chain (orders runs within one second).
@@ -52,8 +56,12 @@ fn writer_of(record: &Path) -> String {
 }
 
 /// Every readable record of every writer, read and parsed in parallel, and the record files
-/// that could not be read or parsed (`verify` says what is wrong with them).
-pub fn records(evidence: &Path) -> (Vec<Record>, Vec<PathBuf>) {
+/// that could not be read or parsed (`verify` says what is wrong with them). With a judge,
+/// each record's signature is judged too: its attribution set, or why it has none.
+pub fn records(
+    evidence: &Path,
+    judge: Option<&Judge>,
+) -> (Vec<(Record, Option<String>)>, Vec<PathBuf>) {
     use rayon::prelude::*;
     let paths: Vec<PathBuf> = std::fs::read_dir(evidence)
         .into_iter()
@@ -64,15 +72,23 @@ pub fn records(evidence: &Path) -> (Vec<Record>, Vec<PathBuf>) {
         .filter(|e| parse_seq(&e.file_name().to_string_lossy()).is_some())
         .map(|e| e.path())
         .collect();
-    let read: Vec<Result<Record, &PathBuf>> = paths
+    let read: Vec<Result<(Record, Option<String>), &PathBuf>> = paths
         .par_iter()
         .map(|p| {
-            let mut r = std::fs::read(p)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-                .ok_or(p)?;
+            let bytes = std::fs::read(p).map_err(|_| p)?;
+            let mut r = serde_json::from_slice::<Record>(&bytes).map_err(|_| p)?;
             r.writer = writer_of(p);
-            Ok(r)
+            let mut why = None;
+            if let Some(judge) = judge {
+                let mut sig = p.as_os_str().to_owned();
+                sig.push(".sig");
+                let sig = std::fs::read(PathBuf::from(sig)).ok();
+                match judge.judge(&r.writer, &r, &bytes, sig.as_deref()) {
+                    Ok(a) => r.attribution = Some(a),
+                    Err(m) => why = Some(m),
+                }
+            }
+            Ok((r, why))
         })
         .collect();
     let mut records = Vec::with_capacity(read.len());
@@ -97,20 +113,35 @@ pub struct Log {
 /// The issue a run from a draft gets: the policies require approved procedures.
 pub const DRAFT_ISSUE: &str = "ran from an unapproved draft (--allow-draft)";
 
-/// The log rows (starts paired with ends), and the record files it had to leave out.
-pub fn read(evidence: &Path, filter: &Filter) -> Log {
-    let (records, unreadable) = records(evidence);
+/// The log rows (starts paired with ends), and the record files it had to leave out. With a
+/// judge, each row says who signed the run.
+pub fn read(evidence: &Path, filter: &Filter, judge: Option<&Judge>) -> Log {
+    let (records, unreadable) = records(evidence, judge);
     let mut runs: BTreeMap<(String, String), (Option<Record>, Option<Record>)> = BTreeMap::new();
-    for r in records {
-        let slot = runs.entry((r.writer.clone(), r.run.clone())).or_default();
+    // Why a run's records cannot be attributed, per run.
+    let mut unattributable: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (r, why) in records {
+        let key = (r.writer.clone(), r.run.clone());
+        if let Some(why) = why {
+            let kind = if r.kind == Kind::Start {
+                "start"
+            } else {
+                "end"
+            };
+            unattributable
+                .entry(key.clone())
+                .or_default()
+                .push(format!("its {kind} record {why}"));
+        }
+        let slot = runs.entry(key).or_default();
         match r.kind {
             Kind::Start => slot.0 = Some(r),
             Kind::End => slot.1 = Some(r),
         }
     }
     let mut out: Vec<Row> = runs
-        .into_values()
-        .filter_map(|(start, end)| {
+        .into_iter()
+        .filter_map(|(key, (start, end))| {
             let base = end.as_ref().or(start.as_ref())?.clone();
             let started = start
                 .as_ref()
@@ -137,6 +168,17 @@ pub fn read(evidence: &Path, filter: &Filter) -> Log {
             if base.allow_draft {
                 issues.push(DRAFT_ISSUE.to_string());
             }
+            let why = unattributable.remove(&key).unwrap_or_default();
+            let signed_by = if !why.is_empty() {
+                "NOT ATTRIBUTABLE".to_string()
+            } else if judge.is_none() {
+                "-".to_string()
+            } else {
+                base.attribution
+                    .as_ref()
+                    .map_or("unattributed".into(), |a| a.label())
+            };
+            issues.extend(why);
             Some(Row {
                 started,
                 ended: end.as_ref().and_then(|e| e.ended.clone()),
@@ -155,6 +197,7 @@ pub fn read(evidence: &Path, filter: &Filter) -> Log {
                     .sum(),
                 result,
                 exit_status: end.as_ref().and_then(|e| e.exit_status),
+                signed_by,
                 issues,
                 run: base.run.clone(),
                 seq: start.as_ref().map_or(base.seq, |s| s.seq),
@@ -179,8 +222,8 @@ pub fn read(evidence: &Path, filter: &Filter) -> Log {
 }
 
 /// The log rows alone (see [`read`]).
-pub fn rows(evidence: &Path, filter: &Filter) -> Vec<Row> {
-    read(evidence, filter).rows
+pub fn rows(evidence: &Path, filter: &Filter, judge: Option<&Judge>) -> Vec<Row> {
+    read(evidence, filter, judge).rows
 }
 
 /// The lower bound `--since` gives, in the form records keep their start times (UTC,
@@ -208,7 +251,7 @@ pub fn csv(rows: &[Row]) -> String {
         }
     }
     let mut s = String::from(
-        "started,ended,sop,version,step,target,operator,host,size,result,exit_status,issues\n",
+        "started,ended,sop,version,step,target,operator,host,size,result,exit_status,signed_by,issues\n",
     );
     for r in rows {
         let fields = [
@@ -223,6 +266,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.size.to_string(),
             r.result.clone(),
             r.exit_status.map(|v| v.to_string()).unwrap_or_default(),
+            r.signed_by.clone(),
             r.issues.join("; "),
         ];
         s.push_str(&fields.iter().map(|f| q(f)).collect::<Vec<_>>().join(","));
@@ -234,12 +278,21 @@ pub fn csv(rows: &[Row]) -> String {
 /// The rows as a table for people.
 pub fn human(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {}\n",
-        "started (UTC)", "sop", "version", "step", "target", "size", "result", "exit", "issues"
+        "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {:<24} {}\n",
+        "started (UTC)",
+        "sop",
+        "version",
+        "step",
+        "target",
+        "size",
+        "result",
+        "exit",
+        "signed by",
+        "issues"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {}\n",
+            "{:<20} {:<10} {:<7} {:<24} {:<14} {:>10} {:<11} {:>6} {:<24} {}\n",
             r.started,
             r.sop,
             r.version.map_or("draft".to_string(), |v| format!("v{v}")),
@@ -248,6 +301,7 @@ pub fn human(rows: &[Row]) -> String {
             indicatif::HumanBytes(r.size).to_string(),
             r.result,
             r.exit_status.map_or("-".to_string(), |v| v.to_string()),
+            r.signed_by,
             r.issues.join("; ")
         ));
     }
@@ -325,7 +379,7 @@ mod tests {
         };
         l.append(end("approved", Some(3)), &[]).unwrap();
         l.append(end("draft", None), &[]).unwrap();
-        let rows = rows(d.path(), &Filter::default());
+        let rows = rows(d.path(), &Filter::default(), None);
         let by_run = |run: &str| rows.iter().find(|r| r.run == run).unwrap();
         assert!(by_run("approved").issues.is_empty());
         assert!(!by_run("approved").allow_draft);

@@ -44,6 +44,8 @@ fn a_run_is_signed_by_its_operator_and_a_rewritten_record_no_longer_counts() {
     let (code, said) = evidence_verify(&r);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 records by Bob Example (bob)"), "{said}");
+    let log = stdout(&r.sopkit(&["evidence", "log", "--format", "csv"]));
+    assert!(log.contains(",Bob Example (bob),"), "{log}");
 
     // Rewritten to name another operator, digest recomputed as an insider would: the chain
     // still links, but bob's signature no longer covers it.
@@ -59,6 +61,12 @@ fn a_run_is_signed_by_its_operator_and_a_rewritten_record_no_longer_counts() {
         "{said}"
     );
     assert!(said.contains("1 records by Bob Example (bob)"), "{said}");
+    let log = stdout(&r.sopkit(&["evidence", "log", "--format", "csv"]));
+    assert!(
+        log.contains(",NOT ATTRIBUTABLE,")
+            && log.contains("its end record has a signature that is not valid"),
+        "{log}"
+    );
     // Its signature removed as well: unsigned, from a writer that must sign.
     std::fs::remove_file(format!("{}.sig", end.display())).unwrap();
     let (code, said) = evidence_verify(&r);
