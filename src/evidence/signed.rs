@@ -175,6 +175,20 @@ impl Judge {
                 crate::approval::utc(*made)
             ));
         }
+        // Keys and roles are those in force when the record was written: for an end record
+        // when its run ended (a key revoked during the run signs no end), never earlier than
+        // the start it claims.
+        let t = match (&record.kind, &record.ended) {
+            (super::Kind::End, Some(ended)) => match super::parse_time(ended) {
+                Some(e) => e.max(t),
+                None => {
+                    return Err(format!(
+                        "has an end time `{ended}` that is not an RFC 3339 time"
+                    ));
+                }
+            },
+            _ => t,
+        };
         let Some(trusted) = self.at(t) else {
             return Ok(Attribution::Unattributed);
         };

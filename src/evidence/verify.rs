@@ -433,6 +433,7 @@ fn verify_writer(
         parsed.push(record);
     }
     check_tokens(dir, &tokens, &records, &written_at, judge, out);
+    same_signer(dir, parsed, out);
     for l in logs {
         report.logs += 1;
         if !referenced.contains(&l) {
@@ -440,6 +441,42 @@ fn verify_writer(
         }
     }
     listed
+}
+
+/// A run's end record must be signed by whoever signed its start: an end that someone else
+/// appended to another person's run proves nothing of that run, and is left out.
+fn same_signer(dir: &Path, parsed: &mut Records, out: &mut Vec<Problem>) {
+    let starts: HashMap<String, Option<super::signed::Attribution>> = parsed
+        .iter()
+        .filter(|r| r.kind == super::Kind::Start)
+        .map(|r| (r.run.clone(), r.attribution.clone()))
+        .collect();
+    parsed.retain(|r| {
+        let person = |a: &Option<super::signed::Attribution>| match a {
+            Some(super::signed::Attribution::Person { id, .. }) => Some(id.clone()),
+            _ => None,
+        };
+        let Some(start) = starts.get(&r.run).filter(|_| r.kind == super::Kind::End) else {
+            return true;
+        };
+        if person(start) == person(&r.attribution) {
+            return true;
+        }
+        let label = |a: &Option<super::signed::Attribution>| {
+            a.as_ref().map_or("nobody".into(), |a| a.label())
+        };
+        problem(
+            out,
+            &dir.join(record_name(r.seq)),
+            format!(
+                "cannot count: it ends run {} for {}, but its start record is signed by {}",
+                r.run,
+                label(&r.attribution),
+                label(start)
+            ),
+        );
+        false
+    });
 }
 
 /// Checks each RFC 3161 token of a writer's folder: against the TSA certificate the policy

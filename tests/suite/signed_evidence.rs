@@ -762,3 +762,102 @@ fn records_signed_through_gnupg_are_attributed_and_an_unlisted_openpgp_key_runs_
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 records by Gina Example (gina)"), "{said}");
 }
+
+/// Appends `rec` to the chain in writer folder `folder` as its writer would (next seq, `prev`
+/// the hash of the last record file, digest recomputed) and signs it with SSH key `key`.
+fn append_signed(
+    folder: &Path,
+    mut rec: sopkit::evidence::Record,
+    key: &Path,
+) -> std::path::PathBuf {
+    let mut last: Vec<_> = files(folder)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    last.sort();
+    let prev = last.last().map(|p| std::fs::read(p).unwrap());
+    rec.seq = last.len() as u64 + 1;
+    rec.prev = prev.map(|b| sopkit::approval::history::sha256_hex(&b));
+    let path = folder.join(sopkit::evidence::record_name(rec.seq));
+    std::fs::write(&path, rec.to_bytes()).unwrap();
+    sign_record_with(key, &path);
+    path
+}
+
+#[test]
+fn an_end_signed_by_someone_else_than_its_start_does_not_count() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // ann ends a second run that bob started: both signatures hold, the run does not.
+    let records = ledger_files(&r, ".json");
+    let folder = records[0].parent().unwrap().to_path_buf();
+    let start: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let end: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&records[1]).unwrap()).unwrap();
+    let mut start2 = start.clone();
+    start2.run = "second".into();
+    append_signed(&folder, start2, &bob);
+    let mut end2 = end.clone();
+    end2.run = "second".into();
+    let forged = append_signed(&folder, end2, &ann);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{}: cannot count: it ends run second for Ann Example (ann), but its start record is \
+             signed by Bob Example (bob)",
+            forged.file_name().unwrap().to_string_lossy()
+        )),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_key_removed_by_the_policy_signs_no_end_record_even_for_a_run_dated_before() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let records = ledger_files(&r, ".json");
+    let folder = records[0].parent().unwrap().to_path_buf();
+    let start: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let end: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&records[1]).unwrap()).unwrap();
+    // bob's key leaked: an admin takes it out of the policy (a second after the run, so that
+    // the run's records are dated before the removal, as they would be).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    r.replace(
+        "roles/people.yaml",
+        "    keys: [bob.pub]\n",
+        "    keys: []\n",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "ann", "bob's key leaked: removed", Some(&ann));
+    // Whoever holds it writes a run that "started" before the removal and ended now.
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let mut start2 = start.clone();
+    start2.run = "after-the-leak".into();
+    append_signed(&folder, start2, &bob);
+    let mut end2 = end.clone();
+    end2.run = "after-the-leak".into();
+    end2.ended = Some(now.format(fmt).unwrap());
+    let forged = append_signed(&folder, end2, &bob);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{}: cannot count: it has a signature by a key no person in people.yaml holds",
+            forged.file_name().unwrap().to_string_lossy()
+        )),
+        "{said}"
+    );
+    // The records bob wrote while his key was his still count.
+    assert!(said.contains("3 records by Bob Example (bob)"), "{said}");
+}
