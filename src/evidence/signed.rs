@@ -48,14 +48,25 @@ impl Attribution {
     }
 }
 
+/// Step id → the role `role=` requires, of one SOP revision.
+type Roles = std::collections::HashMap<String, String>;
+
 /// Judges records against the policy timeline of a repository's `HEAD`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Judge {
     /// The policy after each main-line commit from the root on, with its time (ascending).
     trusted: Vec<(i64, Arc<Trusted>)>,
     /// (SOP id, step id) → the role its SOP says must run it (`role=`), from the corpus: a
-    /// record cannot drop the requirement by leaving its own `role` out.
+    /// record cannot drop the requirement by leaving its own `role` out. For a record of
+    /// another revision, that revision's own steps decide (see [`Judge::required_role`]).
     required: std::collections::HashMap<(String, String), String>,
+    /// The repository, to read the SOP revision a record names, and the folder of the
+    /// repository the SOP paths are relative to.
+    repo: Option<std::sync::Mutex<git2::Repository>>,
+    prefix: String,
+    /// (commit, SOP path, content hash) → that revision's step → role, `None` when git does
+    /// not hold that content there.
+    revisions: std::sync::Mutex<std::collections::HashMap<(String, String, String), Option<Roles>>>,
     /// Commit id → commit time, for every commit of `HEAD`'s history.
     commit_times: std::collections::HashMap<String, i64>,
     /// The TSA certificate the policy at `HEAD` trusts (`[evidence] tsa_certificate`), and
@@ -78,6 +89,9 @@ impl Judge {
                 .filter_map(|p| Some((p.time, p.trusted.clone()?)))
                 .collect(),
             required: Default::default(),
+            repo: None,
+            prefix: String::new(),
+            revisions: Default::default(),
             tsa_certificate: None,
             commit_times: timeline
                 .times
@@ -107,6 +121,10 @@ impl Judge {
             return Ok(Judge::default());
         };
         let mut judge = Judge::from_timeline(&timeline);
+        if let Ok(repo) = git2::Repository::discover(dir) {
+            judge.prefix = crate::tree::prefix_in(&repo, dir);
+            judge.repo = Some(std::sync::Mutex::new(repo));
+        }
         // The TSA certificate as the policy holds it (checked against its blob id).
         let named = judge
             .trusted
@@ -126,6 +144,38 @@ impl Judge {
                 .map(|bytes| (path, bytes));
         }
         Ok(judge)
+    }
+
+    /// The role the step of `record` requires: as the SOP revision it ran from says, when git
+    /// holds that content at the commit the record names; otherwise as the SOP says now.
+    fn required_role(&self, record: &Record) -> Option<String> {
+        let now = || {
+            self.required
+                .get(&(record.sop.clone(), record.step.clone()))
+                .cloned()
+        };
+        let (Some(repo), Some(commit)) = (&self.repo, &record.commit) else {
+            return now();
+        };
+        let key = (
+            commit.clone(),
+            record.sop_path.clone(),
+            record.content_sha256.clone(),
+        );
+        let mut cache = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+        let roles = cache.entry(key).or_insert_with(|| {
+            let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
+            let path = if self.prefix.is_empty() {
+                record.sop_path.clone()
+            } else {
+                format!("{}/{}", self.prefix, record.sop_path)
+            };
+            revision_roles(&repo, commit, &path, &record.content_sha256)
+        });
+        match roles {
+            Some(roles) => roles.get(&record.step).cloned(),
+            None => now(),
+        }
     }
 
     /// Whether a policy exists: records must then be signed or allowed unsigned.
@@ -192,10 +242,8 @@ impl Judge {
         let Some(trusted) = self.at(t) else {
             return Ok(Attribution::Unattributed);
         };
-        let required = self
-            .required
-            .get(&(record.sop.clone(), record.step.clone()));
-        if let Some(role) = required
+        let required = self.required_role(record);
+        if let Some(role) = &required
             && record.role.as_ref() != Some(role)
         {
             return Err(format!(
@@ -250,4 +298,33 @@ impl Judge {
             key: v.fingerprint.unwrap_or_default(),
         })
     }
+}
+
+/// The `role=` of each step of the SOP at `path` (from the repository's root) in `commit`,
+/// when its content there hashes to `sha256`.
+fn revision_roles(
+    repo: &git2::Repository,
+    commit: &str,
+    path: &str,
+    sha256: &str,
+) -> Option<Roles> {
+    let commit = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    let entry = commit.tree().ok()?.get_path(Path::new(path)).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    let text = std::str::from_utf8(blob.content()).ok()?;
+    if super::sha256_hex(text.as_bytes()) != sha256 {
+        return None;
+    }
+    let body_start = match crate::corpus::front_matter::split(text) {
+        Ok(Some(b)) => b.body_start,
+        _ => 0,
+    };
+    let md = crate::corpus::markdown::parse(text, body_start);
+    Some(
+        md.steps
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s.id, s.role?)))
+            .collect(),
+    )
 }

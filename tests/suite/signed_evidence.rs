@@ -861,3 +861,45 @@ fn a_key_removed_by_the_policy_signs_no_end_record_even_for_a_run_dated_before()
     // The records bob wrote while his key was his still count.
     assert!(said.contains("3 records by Bob Example (bob)"), "{said}");
 }
+
+#[test]
+fn a_role_added_later_holds_for_runs_of_the_new_revision_only() {
+    let keys = Keys::new();
+    let (r, _ann, bob) = signed_fixture(&keys);
+    sign_as(&r, "bob", &bob);
+    let out = run(&r);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "evidence", Some(&bob));
+    // The step now requires the QA lead: bob's earlier run, of the revision without that
+    // requirement, still counts.
+    r.replace(
+        SOP,
+        "{step=backup target=backups}",
+        "{step=backup target=backups role=qa-lead}",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "only the QA lead backs up", Some(&bob));
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 records by Bob Example (bob)"), "{said}");
+
+    // A record claiming the old revision from a commit git does not hold: judged by the
+    // SOP as it is now, which requires the role.
+    let records = ledger_files(&r, ".json");
+    let folder = records[0].parent().unwrap().to_path_buf();
+    let mut start: sopkit::evidence::Record =
+        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    start.run = "claimed-old".into();
+    start.commit = Some("1".repeat(40));
+    let forged = append_signed(&folder, start, &bob);
+    let (code, said) = evidence_verify(&r);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{}: cannot count: it does not name role `qa-lead`",
+            forged.file_name().unwrap().to_string_lossy()
+        )),
+        "{said}"
+    );
+}
