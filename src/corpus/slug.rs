@@ -24,25 +24,23 @@ pub fn slug(text: &str) -> String {
         .flat_map(char::to_lowercase)
         .filter_map(|c| match c {
             ' ' => Some('-'),
-            '-' | '_' => Some(c),
-            c if c.is_alphanumeric() || is_mark(c) || is_connector(c) => Some(c),
+            '-' => Some(c),
+            c if kept(c) => Some(c),
             _ => None,
         })
         .collect()
 }
 
-fn is_mark(c: char) -> bool {
-    // Combining marks (general category M) in the blocks where headings use them.
-    matches!(c as u32, 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
-        | 0x064B..=0x065F | 0x0900..=0x0903 | 0x093A..=0x094F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF
-        | 0x20D0..=0x20FF | 0xFE00..=0xFE0F | 0xFE20..=0xFE2F)
-}
-
-fn is_connector(c: char) -> bool {
+/// What GitHub keeps of a heading: letters, marks, decimal and letter numbers, and connector
+/// punctuation (`_`, `‿`); other numbers (`² ½ ① ₂`) and every other symbol go.
+fn kept(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, GeneralCategoryGroup, UnicodeGeneralCategory};
     matches!(
-        c,
-        '\u{203F}' | '\u{2040}' | '\u{2054}' | '\u{FE33}' | '\u{FE34}' | '\u{FE4D}'
-            ..='\u{FE4F}' | '\u{FF3F}'
+        c.general_category_group(),
+        GeneralCategoryGroup::Letter | GeneralCategoryGroup::Mark
+    ) || matches!(
+        c.general_category(),
+        G::DecimalNumber | G::LetterNumber | G::ConnectorPunctuation
     )
 }
 
@@ -86,6 +84,37 @@ mod tests {
         assert_eq!(slug("snake_case? yes!"), "snake_case-yes");
         assert_eq!(slug("1. Backup Schedule"), "1-backup-schedule");
         assert_eq!(slug("Emoji 🚀 rocket"), "emoji--rocket");
+    }
+
+    #[test]
+    fn marks_of_every_script_stay_and_other_numbers_go() {
+        // Viramas, nuktas and tone marks are marks (Mn/Mc): kept, in every script.
+        assert_eq!(slug("தமிழ் மொழி"), "தமிழ்-மொழி"); // Tamil virama U+0BCD
+        assert_eq!(slug("বাংলা ভাষা"), "বাংলা-ভাষা"); // Bengali vowel signs, virama
+        assert_eq!(slug("ਪੰਜਾਬੀ"), "ਪੰਜਾਬੀ"); // Gurmukhi tippi U+0A70
+        assert_eq!(slug("ภาษาไทย่"), "ภาษาไทย่"); // Thai tone mark U+0E48
+        assert_eq!(slug("བོད་ཡིག"), "བོདཡིག"); // Tibetan vowel sign kept, tsheg (Po) gone
+        assert_eq!(slug("ᬩᬲᬩᬮᬶ"), "ᬩᬲᬩᬮᬶ"); // Balinese vowel sign U+1B36
+        // Other numbers (No) go; decimal (Nd) and letter numbers (Nl) stay.
+        assert_eq!(slug("x² and ½"), "x-and-");
+        assert_eq!(slug("① Step"), "-step");
+        assert_eq!(slug("H₂O"), "ho");
+        assert_eq!(slug("Ⅻ Roman ٣"), "ⅻ-roman-٣");
+        // Hebrew maqaf (Pd) and paseq (Po) go; its points (Mn) stay.
+        assert_eq!(slug("בית־ספר"), "ביתספר");
+        assert_eq!(slug("א׀ב"), "אב");
+        assert_eq!(slug("שָׁלוֹם"), "שָׁלוֹם");
+        // Connector punctuation stays, other dashes go.
+        assert_eq!(slug("a‿b – c"), "a‿b--c");
+    }
+
+    #[test]
+    fn a_dropped_number_shifts_repeat_numbering_as_github_does() {
+        // "Step ①" slugs to "step-", so it does not collide with "Step".
+        let mut s = Slugger::default();
+        assert_eq!(s.slug("Step"), "step");
+        assert_eq!(s.slug("Step ①"), "step-");
+        assert_eq!(s.slug("Step"), "step-1");
     }
 
     #[test]
