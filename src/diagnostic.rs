@@ -60,6 +60,9 @@ rules! {
     BrokenAnchor = "broken-anchor", Error,
         "A link's `#anchor` matches no heading slug or explicit anchor in the target document.",
         "Use the GitHub slug of the heading (lower case, punctuation removed, spaces as `-`, repeats as `-1`, `-2`) or add an `<a id=\"...\"></a>` anchor.";
+    AnchorCase = "anchor-case", Warning,
+        "A link's `#anchor` matches a heading slug only when case is ignored: GitHub resolves it, other renderers and tools may not.",
+        "Write the anchor exactly as the heading's slug (all lower case).";
     BrokenImage = "broken-image", Error,
         "An image points to a file that does not exist in the repository.",
         "Fix the image path or add the image file to the repository.";

@@ -345,6 +345,16 @@ fn check_anchor(
             out.linked_terms.insert(i);
             return;
         }
+        // GitHub resolves a fragment whatever its case.
+        let lower = fragment.to_lowercase();
+        if lower != fragment
+            && let Some(i) = corpus.term_index_at(t, &lower)
+        {
+            out.linked_terms.insert(i);
+            out.diagnostics
+                .push(anchor_case(from, link, fragment, &lower));
+            return;
+        }
         if !target.markdown.anchors.contains(fragment) {
             let d = Diagnostic::new(
                 Rule::UndefinedTerm,
@@ -380,6 +390,12 @@ fn check_anchor(
     if target.markdown.anchors.contains(fragment) {
         return;
     }
+    let lower = fragment.to_lowercase();
+    if lower != fragment && target.markdown.anchors.contains(&lower) {
+        out.diagnostics
+            .push(anchor_case(from, link, fragment, &lower));
+        return;
+    }
     let where_ = if target.path() == from {
         "this document".to_string()
     } else {
@@ -396,6 +412,17 @@ fn check_anchor(
         None => d,
     };
     out.diagnostics.push(d);
+}
+
+/// A fragment that GitHub resolves only by ignoring its case.
+fn anchor_case(from: &str, link: &Link, fragment: &str, slug: &str) -> Diagnostic {
+    Diagnostic::new(
+        Rule::AnchorCase,
+        from,
+        Some(link.span),
+        format!("`#{fragment}` matches the heading slug `#{slug}` only when case is ignored"),
+    )
+    .with_help(format!("write `#{slug}`"))
 }
 
 fn closest<'a>(want: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {

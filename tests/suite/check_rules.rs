@@ -75,6 +75,33 @@ fn broken_anchor_with_suggestion() {
 }
 
 #[test]
+fn an_anchor_in_another_case_resolves_with_a_warning() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n[s](#SCOPE) and [t](../glossary/terms.md#Restore-Test) and [u](#Scop)\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("anchor-case", SOP, Some("[s]")),
+            ("anchor-case", SOP, Some("[t]")),
+            ("broken-anchor", SOP, Some("[u]")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    let case = diags
+        .iter()
+        .find(|d| d.message.contains("#SCOPE"))
+        .expect("the finding of [s]");
+    assert_eq!(case.help_text(), "write `#scope`");
+    // A warning: without the broken one, `check` passes.
+    r.replace(SOP, " and [u](#Scop)", "");
+    let out = r.sopkit(&["check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
 fn repeated_headings_and_explicit_anchors() {
     let r = Repo::clean();
     r.append(
