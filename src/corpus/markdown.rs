@@ -159,6 +159,8 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
     let mut in_link = 0usize;
     let mut in_image = 0usize;
     let mut code: Option<(String, String, Span)> = None;
+    // Inside any code block, fenced or indented: its text is never prose.
+    let mut in_code = false;
 
     // Whether the last event was prose (so the next text may extend the same prose span).
     let mut prose_open = false;
@@ -191,6 +193,7 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
                     }
                     Tag::Paragraph | Tag::HtmlBlock | Tag::Table(_) => leaf_blocks.push(span),
                     Tag::CodeBlock(kind) => {
+                        in_code = true;
                         leaf_blocks.push(span);
                         if let CodeBlockKind::Fenced(info) = kind {
                             let block = &text[span.start..span.end];
@@ -260,6 +263,7 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
                 TagEnd::Link => in_link = in_link.saturating_sub(1),
                 TagEnd::Image => in_image = in_image.saturating_sub(1),
                 TagEnd::CodeBlock => {
+                    in_code = false;
                     if let Some((info, body, info_span)) = code.take() {
                         let block_span = leaf_blocks.last().copied().unwrap_or(info_span);
                         match step::from_block(&info, &body, block_span, info_span) {
@@ -274,6 +278,8 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
             Event::Text(t) => {
                 if let Some((_, body, _)) = code.as_mut() {
                     body.push_str(&t);
+                } else if in_code {
+                    // An indented code block: code, not prose.
                 } else if let Some((_, htext, _)) = heading.as_mut() {
                     if in_image == 0 {
                         htext.push_str(&t);
@@ -497,6 +503,14 @@ mod tests {
             &text[md.duplicate_definitions[0].span.start..md.duplicate_definitions[0].span.end],
             "[LBL]:"
         );
+    }
+
+    #[test]
+    fn indented_code_is_not_prose() {
+        let text = "Before.\n\n    code [^x] and Restore Test\n    more\n\nAfter.\n";
+        let md = parse(text, 0);
+        let prose: Vec<&str> = md.prose.iter().map(|p| &text[p.start..p.end]).collect();
+        assert_eq!(prose, ["Before.", "After."]);
     }
 
     #[test]
