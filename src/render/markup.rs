@@ -129,7 +129,8 @@ fn manual_number_len(text: &str) -> usize {
 }
 
 /// The numbers (`1`, `1.2`, …) of headings: a leading level-1 title is not numbered; the
-/// shallowest remaining level counts as level 1.
+/// shallowest remaining level counts as level 1; headings before the first one of that level
+/// (a preamble, such as an H2 above the H1) are not numbered, rather than `0.1`.
 fn number_headings(headings: &[(usize, String)]) -> Vec<Option<String>> {
     let skip_title = headings.first().is_some_and(|h| h.0 == 1);
     let rest = if skip_title { &headings[1..] } else { headings };
@@ -139,7 +140,13 @@ fn number_headings(headings: &[(usize, String)]) -> Vec<Option<String>> {
     if skip_title {
         out.push(None);
     }
+    let mut seen_top = false;
     for (level, _) in rest {
+        seen_top |= *level == top;
+        if !seen_top {
+            out.push(None);
+            continue;
+        }
         let depth = level - top + 1;
         counters.truncate(depth);
         while counters.len() < depth {
@@ -392,9 +399,13 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 let title = number.is_none() && level_of(level) == 1 && self.sections.is_empty();
                 self.collect = Some(String::new());
                 if !title {
-                    let number = number.unwrap_or_default();
+                    // An unnumbered heading (a preamble) keeps its Markdown level.
+                    let (level, number) = match number {
+                        Some(n) => (n.split('.').count(), n),
+                        None => (level_of(level), String::new()),
+                    };
                     self.sections.push(Section {
-                        level: number.split('.').count(),
+                        level,
                         number,
                         title: String::new(),
                     });
@@ -578,12 +589,20 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 section.title = shown.clone();
                 let level = section.level.min(6);
                 let number = section.number.clone();
-                let _ = write!(
-                    self.out,
-                    "\n#heading(level: {level}, numbering: none)[{}#h(0.6em){}]\n",
-                    escape(&number),
-                    escape(&shown)
-                );
+                let _ = if number.is_empty() {
+                    write!(
+                        self.out,
+                        "\n#heading(level: {level}, numbering: none)[{}]\n",
+                        escape(&shown)
+                    )
+                } else {
+                    write!(
+                        self.out,
+                        "\n#heading(level: {level}, numbering: none)[{}#h(0.6em){}]\n",
+                        escape(&number),
+                        escape(&shown)
+                    )
+                };
             }
             Frame::Code { info } => {
                 let code = self.collect.take().unwrap_or_default();
@@ -714,6 +733,27 @@ mod tests {
             c.markup
                 .contains("#heading(level: 2, numbering: none)[2\\.1#h(0.6em)Detail]")
         );
+    }
+
+    #[test]
+    fn a_preamble_before_the_first_top_heading_is_not_numbered() {
+        let levels = [(2, "Note"), (1, "Title"), (2, "Purpose"), (1, "Scope")];
+        let headings: Vec<(usize, String)> =
+            levels.iter().map(|(l, t)| (*l, t.to_string())).collect();
+        let got = number_headings(&headings);
+        assert_eq!(
+            got,
+            [None, Some("1".into()), Some("1.1".into()), Some("2".into())]
+        );
+        // Rendered without a number, at its own level, never as "0.1".
+        let c = conv("## Note\n\ntext\n\n# Title\n\n## Purpose\n");
+        assert!(
+            c.markup
+                .contains("#heading(level: 2, numbering: none)[Note]"),
+            "{}",
+            c.markup
+        );
+        assert!(!c.markup.contains("0\\.1"), "{}", c.markup);
     }
 
     #[test]
