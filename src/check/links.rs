@@ -221,10 +221,60 @@ fn check_link(corpus: &Corpus, doc: &Document, link: &Link, out: &mut DocLinks) 
                     check_anchor(corpus, target, from, &frag, link, out);
                 }
             }
-            Some(Kind::Dir) => {}
+            Some(Kind::Dir) => {
+                // GitHub shows a folder's README below its listing: a fragment must be there.
+                if let Some(frag) = fragment.filter(|f| !f.is_empty() && f != "top") {
+                    match folder_readme(corpus, &path) {
+                        Some(readme) => {
+                            if let Some(target) = corpus.doc(&readme) {
+                                check_anchor(corpus, target, from, &frag, link, out);
+                            }
+                        }
+                        None => push(
+                            out,
+                            Diagnostic::new(
+                                Rule::BrokenAnchor,
+                                from,
+                                Some(link.span),
+                                format!(
+                                    "`#{frag}` leads nowhere: folder `{path}` has no README for a \
+                                     forge to show below its listing"
+                                ),
+                            )
+                            .with_help(
+                                "link to the file that has the heading, or add a README.md to \
+                                 the folder",
+                            ),
+                        ),
+                    }
+                }
+            }
             None => push(out, missing(corpus, from, link, &path, trailing_slash)),
         },
     }
+}
+
+/// The README a forge shows for folder `dir` (`README.md`, `readme.markdown`, `README`, …;
+/// a Markdown one first), if there is one.
+fn folder_readme(corpus: &Corpus, dir: &str) -> Option<String> {
+    let mut found: Vec<&str> = corpus
+        .tree
+        .children(dir)
+        .filter(|name| {
+            let lower = name.to_ascii_lowercase();
+            matches!(
+                lower.as_str(),
+                "readme.md" | "readme.markdown" | "readme" | "readme.txt" | "readme.rst"
+            )
+        })
+        .collect();
+    found.sort_by_key(|n| !n.to_ascii_lowercase().ends_with(".md"));
+    let name = found.first()?;
+    Some(if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    })
 }
 
 fn missing(

@@ -102,6 +102,39 @@ fn an_anchor_in_another_case_resolves_with_a_warning() {
 }
 
 #[test]
+fn a_fragment_on_a_folder_link_is_looked_up_in_its_readme() {
+    let r = Repo::clean();
+    r.write(
+        "procedures/README.md",
+        "# Procedures\n\n## How we write them\n\nText.\n",
+    );
+    r.append(
+        SOP,
+        "\n[a](./#how-we-write-them) and [b](./#nope) and [c](../glossary/#terms)\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("broken-anchor", SOP, Some("[b]")),
+            ("broken-anchor", SOP, Some("[c]")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("folder `glossary` has no README")),
+        "{diags:?}"
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("in `procedures/README.md`")),
+        "{diags:?}"
+    );
+}
+
+#[test]
 fn repeated_headings_and_explicit_anchors() {
     let r = Repo::clean();
     r.append(
