@@ -465,7 +465,24 @@ fn parse_document(file: SourceFile, kind: DocKind, problems: &mut Vec<Diagnostic
     let mut front_matter_error = false;
     let (block, body_start) = match front_matter::split(&file.text) {
         Ok(Some(b)) => (Some(b), b.body_start),
-        Ok(None) => (None, 0),
+        Ok(None) => match front_matter::missing_opening(&file.text) {
+            // Read as front matter that could not be parsed: it is no heading of the body.
+            Some((span, body_start)) => {
+                front_matter_error = true;
+                problems.push(
+                    Diagnostic::new(
+                        Rule::InvalidFrontMatter,
+                        &path,
+                        Some(span),
+                        "this looks like front matter without its opening `---`: Markdown reads \
+                         it as a heading",
+                    )
+                    .with_help("add a line holding only `---` above the first line"),
+                );
+                (None, body_start)
+            }
+            None => (None, 0),
+        },
         Err(span) => {
             front_matter_error = true;
             problems.push(

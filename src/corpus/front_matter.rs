@@ -53,6 +53,41 @@ pub fn split(text: &str) -> Result<Option<Block>, Span> {
     Err(Span::new(start, start + 3))
 }
 
+/// A front matter block that lost its opening `---`: the file starts with `key: value` lines
+/// (with lists and comments among them) closed by a `---` line, which Markdown reads as a
+/// heading. The span of the first line and where the body starts (after the `---`), when the
+/// text looks like that.
+pub fn missing_opening(text: &str) -> Option<(Span, usize)> {
+    let start = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let rest = &text[start..];
+    let first = rest.lines().next()?;
+    let is_key = |l: &str| {
+        let (key, _) = l.split_once(':')?;
+        (!key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .then_some(())
+    };
+    is_key(first)?;
+    let mut offset = start;
+    for (n, line) in rest.split_inclusive('\n').enumerate().take(200) {
+        offset += line.len();
+        if n == 0 {
+            continue;
+        }
+        let t = line.trim_end();
+        if t == "---" {
+            return Some((Span::new(start, start + first.len()), offset));
+        }
+        let indented = line.starts_with(' ') || line.starts_with('\t');
+        if !(indented || t.starts_with('#') || t.starts_with("- ") || is_key(t).is_some()) {
+            return None;
+        }
+    }
+    None
+}
+
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located<T> {
@@ -356,6 +391,23 @@ pub fn locate_in_file<T>(file: &SourceFile, s: Spanned<T>) -> Located<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn front_matter_without_its_opening_fence_is_recognised() {
+        let lost = "id: QA-1\ntitle: Demo\napprovers:\n  - qa-lead\n# a comment\n---\n\n# Demo\n";
+        assert_eq!(
+            missing_opening(lost),
+            Some((Span::new(0, 8), lost.find("\n\n# Demo").unwrap() + 1))
+        );
+        // Prose that happens to hold a colon, a table, a real heading: not front matter.
+        assert_eq!(
+            missing_opening("Note: read this.\nThen go on.\n---\n"),
+            None
+        );
+        assert_eq!(missing_opening("# Title\n\nkey: value\n---\n"), None);
+        assert_eq!(missing_opening("id: QA-1\ntitle: no closing fence\n"), None);
+        assert_eq!(missing_opening("---\nid: QA-1\n---\n"), None);
+    }
 
     fn sop(text: &str) -> (SourceFile, Result<(SopMeta, Vec<Problem>), Problem>) {
         let f = SourceFile::new("p.md", text);

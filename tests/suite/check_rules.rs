@@ -135,6 +135,30 @@ fn a_fragment_on_a_folder_link_is_looked_up_in_its_readme() {
 }
 
 #[test]
+fn front_matter_without_its_opening_fence_is_a_finding_at_its_first_line() {
+    let r = Repo::clean();
+    let text = r.read(SOP);
+    r.write(SOP, text.strip_prefix("---\n").unwrap());
+    assert_findings(&r, &[("invalid-front-matter", SOP, Some("id: QA-001"))]);
+    let (corpus, diags) = r.diagnostics();
+    assert!(
+        diags[0].message.contains("without its opening `---`"),
+        "{diags:?}"
+    );
+    // Its lines are not a heading of the body: the title is the document's own heading.
+    assert_eq!(corpus.sops[0].title, "Demo");
+    let doc = &corpus.docs[corpus.sops[0].doc];
+    assert!(
+        doc.markdown
+            .headings
+            .iter()
+            .all(|h| !h.text.contains("id:")),
+        "{:?}",
+        doc.markdown.headings
+    );
+}
+
+#[test]
 fn repeated_headings_and_explicit_anchors() {
     let r = Repo::clean();
     r.append(
