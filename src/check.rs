@@ -84,6 +84,57 @@ pub struct Summary {
     pub files: usize,
 }
 
+/// What `check` read, for people: the Markdown files by kind, and the folders holding
+/// Markdown files it did not read (outside the configured folders, or excluded), whose
+/// links are still resolved as paths.
+pub fn scope_line(corpus: &Corpus) -> String {
+    use crate::corpus::DocKind;
+    let count = |k: DocKind| corpus.docs.iter().filter(|d| d.kind == k).count();
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let mut read = vec![
+        plural(count(DocKind::Sop), "SOP"),
+        format!("{} glossary", count(DocKind::Glossary)),
+        plural(count(DocKind::Role), "role"),
+        format!("{} other", count(DocKind::Other)),
+    ];
+    read.retain(|s| !s.starts_with("0 "));
+    let mut unread: std::collections::BTreeMap<&str, usize> = Default::default();
+    for f in corpus.tree.files() {
+        let lower = f.to_ascii_lowercase();
+        if (lower.ends_with(".md") || lower.ends_with(".markdown")) && corpus.doc(f).is_none() {
+            let folder = f.split_once('/').map_or(".", |(top, _)| top);
+            *unread.entry(folder).or_default() += 1;
+        }
+    }
+    let mut line = format!(
+        "read {} Markdown file{}{}",
+        corpus.docs.len(),
+        if corpus.docs.len() == 1 { "" } else { "s" },
+        if read.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", read.join(", "))
+        }
+    );
+    if !unread.is_empty() {
+        let folders: Vec<String> = unread
+            .iter()
+            .map(|(f, n)| {
+                if *f == "." {
+                    format!("the root ({n})")
+                } else {
+                    format!("{f}/ ({n})")
+                }
+            })
+            .collect();
+        line.push_str(&format!(
+            "; not read: {} (links into them are checked as paths)",
+            folders.join(", ")
+        ));
+    }
+    line
+}
+
 pub fn summarize(diags: &[Diagnostic], files: usize) -> Summary {
     let errors = diags
         .iter()

@@ -216,7 +216,8 @@ fn human(findings: &[Finding], cx: &Context<'_>, out: &mut dyn Write) -> io::Res
         term::emit_to_write_style(&mut w, &config, &files, cs).map_err(io::Error::other)?;
     }
     out.write_all(buffer.as_slice())?;
-    writeln!(out, "{}", summary_line(&cx.summary))
+    writeln!(out, "{}", summary_line(&cx.summary))?;
+    writeln!(out, "{}", crate::check::scope_line(cx.corpus))
 }
 
 /// The JSON document (see the module docs).

@@ -160,8 +160,20 @@ fn short_and_human() {
     assert!(text.contains("error[broken-link]"), "{text}");
     assert!(text.contains(&format!("{SOP}:{l}:{c}")), "{text}");
     assert!(text.contains("help:"), "{text}");
+    assert!(text.contains("1 error, 1 warning in 4 files\n"), "{text}");
+    // What was read, and what was not (a Markdown file outside the configured folders).
     assert!(
-        text.trim_end().ends_with("1 error, 1 warning in 4 files"),
+        text.trim_end()
+            .ends_with("read 4 Markdown files (1 SOP, 1 glossary, 2 roles)"),
+        "{text}"
+    );
+    r.write("templates/note.md", "# Note\n");
+    let text = stdout(&r.sopkit(&["check"]));
+    assert!(
+        text.trim_end().ends_with(
+            "read 4 Markdown files (1 SOP, 1 glossary, 2 roles); not read: templates/ (1) \
+             (links into them are checked as paths)"
+        ),
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "no colour when not on a terminal");
