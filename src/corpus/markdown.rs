@@ -89,13 +89,6 @@ pub fn normalize_label(label: &str) -> String {
         .to_lowercase()
 }
 
-static ANCHOR_ATTR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?i)<[a-z][a-z0-9]*\b[^>]*?\s(?:id|name)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"#,
-    )
-    .expect("static regex")
-});
-
 static DEFINITION_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^ {0,3}(?:> ?)*\[((?:[^\]\\\n]|\\.){1,999})\]:").expect("static regex")
 });
@@ -103,13 +96,45 @@ static DEFINITION_LINE: LazyLock<Regex> = LazyLock::new(|| {
 static FOOTNOTE_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[\^([^\]\s]+)\]").expect("static regex"));
 
-fn html_anchors(html: &str, out: &mut HashSet<String>) {
-    if html.trim_start().starts_with("<!--") {
-        return;
-    }
-    for c in ANCHOR_ATTR.captures_iter(html) {
-        if let Some(m) = c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3)) {
-            out.insert(m.as_str().to_string());
+/// What an HTML fragment of the body (an HTML block, or one inline tag) adds: anchors (`id`
+/// or `name` on any element) and links (`<a href>`, `<img src>`, checked like Markdown
+/// links). Read with a WHATWG tokenizer, so comments, quoting and entities are as a browser
+/// reads them; `start` is the fragment's offset in the text, for the links' spans.
+fn scan_html(html: &str, start: usize, md: &mut Markdown) {
+    use html5gum::{DefaultEmitter, Token, Tokenizer};
+    let emitter = DefaultEmitter::<usize>::new_with_span();
+    for Ok(token) in Tokenizer::new_with_emitter(html, emitter) {
+        let Token::StartTag(tag) = token else {
+            continue;
+        };
+        let name = tag.name.to_ascii_lowercase();
+        for (attr, value) in &tag.attributes {
+            let text = || String::from_utf8_lossy(&value.value).into_owned();
+            match (name.as_slice(), attr.as_slice()) {
+                (_, b"id" | b"name") => {
+                    md.anchors.insert(text());
+                }
+                (b"a", b"href") | (b"img", b"src") => {
+                    let kind = if name.as_slice() == b"img" {
+                        LinkKind::Image
+                    } else {
+                        LinkKind::Link
+                    };
+                    // The attribute as written (`href="…"`), or the whole tag.
+                    let (from, to) = if value.span.end > value.span.start {
+                        (value.span.start, value.span.end)
+                    } else {
+                        (tag.span.start, tag.span.end)
+                    };
+                    md.links.push(Link {
+                        kind,
+                        dest: text().trim().to_string(),
+                        span: Span::new(start + from, start + to),
+                        label: None,
+                    });
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -260,6 +285,11 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
                         awaiting_body = Some(md.headings.len() - 1);
                     }
                 }
+                TagEnd::HtmlBlock => {
+                    if let Some(block) = leaf_blocks.last().copied() {
+                        scan_html(&text[block.start..block.end], block.start, &mut md);
+                    }
+                }
                 TagEnd::Link => in_link = in_link.saturating_sub(1),
                 TagEnd::Image => in_image = in_image.saturating_sub(1),
                 TagEnd::CodeBlock => {
@@ -307,7 +337,10 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
                     htext.push(' ');
                 }
             }
-            Event::Html(h) | Event::InlineHtml(h) => html_anchors(&h, &mut md.anchors),
+            // An HTML block is read whole from the source once it ends (a tag may span its
+            // lines); an inline tag is its own event.
+            Event::Html(_) => {}
+            Event::InlineHtml(h) => scan_html(&h, span.start, &mut md),
             Event::FootnoteReference(label) => {
                 footnote_refs.push(Reference {
                     label: label.to_string(),
@@ -503,6 +536,29 @@ mod tests {
             &text[md.duplicate_definitions[0].span.start..md.duplicate_definitions[0].span.end],
             "[LBL]:"
         );
+    }
+
+    #[test]
+    fn html_links_and_anchors_are_read_with_their_spans() {
+        let text = "Intro <a href=\"../glossary/terms.md#rpo\">RPO</a>.\n\n<div>\n<img\n  alt=\"x\" src='img/a.png'>\n<p id=\"here\">x</p>\n<!-- <a href=\"gone.md\">no</a> -->\n</div>\n";
+        let md = parse(text, 0);
+        let links: Vec<(&str, &str, LinkKind)> = md
+            .links
+            .iter()
+            .map(|l| (l.dest.as_str(), &text[l.span.start..l.span.end], l.kind))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (
+                    "../glossary/terms.md#rpo",
+                    "href=\"../glossary/terms.md#rpo\"",
+                    LinkKind::Link
+                ),
+                ("img/a.png", "src='img/a.png'", LinkKind::Image),
+            ]
+        );
+        assert!(md.anchors.contains("here"), "{:?}", md.anchors);
     }
 
     #[test]

@@ -159,6 +159,23 @@ fn front_matter_without_its_opening_fence_is_a_finding_at_its_first_line() {
 }
 
 #[test]
+fn html_links_follow_the_same_rules() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\nSee <a href=\"plan.md\">the plan</a>, <a href=\"#scop\">scope</a>, <a href=\"https://example.com\">web</a>.\n\n<p align=\"center\">\n  <img src=\"img/missing.png\" alt=\"x\">\n  <a href=\"../glossary/terms.md#restore-test\">ok</a>\n</p>\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("broken-link", SOP, Some("href=\"plan.md\"")),
+            ("broken-anchor", SOP, Some("href=\"#scop\"")),
+            ("broken-image", SOP, Some("src=\"img/missing.png\"")),
+        ],
+    );
+}
+
+#[test]
 fn repeated_headings_and_explicit_anchors() {
     let r = Repo::clean();
     r.append(
