@@ -561,7 +561,10 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     if let Some(dir) = &args.html {
-        let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default(), None);
+        // Each run with who signed it, when the ledger's policy can be read.
+        let ledger = sopkit::evidence::repository::Ledger::open(&args.path).ok();
+        let judge = ledger.as_ref().map(|l| &l.judge);
+        let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default(), judge);
         let page = status::html::render(&s, &rows);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = dir.join("index.html");

@@ -76,11 +76,16 @@ fn chart(title: &str, runs: &[(i64, f64, &Row)], label: &dyn Fn(f64) -> String) 
             y = h - pad - bh,
             c = colour(&row.result),
             tip = escape(&format!(
-                "{} {}: {} ({})",
+                "{} {}: {} ({}{})",
                 row.started,
                 row.step,
                 label(*v),
-                row.result
+                row.result,
+                if row.signed_by == "-" {
+                    String::new()
+                } else {
+                    format!(", signed by {}", row.signed_by)
+                }
             ))
         );
     }

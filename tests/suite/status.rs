@@ -510,6 +510,8 @@ fn the_dashboard_renders_in_a_real_headless_browser() {
     let dom = browser(&["--dump-dom"]);
     assert!(dom.status.success(), "{}", stderr(&dom));
     let dom = stdout(&dom);
+    // Each bar says who signed its run.
+    assert!(dom.contains("signed by Ann Example (ann)"), "{dom}");
     // The browser built the tables and one timeline per step that ran, with a bar per run.
     assert!(
         dom.contains("id=\"slos\"") && dom.contains("id=\"backup-sets\""),
