@@ -175,6 +175,13 @@ static ACRONYM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(.+?)\s*\(([^()\s]+)\)$").expect("static regex"));
 
 /// The id an SOP gets from its file name (`IT-245-System Backup.md` → `IT-245`).
+/// The SOP id a file name carries (`IT-245-Backup.md` → `IT-245`), if it carries one.
+pub fn id_in_file_name(path: &str) -> Option<String> {
+    let name = file_name(path);
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    ID_FROM_NAME.captures(stem).map(|c| c[1].to_string())
+}
+
 pub fn id_from_file_name(path: &str) -> String {
     let name = file_name(path);
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);

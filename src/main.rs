@@ -191,9 +191,14 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 
 fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     use sopkit::render::{self, Snapshot};
-    let snap = Snapshot::open(&args.path, args.at.as_deref())?;
-    let index = match snap.find_sop(&args.sop) {
-        Ok(i) => i,
+    let mut snap = Snapshot::open(&args.path, args.at.as_deref())?;
+    let index = match snap.find_or_take(&args.sop) {
+        Ok((i, note)) => {
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            i
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
@@ -226,7 +231,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     use sopkit::render::{self, Snapshot};
-    let snap = Snapshot::open(&args.path, args.at.as_deref())?;
+    let mut snap = Snapshot::open(&args.path, args.at.as_deref())?;
     // Check first: the same findings `sopkit check` gives, for this snapshot.
     let mut diagnostics = sopkit::check::check(&snap.corpus);
     if snap.corpus.mode != sopkit::corpus::Mode::ZeroConfig {
@@ -254,6 +259,10 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.path.join(&args.out)
     };
+    // Without sopkit.toml: what was taken as an SOP, said once per file.
+    for note in snap.take_zero_config_sops(true) {
+        eprintln!("note: {note}");
+    }
     let total = snap.corpus.sops.len() as u64;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total)

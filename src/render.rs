@@ -208,6 +208,71 @@ impl Snapshot {
         }
     }
 
+    /// Takes document `doc` as an SOP of this snapshot (a repository without `sopkit.toml`
+    /// configures none): its id from the file name (`DEPT-NNN-…`, else the file's stem), its
+    /// title from its first heading. Returns its index and a note saying what was taken.
+    fn take_as_sop(&mut self, doc: usize) -> (usize, String) {
+        let d = &self.corpus.docs[doc];
+        let path = d.path().to_string();
+        let id = crate::corpus::id_from_file_name(&path);
+        let title = d
+            .markdown
+            .headings
+            .first()
+            .map(|h| h.text.trim().to_string())
+            .unwrap_or_else(|| id.clone());
+        let note = format!("no sopkit.toml: took {path} as SOP {id}, \"{title}\"");
+        self.sections
+            .insert(doc, markup::section_numbers(&d.file.text[d.body_start..]));
+        self.corpus.sops.push(crate::corpus::Sop { doc, id, title });
+        (self.corpus.sops.len() - 1, note)
+    }
+
+    /// In a repository without `sopkit.toml`: the Markdown files named like an SOP
+    /// (`DEPT-NNN-Title.md`) taken as SOPs; when none is and `every_heading` is set, every
+    /// Markdown file with a heading. One note per file taken. Elsewhere nothing.
+    pub fn take_zero_config_sops(&mut self, every_heading: bool) -> Vec<String> {
+        if self.corpus.mode != crate::corpus::Mode::ZeroConfig || !self.corpus.sops.is_empty() {
+            return Vec::new();
+        }
+        let named: Vec<usize> = (0..self.corpus.docs.len())
+            .filter(|&i| crate::corpus::id_in_file_name(self.corpus.docs[i].path()).is_some())
+            .collect();
+        let taken = if named.is_empty() && every_heading {
+            (0..self.corpus.docs.len())
+                .filter(|&i| !self.corpus.docs[i].markdown.headings.is_empty())
+                .collect()
+        } else {
+            named
+        };
+        taken.into_iter().map(|i| self.take_as_sop(i).1).collect()
+    }
+
+    /// [`Snapshot::find_sop`]; in a repository without `sopkit.toml` also any Markdown file by
+    /// its path, taken as an SOP. With the SOP's index, the note of how it was taken, if it
+    /// was.
+    pub fn find_or_take(&mut self, name: &str) -> Result<(usize, Option<String>), Error> {
+        let notes = self.take_zero_config_sops(false);
+        let found = match self.find_sop(name) {
+            Ok(i) => Ok(i),
+            Err(e) => {
+                let wanted = name.trim_start_matches("./").replace('\\', "/");
+                let doc = (self.corpus.mode == crate::corpus::Mode::ZeroConfig)
+                    .then(|| self.corpus.doc_id(&wanted))
+                    .flatten();
+                match doc {
+                    Some(d) => {
+                        let (i, note) = self.take_as_sop(d);
+                        return Ok((i, Some(note)));
+                    }
+                    None => Err(e),
+                }
+            }
+        }?;
+        // The taken SOPs come first, in the order of their notes.
+        Ok((found, notes.get(found).cloned()))
+    }
+
     /// The SOP named by an id (`IT-245`) or a repository path; an id two files carry is
     /// refused, naming both.
     pub fn find_sop(&self, name: &str) -> Result<usize, Error> {

@@ -124,3 +124,75 @@ fn init_creates_a_repository_that_passes_check() {
     assert!(!stdout(&out).contains("git repository"), "{}", stdout(&out));
     assert!(!nested.join(".git").exists());
 }
+
+/// The text of a PDF, by pdftotext.
+fn pdf_text(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("pdftotext")
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils; scripts/test installs it)");
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn without_a_config_sops_are_known_by_file_name_and_any_file_renders_by_path() {
+    use crate::support::stderr;
+    let r = Repo::empty();
+    r.write(
+        "ops/IT-300-Server Backups.md",
+        "# Server Backups\n\n## Scope\n\nAll servers.\n",
+    );
+    r.write(
+        "handbook/onboarding.md",
+        "# Onboarding\n\nWelcome aboard.\n",
+    );
+    r.commit("a handbook");
+
+    let out = r.sopkit(&["render", "IT-300", "-o", "it300.pdf"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("took ops/IT-300-Server Backups.md as SOP IT-300, \"Server Backups\""),
+        "{}",
+        stderr(&out)
+    );
+    let text = pdf_text(&r.path().join("it300.pdf"));
+    assert!(
+        text.contains("IT-300") && text.contains("Server Backups"),
+        "{text}"
+    );
+
+    // A file no name marks as an SOP still renders by its path.
+    let out = r.sopkit(&["render", "handbook/onboarding.md", "-o", "onboarding.pdf"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("took handbook/onboarding.md as SOP onboarding, \"Onboarding\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(pdf_text(&r.path().join("onboarding.pdf")).contains("Welcome aboard."));
+
+    // build takes the files named like SOPs.
+    let out = r.sopkit(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(r.path().join("out/IT-300.pdf").is_file());
+    assert!(!r.path().join("out/onboarding.pdf").exists());
+
+    // Where no file is named so, build takes every Markdown file with a heading.
+    let r = Repo::empty();
+    r.write("guide.md", "# Field Guide\n\nText.\n");
+    r.write("notes.md", "no heading here\n");
+    r.commit("a guide");
+    let out = r.sopkit(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("took guide.md as SOP guide, \"Field Guide\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(pdf_text(&r.path().join("out/guide.pdf")).contains("Field Guide"));
+    assert!(!r.path().join("out/notes.pdf").exists());
+    assert!(r.path().join("out/index.pdf").is_file());
+}
