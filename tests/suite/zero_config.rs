@@ -196,3 +196,26 @@ fn without_a_config_sops_are_known_by_file_name_and_any_file_renders_by_path() {
     assert!(!r.path().join("out/notes.pdf").exists());
     assert!(r.path().join("out/index.pdf").is_file());
 }
+
+#[test]
+fn an_sop_with_more_headings_than_a_render_can_take_is_refused_with_the_limit() {
+    let r = Repo::empty();
+    let mut text = String::from("# Huge\n\n");
+    for i in 0..=sopkit::render::MAX_HEADINGS {
+        text.push_str(&format!("## Part {i}\n\nText.\n\n"));
+    }
+    r.write("IT-901-Huge.md", &text);
+    r.commit("huge");
+    let out = r.sopkit(&["render", "IT-901", "-o", "huge.pdf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let said = crate::support::stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "IT-901-Huge.md has {} headings; sopkit renders SOPs of up to {}",
+            sopkit::render::MAX_HEADINGS + 2,
+            sopkit::render::MAX_HEADINGS
+        )),
+        "{said}"
+    );
+    assert!(!r.path().join("huge.pdf").exists());
+}
