@@ -132,6 +132,10 @@ pub fn scope_line(corpus: &Corpus) -> String {
             folders.join(", ")
         ));
     }
+    let ignored = corpus.tree.ignored();
+    if !ignored.is_empty() {
+        line.push_str(&format!("; left out by .gitignore: {}", ignored.join(", ")));
+    }
     line
 }
 

@@ -83,6 +83,9 @@ pub struct Tree {
     entries: BTreeMap<String, Kind>,
     escapes: Vec<Escape>,
     unreadable: Vec<Unreadable>,
+    /// Entries directly in the root that `.gitignore` (or `.ignore`) leaves out of a working
+    /// tree, folders with a trailing `/`.
+    ignored: Vec<String>,
     /// What this tree shows, for messages: a directory or `REV (commit)`.
     pub label: String,
     /// The commit a revision tree was read from.
@@ -168,7 +171,25 @@ impl Tree {
             }))
             .collect();
         escapes.sort_by(|a: &Escape, b: &Escape| a.path.cmp(&b.path));
+        // What the walk left out at the top: ignored (escapes and unreadable entries are
+        // reported on their own).
+        let mut ignored: Vec<String> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let seen = name == ".git"
+                    || entries.contains_key(&name)
+                    || escapes.iter().any(|x| x.path == name)
+                    || unreadable.iter().any(|x| x.path == name);
+                let dir = e.file_type().is_ok_and(|t| t.is_dir());
+                (!seen).then(|| if dir { format!("{name}/") } else { name })
+            })
+            .collect();
+        ignored.sort();
         Ok(Tree {
+            ignored,
             label: root.display().to_string(),
             backing: Backing::Disk { root, links },
             entries,
@@ -258,6 +279,8 @@ impl Tree {
         drop(commit);
         drop(object);
         Ok(Tree {
+            // A commit holds nothing ignored.
+            ignored: Vec::new(),
             label: format!("{rev} ({})", &id[..12]),
             backing: Backing::Git {
                 repo: Mutex::new(repo),
@@ -305,6 +328,12 @@ impl Tree {
                 let rest = &p[len..];
                 (!rest.is_empty() && !rest.contains('/')).then_some(rest)
             })
+    }
+
+    /// Entries directly in the root of a working tree that `.gitignore` leaves out (folders
+    /// end with `/`); none for a revision.
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
     }
 
     /// Symbolic links that point outside the repository.

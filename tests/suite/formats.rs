@@ -176,6 +176,15 @@ fn short_and_human() {
         ),
         "{text}"
     );
+    // A folder .gitignore leaves out is named as such.
+    r.write(".gitignore", "drafts/\n");
+    r.write("drafts/idea.md", "# Idea\n");
+    let text = stdout(&r.sopkit(&["check"]));
+    assert!(
+        text.trim_end()
+            .ends_with("; left out by .gitignore: drafts/"),
+        "{text}"
+    );
     assert!(!text.contains('\u{1b}'), "no colour when not on a terminal");
 }
 
