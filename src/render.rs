@@ -177,8 +177,17 @@ impl Snapshot {
             }
         };
         let corpus = Corpus::load(tree)?;
+        // Without sopkit.toml no folder says what an SOP is: the history follows every
+        // Markdown file, so a file named like an SOP keeps its revisions across renames.
+        let history_config = if corpus.mode == crate::corpus::Mode::ZeroConfig {
+            let mut c = corpus.config.clone();
+            c.paths.procedures = String::new();
+            c
+        } else {
+            corpus.config.clone()
+        };
         let history = match (&commit, &repo) {
-            (Some(c), Some(_)) => history::load(dir, Some(c), &corpus.config)?,
+            (Some(c), Some(_)) => history::load(dir, Some(c), &history_config)?,
             _ => History::default(),
         };
         let matcher = TermMatcher::new(&corpus);

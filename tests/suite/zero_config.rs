@@ -219,3 +219,22 @@ fn an_sop_with_more_headings_than_a_render_can_take_is_refused_with_the_limit() 
     );
     assert!(!r.path().join("huge.pdf").exists());
 }
+
+#[test]
+fn without_a_config_an_sop_keeps_its_history_across_a_rename() {
+    let r = Repo::empty();
+    r.write("IT-300-Server Backups.md", "# Server Backups\n\nFirst.\n");
+    r.commit("first version");
+    std::fs::create_dir(r.path().join("ops")).unwrap();
+    r.git(&["mv", "IT-300-Server Backups.md", "ops/"]);
+    r.append("ops/IT-300-Server Backups.md", "\nSecond.\n");
+    r.commit("moved and edited");
+    let out = r.sopkit(&["render", "IT-300", "-o", "it300.pdf"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let text = pdf_text(&r.path().join("it300.pdf"));
+    assert!(text.contains("first version"), "{text}");
+    assert!(
+        text.contains("moved and edited (was IT-300-Server"),
+        "{text}"
+    );
+}
