@@ -986,6 +986,32 @@ async fn list_versions(remote: &Remote, prefix: &str) -> Result<Vec<Version>, Er
     Ok(out)
 }
 
+/// The keys a `key` argument names: the object itself when one exists there, otherwise every
+/// current object under it as a prefix (where `upload` puts several files), in key order.
+/// Nothing there at all is an error naming the key.
+async fn keys_named(remote: &Remote, key: &str) -> Result<Vec<String>, Error> {
+    let all = list_versions(remote, key).await?;
+    let current = |v: &&Version| v.latest && !v.delete_marker;
+    if all.iter().filter(current).any(|v| v.key == key) {
+        return Ok(vec![key.to_string()]);
+    }
+    let prefix = format!("{}/", key.trim_end_matches('/'));
+    let mut keys: Vec<String> = all
+        .iter()
+        .filter(current)
+        .filter(|v| v.key.starts_with(&prefix))
+        .map(|v| v.key.clone())
+        .collect();
+    keys.dedup();
+    if keys.is_empty() {
+        return Err(Error::Failed(format!(
+            "{}: no object there, and none under it",
+            remote.url(key)
+        )));
+    }
+    Ok(keys)
+}
+
 /// The object versions (no delete markers) of exactly `key`, newest first.
 async fn versions_of(remote: &Remote, key: &str) -> Result<Vec<Version>, Error> {
     let mut all = list_versions(remote, key).await?;
@@ -1141,46 +1167,59 @@ pub fn verify(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     let mut out = Output::default();
     let mut failures = Vec::new();
     remote.rt.block_on(async {
-        let versions: Vec<Option<String>> = if all {
-            let v = versions_of(&remote, &key).await?;
-            if v.is_empty() {
-                return Err(Error::Failed(format!(
-                    "{}: no versions to verify",
-                    remote.url(&key)
-                )));
-            }
-            v.into_iter().map(|v| Some(v.id)).collect()
-        } else {
-            vec![version.clone()]
-        };
-        for v in versions {
-            let d = download(
-                &remote,
-                &key,
-                v.as_deref(),
-                &mut std::io::sink(),
-                Path::new("-"),
-            )
-            .await?;
-            let name = format!("{} version {}", remote.url(&key), d.version);
-            if d.problems.is_empty() {
-                let _ = writeln!(
-                    cx.log,
-                    "verified {name}: {} bytes, sha256 {} matches {}",
-                    d.size,
-                    d.sha256,
-                    d.checked.join(" and ")
-                );
-                out.verification.push(format!(
-                    "ok: {name} ({} bytes, sha256 {}) matches {}",
-                    d.size,
-                    d.sha256,
-                    d.checked.join(" and ")
-                ));
+        // The key `upload` took: one object, or the prefix it put several files under.
+        let keys = keys_named(&remote, &key).await?;
+        if keys.len() > 1 && version.is_some() {
+            return Err(Error::Argument {
+                name: "version",
+                message: format!(
+                    "`{key}` names {} objects (a prefix); a version id names one",
+                    keys.len()
+                ),
+            });
+        }
+        for key in keys {
+            let versions: Vec<Option<String>> = if all {
+                let v = versions_of(&remote, &key).await?;
+                if v.is_empty() {
+                    return Err(Error::Failed(format!(
+                        "{}: no versions to verify",
+                        remote.url(&key)
+                    )));
+                }
+                v.into_iter().map(|v| Some(v.id)).collect()
             } else {
-                let msg = format!("{name}: {}", d.problems.join("; "));
-                let _ = writeln!(cx.log, "FAILED: {msg}");
-                failures.push(msg);
+                vec![version.clone()]
+            };
+            for v in versions {
+                let d = download(
+                    &remote,
+                    &key,
+                    v.as_deref(),
+                    &mut std::io::sink(),
+                    Path::new("-"),
+                )
+                .await?;
+                let name = format!("{} version {}", remote.url(&key), d.version);
+                if d.problems.is_empty() {
+                    let _ = writeln!(
+                        cx.log,
+                        "verified {name}: {} bytes, sha256 {} matches {}",
+                        d.size,
+                        d.sha256,
+                        d.checked.join(" and ")
+                    );
+                    out.verification.push(format!(
+                        "ok: {name} ({} bytes, sha256 {}) matches {}",
+                        d.size,
+                        d.sha256,
+                        d.checked.join(" and ")
+                    ));
+                } else {
+                    let msg = format!("{name}: {}", d.problems.join("; "));
+                    let _ = writeln!(cx.log, "FAILED: {msg}");
+                    failures.push(msg);
+                }
             }
         }
         Ok::<(), Error>(())
@@ -1217,12 +1256,50 @@ pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     }
     let dest_arg = string_arg(args, "dest")?;
     let dest_path = resolve(cx.root, &dest_arg);
-    let dest = if dest_path.is_dir() || dest_arg.ends_with('/') {
-        let name = key.rsplit('/').next().unwrap_or(&key);
-        dest_path.join(name)
-    } else {
-        dest_path
-    };
+    // The key `upload` took: one object, or the prefix it put several files under.
+    let keys = remote.rt.block_on(keys_named(&remote, &key))?;
+    let mut out = Output::default();
+    if keys.len() == 1 && keys[0] == key {
+        let dest = if dest_path.is_dir() || dest_arg.ends_with('/') {
+            let name = key.rsplit('/').next().unwrap_or(&key);
+            dest_path.join(name)
+        } else {
+            dest_path
+        };
+        restore_one(&remote, &key, version, back, &dest, cx, &mut out)?;
+        return Ok(out);
+    }
+    if version.is_some() {
+        return Err(Error::Argument {
+            name: "version",
+            message: format!(
+                "`{key}` is a prefix of {} objects; a version id names one (use versions_back)",
+                keys.len()
+            ),
+        });
+    }
+    // Each object under the prefix, to the same path under `dest` (a folder).
+    let prefix = format!("{}/", key.trim_end_matches('/'));
+    for k in &keys {
+        let rel = k.strip_prefix(&prefix).unwrap_or(k);
+        object_key("", rel)?; // no `..` or empty segments on the way into `dest`
+        restore_one(&remote, k, None, back, &dest_path.join(rel), cx, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Restores one object's version (`version`, or `versions_back`, or the latest) into the
+/// file `dest`: downloaded to a temporary file beside it, hashed as it streams, and renamed
+/// into place only when it matches what was stored with it.
+fn restore_one(
+    remote: &Remote,
+    key: &str,
+    version: Option<String>,
+    back: Option<u64>,
+    dest: &Path,
+    cx: &mut Context<'_>,
+    out: &mut Output,
+) -> Result<(), Error> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -1234,11 +1311,11 @@ pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
             (Some(v), _) => Some(v),
             (None, None) | (None, Some(0)) => None,
             (None, Some(n)) => {
-                let all = versions_of(&remote, &key).await?;
+                let all = versions_of(remote, key).await?;
                 let v = all.get(n as usize).ok_or_else(|| {
                     Error::Failed(format!(
                         "{}: versions_back {n} asked for, but it has {} version{}",
-                        remote.url(&key),
+                        remote.url(key),
                         all.len(),
                         if all.len() == 1 { "" } else { "s" }
                     ))
@@ -1251,12 +1328,12 @@ pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
             .tempfile_in(&dir)
             .map_err(io(&dir))?;
         let mut w = std::io::BufWriter::with_capacity(BUF, tmp.as_file());
-        let d = download(&remote, &key, version.as_deref(), &mut w, &dest).await?;
-        w.flush().map_err(io(&dest))?;
+        let d = download(remote, key, version.as_deref(), &mut w, dest).await?;
+        w.flush().map_err(io(dest))?;
         drop(w);
         Ok::<_, Error>((d, tmp))
     })?;
-    let name = format!("{} version {}", remote.url(&key), d.version);
+    let name = format!("{} version {}", remote.url(key), d.version);
     if !d.problems.is_empty() {
         // `tmp` is removed when dropped: nothing partial is left.
         drop(tmp);
@@ -1265,33 +1342,27 @@ pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
             d.problems.join("; ")
         )));
     }
-    tmp.as_file().sync_all().map_err(io(&dest))?;
-    tmp.persist(&dest).map_err(|e| Error::Io {
-        path: dest.clone(),
+    tmp.as_file().sync_all().map_err(io(dest))?;
+    tmp.persist(dest).map_err(|e| Error::Io {
+        path: dest.to_path_buf(),
         message: e.error.to_string(),
     })?;
     if let Ok(f) = std::fs::File::open(&dir) {
         let _ = f.sync_all();
     }
-    let _ = writeln!(
-        cx.log,
+    let said = format!(
         "restored {name} into {} ({} bytes, sha256 {} matches {})",
         dest.display(),
         d.size,
         d.sha256,
         d.checked.join(" and ")
     );
-    Ok(Output {
-        artifacts: vec![dest.clone()],
-        hashed: BTreeMap::from([(dest.clone(), (d.size, d.sha256.clone()))]),
-        verification: vec![format!(
-            "ok: restored {name} into {} ({} bytes, sha256 {} matches {})",
-            dest.display(),
-            d.size,
-            d.sha256,
-            d.checked.join(" and ")
-        )],
-    })
+    let _ = writeln!(cx.log, "{said}");
+    out.artifacts.push(dest.to_path_buf());
+    out.hashed
+        .insert(dest.to_path_buf(), (d.size, d.sha256.clone()));
+    out.verification.push(format!("ok: {said}"));
+    Ok(())
 }
 
 /// The rules of a prune, from its arguments.

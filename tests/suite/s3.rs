@@ -546,7 +546,12 @@ fn an_unversioned_bucket_warns_and_a_folder_goes_under_the_key_prefix() {
         "send",
         "upload",
         "source: out\ntarget: offsite\nkey: nightly\n",
-    );
+    ) + &step("check", "verify", "target: offsite\nkey: nightly\n")
+        + &step(
+            "fetch",
+            "restore",
+            "target: offsite\nkey: nightly\ndest: restored/\n",
+        );
     let r = repo(&s3.server.endpoint(), "flat", &steps);
     r.write("out/a.txt", "alpha\n");
     r.write("out/sub/b.txt", "beta\n");
@@ -567,6 +572,34 @@ fn an_unversioned_bucket_warns_and_a_folder_goes_under_the_key_prefix() {
         "{lines:?}"
     );
     assert_eq!(s3.get("flat", "backups/nightly/a.txt", None), b"alpha\n");
+    // Where each file went, as the operator sees it.
+    assert!(
+        stdout(&out).contains("s3://flat/backups/nightly/sub/b.txt"),
+        "{}",
+        stdout(&out)
+    );
+    // verify and restore take the key the upload took: here a prefix of two objects.
+    let out = run(&r, "check", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let lines = verification(&end_records(&r)[1]);
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("ok: s3://flat/backups/nightly/"))
+            .count()
+            == 2,
+        "{lines:?}"
+    );
+    let out = run(&r, "fetch", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read(r.path().join("restored/a.txt")).unwrap(),
+        b"alpha\n"
+    );
+    assert_eq!(
+        std::fs::read(r.path().join("restored/sub/b.txt")).unwrap(),
+        b"beta\n"
+    );
     evidence_is_sound(&r);
 }
 
