@@ -31,17 +31,17 @@ pub fn slug(text: &str) -> String {
         .collect()
 }
 
-/// What GitHub keeps of a heading: letters, marks, decimal and letter numbers, and connector
+/// What GitHub keeps of a heading: alphabetic characters (letters, letter numbers, and the
+/// symbols Unicode counts as alphabetic, such as `ⓐ`), marks, decimal numbers and connector
 /// punctuation (`_`, `‿`); other numbers (`² ½ ① ₂`) and every other symbol go.
 fn kept(c: char) -> bool {
     use unicode_properties::{GeneralCategory as G, GeneralCategoryGroup, UnicodeGeneralCategory};
-    matches!(
-        c.general_category_group(),
-        GeneralCategoryGroup::Letter | GeneralCategoryGroup::Mark
-    ) || matches!(
-        c.general_category(),
-        G::DecimalNumber | G::LetterNumber | G::ConnectorPunctuation
-    )
+    c.is_alphabetic()
+        || c.general_category_group() == GeneralCategoryGroup::Mark
+        || matches!(
+            c.general_category(),
+            G::DecimalNumber | G::ConnectorPunctuation
+        )
 }
 
 /// Numbers repeated slugs the way GitHub does within one document.

@@ -702,3 +702,35 @@ fn percent_encoded_paths() {
     r.append(SOP, "\n[b](IT-245%20System%20Backup.md#%C3%BCber-backup) [c](IT-245%20System%20Backup.md#uber-backup)\n");
     assert_findings(&r, &[("broken-anchor", SOP, Some("[c]"))]);
 }
+
+/// sopkit's heading slugs are GitHub's: every heading of tests/fixtures/slug-headings.txt
+/// (many scripts, numbers, symbols, repeats) gets the slug github-slugger gives it, as
+/// scripts/test has it compute them (SOPKIT_SLUGS_EXPECTED).
+#[test]
+fn slugs_are_the_ones_github_slugger_gives() {
+    let path = std::env::var("SOPKIT_SLUGS_EXPECTED").expect(
+        "SOPKIT_SLUGS_EXPECTED is not set: run the tests through scripts/test, which computes \
+         the expected slugs with github-slugger",
+    );
+    let expected: Vec<(String, String)> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slug-headings.txt"),
+    )
+    .unwrap();
+    let headings: Vec<&str> = fixture.split('\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        headings.len(),
+        expected.len(),
+        "the same list on both sides"
+    );
+    let mut slugger = sopkit::corpus::slug::Slugger::default();
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter_map(|(heading, want)| {
+            let got = slugger.slug(heading);
+            (got != *want).then(|| format!("{heading:?}: sopkit {got:?}, github-slugger {want:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
