@@ -238,3 +238,82 @@ fn without_a_config_an_sop_keeps_its_history_across_a_rename() {
         "{text}"
     );
 }
+
+/// A handbook as found in the wild, without sopkit.toml: an SOP renamed in git, files with
+/// spaces, HTML links, folder links with fragments, mixed-case fragments, indented code and
+/// headings in other scripts. `check` says what a forge would show, and only that.
+#[test]
+fn a_handbook_in_the_wild_is_checked_as_the_forge_shows_it() {
+    let r = Repo::empty();
+    r.write(
+        "glossary.md",
+        "# Glossary\n\n## Restore Test\n\nA test that restores a backup.\n",
+    );
+    r.write(
+        "ops/README.md",
+        "# Operations\n\n## Incident Process\n\nCall the on-call engineer.\n\n## தமிழ் மொழி\n\nText.\n",
+    );
+    r.write(
+        "ops/IT-300-Server Backups.md",
+        "# Server Backups\n\n## Scope\n\nAll servers.\n",
+    );
+    r.commit("first");
+    r.git(&[
+        "mv",
+        "ops/IT-300-Server Backups.md",
+        "ops/IT-300-Backups of Servers.md",
+    ]);
+    r.commit("renamed");
+    r.write(
+        "ops/IT-301-Restores.md",
+        "# Restores\n\nSee [backups](IT-300-Backups%20of%20Servers.md#SCOPE), the \
+         [process](./#incident-process), [Tamil](./#தமிழ்-மொழி) and <a href=\"../glossary.md#restore-test\">restore tests</a>.\n\
+         Broken: <a href=\"IT-300-Server%20Backups.md\">old name</a>, [nope](./#nope), \
+         [gone](../hr/#leave) and <img src=\"diagram.png\">.\n\n\
+         Indented code is code:\n\n    curl [^note] Restore Test\n",
+    );
+    r.commit("restores");
+    let out = r.sopkit(&["check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "zero-config");
+    let mut found: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    let rules: Vec<&str> = found.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "anchor-case",
+            "broken-anchor",
+            "broken-image",
+            "broken-link",
+            "missing-folder"
+        ],
+        "{found:#?}"
+    );
+    let said = |rule: &str| &found.iter().find(|(r, _)| r == rule).unwrap().1;
+    assert!(said("anchor-case").contains("#SCOPE"), "{found:#?}");
+    assert!(said("broken-anchor").contains("#nope"), "{found:#?}");
+    assert!(
+        said("broken-link").contains("IT-300-Server%20Backups.md"),
+        "{found:#?}"
+    );
+    assert!(said("broken-image").contains("diagram.png"), "{found:#?}");
+    assert!(said("missing-folder").contains("../hr/"), "{found:#?}");
+    assert_eq!(out.status.code(), Some(1));
+
+    // The renamed SOP renders with its history across the rename.
+    let out = r.sopkit(&["render", "IT-300", "-o", "it300.pdf"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let text = pdf_text(&r.path().join("it300.pdf"));
+    assert!(text.contains("first (was ops/IT-300-Server"), "{text}");
+}
