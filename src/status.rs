@@ -200,6 +200,39 @@ impl Run {
     }
 }
 
+/// Why a run does not count for SLOs and copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Uncounted {
+    /// Its content is no effective revision of its SOP.
+    Draft,
+    /// Its content was effective, but a later revision was when the run started.
+    Superseded,
+}
+
+/// Whether a run counts, as the approval history says, never the record itself: its content
+/// must be an effective revision of its SOP, the one in force when it started. A record that
+/// names a version, or an old revision without a requirement the current one has, proves
+/// nothing by that.
+fn counted(history: &History, r: &Run) -> Result<(), Uncounted> {
+    let sop = history.sops.get(&r.start.sop).ok_or(Uncounted::Draft)?;
+    let rev = sop
+        .revisions
+        .iter()
+        .rev()
+        .find(|x| x.version.is_some() && x.sha256 == r.start.content_sha256)
+        .ok_or(Uncounted::Draft)?;
+    let started = parse_time(&r.start.started).unwrap_or(i64::MIN);
+    let replaced = sop
+        .revisions
+        .iter()
+        .any(|x| x.version > rev.version && x.effective_time.is_some_and(|t| t <= started));
+    if replaced {
+        Err(Uncounted::Superseded)
+    } else {
+        Ok(())
+    }
+}
+
 fn runs(records: Records) -> Vec<Run> {
     // Start and end records paired by run id; indices, so the records move only once.
     // Start and end records paired by writer and run id: a record in one writer's folder
@@ -394,7 +427,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     let this_host = crate::run::hostname();
     // Each SOP's runs, in time order, found once.
     let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
-    let mut drafts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut drafts: BTreeMap<(&str, Uncounted), usize> = BTreeMap::new();
     for r in &runs {
         if r.orphan {
             out.alerts.push(format!(
@@ -415,18 +448,21 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             ));
             continue;
         }
-        // A run of content that no approval covers (`--allow-draft` on a draft) is shown,
-        // never counted: the policies ask for procedures followed as approved.
-        if r.start.version.is_none() {
-            *drafts.entry(r.start.sop.as_str()).or_default() += 1;
-            continue;
+        // A run of content that no approval covers (`--allow-draft` on a draft), or of a
+        // revision a later one had replaced, is shown, never counted: the policies ask for
+        // procedures followed as approved.
+        match counted(&history, r) {
+            Ok(()) => by_sop.entry(r.start.sop.as_str()).or_default().push(r),
+            Err(why) => *drafts.entry((r.start.sop.as_str(), why)).or_default() += 1,
         }
-        by_sop.entry(r.start.sop.as_str()).or_default().push(r);
     }
-    for (sop, n) in &drafts {
+    for ((sop, why), n) in &drafts {
+        let what = match why {
+            Uncounted::Draft => "from content no approval covers (a draft, --allow-draft)",
+            Uncounted::Superseded => "of a revision that a later effective one had replaced",
+        };
         out.alerts.push(format!(
-            "{sop}: {n} run(s) from an unapproved draft (--allow-draft) are not counted for SLOs \
-             or copies"
+            "{sop}: {n} run(s) {what} are not counted for SLOs or copies"
         ));
     }
 

@@ -201,6 +201,31 @@ pub(crate) fn sign_record(r: &Repo, file: &Path) {
     sign_record_with(Path::new(key.trim()), file);
 }
 
+/// An evidence record file, parsed.
+pub(crate) fn read_record(path: &Path) -> sopkit::evidence::Record {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Rewrites the record files `chain` (one writer's, in order) with `edit`, as an insider
+/// with that writer's key `key` could: every digest and `prev` recomputed, each record
+/// signed again.
+pub(crate) fn rewrite_chain(
+    chain: &[PathBuf],
+    key: &Path,
+    mut edit: impl FnMut(&mut sopkit::evidence::Record),
+) {
+    let mut prev: Option<String> = None;
+    for path in chain {
+        let mut rec = read_record(path);
+        edit(&mut rec);
+        rec.prev = prev.clone();
+        let bytes = rec.to_bytes();
+        std::fs::write(path, &bytes).unwrap();
+        prev = Some(sopkit::evidence::sha256_hex(&bytes));
+        sign_record_with(key, path);
+    }
+}
+
 /// Signs an evidence record file with SSH key `key` (a private key, or a public one whose
 /// private half lies beside it), writing `FILE.sig`.
 pub(crate) fn sign_record_with(key: &Path, file: &Path) {

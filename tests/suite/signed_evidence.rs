@@ -3,7 +3,8 @@
 //! never count. Real SSH keys, real git, real `sopkit run`.
 
 use crate::approvals::{
-    Keys, approve_ok, author_commit, sign_as, sign_record_with, signed_fixture,
+    Keys, approve_ok, author_commit, read_record, rewrite_chain, sign_as, sign_record_with,
+    signed_fixture,
 };
 use std::path::Path;
 
@@ -172,19 +173,11 @@ fn a_step_that_names_a_role_runs_only_for_a_holder_and_a_forged_holder_is_found(
     // A whole chain rewritten by bob: the role left out, every `prev` and digest recomputed,
     // every record signed with bob's own key. It links and its signatures hold, but the SOP
     // still says who must run the step.
-    let mut prev: Option<String> = None;
-    for rec_path in ledger_files(&r, ".json") {
-        let mut rec: sopkit::evidence::Record =
-            serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    rewrite_chain(&ledger_files(&r, ".json"), &bob, |rec| {
         assert_eq!(rec.role.as_deref(), Some("qa-lead"));
         rec.role = None;
         rec.operator = "bob".into();
-        rec.prev = prev.clone();
-        let bytes = rec.to_bytes();
-        std::fs::write(&rec_path, &bytes).unwrap();
-        prev = Some(sopkit::approval::history::sha256_hex(&bytes));
-        sign_record_with(&bob, &rec_path);
-    }
+    });
     let (code, said) = evidence_verify(&r);
     assert_eq!(code, Some(1), "{said}");
     assert!(!said.contains("changed, replaced or reordered"), "{said}");
@@ -369,20 +362,12 @@ fn a_record_dated_before_the_commit_it_ran_from_never_counts() {
     let out = run(&r);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     // Both records moved back to 2001 by their own writer, chain and signatures redone.
-    let mut prev: Option<String> = None;
-    for path in ledger_files(&r, ".json") {
-        let mut rec: sopkit::evidence::Record =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rewrite_chain(&ledger_files(&r, ".json"), &bob, |rec| {
         rec.started = "2001-01-01T00:00:00Z".into();
         if rec.ended.is_some() {
             rec.ended = Some("2001-01-01T00:01:00Z".into());
         }
-        rec.prev = prev.clone();
-        let bytes = rec.to_bytes();
-        std::fs::write(&path, &bytes).unwrap();
-        prev = Some(sopkit::approval::history::sha256_hex(&bytes));
-        sign_record_with(&bob, &path);
-    }
+    });
     let (code, said) = evidence_verify(&r);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("before commit"), "{said}");
@@ -763,6 +748,19 @@ fn records_signed_through_gnupg_are_attributed_and_an_unlisted_openpgp_key_runs_
     assert!(said.contains("2 records by Gina Example (gina)"), "{said}");
 }
 
+/// The writer folder of the repository's one run, and that run's start and end records.
+fn first_run(
+    r: &Repo,
+) -> (
+    std::path::PathBuf,
+    sopkit::evidence::Record,
+    sopkit::evidence::Record,
+) {
+    let records = ledger_files(r, ".json");
+    let folder = records[0].parent().unwrap().to_path_buf();
+    (folder, read_record(&records[0]), read_record(&records[1]))
+}
+
 /// Appends `rec` to the chain in writer folder `folder` as its writer would (next seq, `prev`
 /// the hash of the last record file, digest recomputed) and signs it with SSH key `key`.
 fn append_signed(
@@ -792,12 +790,7 @@ fn an_end_signed_by_someone_else_than_its_start_does_not_count() {
     let out = run(&r);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     // ann ends a second run that bob started: both signatures hold, the run does not.
-    let records = ledger_files(&r, ".json");
-    let folder = records[0].parent().unwrap().to_path_buf();
-    let start: sopkit::evidence::Record =
-        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
-    let end: sopkit::evidence::Record =
-        serde_json::from_slice(&std::fs::read(&records[1]).unwrap()).unwrap();
+    let (folder, start, end) = first_run(&r);
     let mut start2 = start.clone();
     start2.run = "second".into();
     append_signed(&folder, start2, &bob);
@@ -823,12 +816,7 @@ fn a_key_removed_by_the_policy_signs_no_end_record_even_for_a_run_dated_before()
     sign_as(&r, "bob", &bob);
     let out = run(&r);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let records = ledger_files(&r, ".json");
-    let folder = records[0].parent().unwrap().to_path_buf();
-    let start: sopkit::evidence::Record =
-        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
-    let end: sopkit::evidence::Record =
-        serde_json::from_slice(&std::fs::read(&records[1]).unwrap()).unwrap();
+    let (folder, start, end) = first_run(&r);
     // bob's key leaked: an admin takes it out of the policy (a second after the run, so that
     // the run's records are dated before the removal, as they would be).
     std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -27,6 +27,9 @@ fn sop(root: &Path) -> String {
 struct Approved {
     repo: Repo,
     _keys: Keys,
+    /// The private keys of ann (who approves) and bob (who wrote OPS-200).
+    ann: std::path::PathBuf,
+    bob: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Approved {
@@ -59,6 +62,8 @@ fn repo() -> Approved {
     Approved {
         repo: r,
         _keys: keys,
+        ann,
+        bob,
     }
 }
 
@@ -70,6 +75,15 @@ fn run(r: &Repo, steps: &[&str]) {
     }
     let out = cmd.current_dir(r.path()).output().unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// `sopkit run OPS-200 --allow-draft --yes --step STEP`, whatever it exits with.
+fn run_allowing_draft(r: &Repo, step: &str) -> std::process::Output {
+    Command::new(crate::support::sopkit_bin())
+        .args(["run", "OPS-200", "--allow-draft", "--yes", "--step", step])
+        .current_dir(r.path())
+        .output()
+        .unwrap()
 }
 
 /// RFC 3339 of now + `hours`.
@@ -166,18 +180,7 @@ fn a_run_dated_after_now_satisfies_no_slo() {
 fn an_end_record_in_another_writers_folder_completes_no_run() {
     let r = repo();
     std::fs::remove_dir_all(r.path().join("data")).unwrap();
-    let out = Command::new(crate::support::sopkit_bin())
-        .args([
-            "run",
-            "OPS-200",
-            "--allow-draft",
-            "--yes",
-            "--step",
-            "backup",
-        ])
-        .current_dir(r.path())
-        .output()
-        .unwrap();
+    let out = run_allowing_draft(&r, "backup");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     // The failed run's end record, copied into a folder of its own as a success.
     let (end, mut v) = crate::support::end_record_files(&r)
@@ -205,24 +208,78 @@ fn a_run_from_a_draft_is_shown_and_counts_for_no_slo() {
         "procedures/OPS-200-backups.md",
         "\nA change nobody approved.\n",
     );
-    let out = Command::new(crate::support::sopkit_bin())
-        .args([
-            "run",
-            "OPS-200",
-            "--allow-draft",
-            "--yes",
-            "--step",
-            "backup",
-        ])
-        .current_dir(r.path())
-        .output()
-        .unwrap();
+    let out = run_allowing_draft(&r, "backup");
     assert!(out.status.success(), "{}", stderr(&out));
     let (code, v) = json(&r, &later(1));
     assert_eq!(code, Some(1));
     assert_eq!(slo(&v, "backup")["overdue"], true, "{v}");
     assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
-    assert!(alerted(&v, "1 run(s) from an unapproved draft"), "{v}");
+    assert!(
+        alerted(&v, "1 run(s) from content no approval covers"),
+        "{v}"
+    );
+
+    // Its own operator rewrites the draft run to claim version 1, chain and signatures
+    // redone with her own key: the history, not the record, says what ran.
+    rewrite_chain(&r, |rec| {
+        rec.version = Some(1);
+        rec.allow_draft = false;
+    });
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(v["ledger"]["ok"], true, "a consistent rewrite: {v}");
+    assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
+    assert!(
+        alerted(&v, "1 run(s) from content no approval covers"),
+        "{v}"
+    );
+}
+
+/// Rewrites every record of the repository's one writer with `edit`, as its writer could,
+/// signing with the key git config names.
+fn rewrite_chain(r: &Repo, edit: impl FnMut(&mut sopkit::evidence::Record)) {
+    let mut files: Vec<_> = crate::support::files(&r.path().join("evidence"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let key = r.git(&["config", "user.signingkey"]);
+    crate::approvals::rewrite_chain(&files, Path::new(key.trim()), edit);
+}
+
+#[test]
+fn a_run_of_a_revision_already_replaced_counts_for_nothing() {
+    let r = repo();
+    run(&r, &["backup"]);
+    let (_, v) = json(&r, &later(1));
+    assert!(!slo(&v, "backup")["last_success"].is_null(), "{v}");
+    // Version 2 becomes effective.
+    r.append("procedures/OPS-200-backups.md", "\nVersion two.\n");
+    r.git(&["add", "procedures/OPS-200-backups.md"]);
+    author_commit(&r, "bob", "version two", Some(&r.bob));
+    let out = approve(&r, "ann", &r.ann, "OPS-200", "approved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The version 1 run, dated now: it claims to have followed a procedure already replaced
+    // (one that, say, did not yet require a role).
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    rewrite_chain(&r, |rec| {
+        rec.started = now.clone();
+        if rec.ended.is_some() {
+            rec.ended = Some(now.clone());
+        }
+    });
+    let (_, v) = json(&r, &later(1));
+    assert_eq!(v["ledger"]["ok"], true, "{v}");
+    assert!(slo(&v, "backup")["last_success"].is_null(), "{v}");
+    assert!(
+        alerted(
+            &v,
+            "1 run(s) of a revision that a later effective one had replaced"
+        ),
+        "{v}"
+    );
 }
 
 #[test]

@@ -4,6 +4,21 @@
 
 use crate::support::{Repo, stdout};
 
+/// Each finding of a JSON report: its rule and message.
+fn rules_and_messages(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn handbook() -> Repo {
     let r = Repo::empty();
     r.write("glossary.md", "# Glossary\n\nTerms.\n\n## Enterprise Application Server (EAS)\n\nA server that runs a business application.\n");
@@ -27,17 +42,7 @@ fn handbook_is_checked_like_a_link_checker() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mode"], "zero-config");
-    let rules: Vec<(String, String)> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap().to_string(),
-                f["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let rules = rules_and_messages(&v);
     assert_eq!(rules.len(), 4, "{rules:#?}");
     assert!(
         rules
@@ -276,17 +281,7 @@ fn a_handbook_in_the_wild_is_checked_as_the_forge_shows_it() {
     let out = r.sopkit(&["check", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mode"], "zero-config");
-    let mut found: Vec<(String, String)> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap().to_string(),
-                f["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let mut found = rules_and_messages(&v);
     found.sort();
     let rules: Vec<&str> = found.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(
