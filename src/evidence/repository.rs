@@ -40,10 +40,19 @@ impl Ledger {
     /// The ledger of the repository at `root`.
     pub fn open(root: &Path) -> Result<Ledger, Error> {
         let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
-        let config = crate::approval::history::trusted_config(root, &corpus.config)?;
+        // One policy timeline for where the ledger lies and how its records are judged.
+        let timeline = crate::approval::history::timeline(root)?;
+        let config = match &timeline {
+            Some(t) => t.effective_config(&corpus.config),
+            None => corpus.config.clone(),
+        };
         let rel = config.paths.evidence.clone();
         let dir = super::folder(root, &rel)?;
-        let judge = Judge::for_repo(root)?.with_roles_of(&corpus);
+        let judge = match &timeline {
+            Some(t) => Judge::of_repo(root, t),
+            None => Judge::default(),
+        }
+        .with_roles_of(&corpus);
         Ok(Ledger {
             root: root.to_path_buf(),
             dir,

@@ -117,33 +117,33 @@ impl Judge {
 
     /// The judge of the repository containing `dir` (no policy outside git).
     pub fn for_repo(dir: &Path) -> Result<Judge, crate::approval::history::Error> {
-        let Some(timeline) = crate::approval::history::timeline(dir)? else {
-            return Ok(Judge::default());
+        Ok(match crate::approval::history::timeline(dir)? {
+            Some(t) => Judge::of_repo(dir, &t),
+            None => Judge::default(),
+        })
+    }
+
+    /// The judge of the repository containing `dir`, whose policy timeline is `timeline`.
+    pub fn of_repo(dir: &Path, timeline: &Timeline) -> Judge {
+        let mut judge = Judge::from_timeline(timeline);
+        let Ok(repo) = git2::Repository::discover(dir) else {
+            return judge;
         };
-        let mut judge = Judge::from_timeline(&timeline);
-        if let Ok(repo) = git2::Repository::discover(dir) {
-            judge.prefix = crate::tree::prefix_in(&repo, dir);
-            judge.repo = Some(std::sync::Mutex::new(repo));
-        }
-        // The TSA certificate as the policy holds it (checked against its blob id).
-        let named = judge
-            .trusted
-            .last()
-            .and_then(|(_, t)| t.config.evidence.tsa_certificate.clone());
-        if let (Some(path), Ok(repo)) = (named, git2::Repository::discover(dir)) {
-            let prefix = crate::tree::prefix_in(&repo, dir);
-            let full = if prefix.is_empty() {
+        judge.prefix = crate::tree::prefix_in(&repo, dir);
+        // The TSA certificate as the policy at HEAD holds it (checked against its blob id).
+        let at_head = judge.trusted.last().map(|(_, t)| t.clone());
+        judge.tsa_certificate = at_head.and_then(|t| {
+            let path = t.config.evidence.tsa_certificate.clone()?;
+            let full = if judge.prefix.is_empty() {
                 path.clone()
             } else {
-                format!("{prefix}/{path}")
+                format!("{}/{path}", judge.prefix)
             };
-            let trusted = judge.trusted.last().map(|(_, t)| t.clone());
-            judge.tsa_certificate = trusted
-                .and_then(|t| t.files.get(&full).copied())
-                .and_then(|id| crate::approval::policy::verified_blob(&repo, id))
-                .map(|bytes| (path, bytes));
-        }
-        Ok(judge)
+            let bytes = crate::approval::policy::verified_blob(&repo, *t.files.get(&full)?)?;
+            Some((path, bytes))
+        });
+        judge.repo = Some(std::sync::Mutex::new(repo));
+        judge
     }
 
     /// The role the step of `record` requires: as the SOP revision it ran from says, when git
