@@ -155,10 +155,17 @@ fn file_name(path: &str) -> &str {
 }
 
 fn is_index(path: &str) -> bool {
-    matches!(
-        file_name(path).to_ascii_lowercase().as_str(),
-        "readme.md" | "index.md"
-    )
+    let name = file_name(path).to_ascii_lowercase();
+    let stem = name
+        .rsplit_once('.')
+        .map_or(name.as_str(), |(stem, _)| stem);
+    is_markdown(&name) && matches!(stem, "readme" | "index")
+}
+
+/// Whether `path` is an SOP file under the procedures folder `procedures`: the one answer
+/// that the corpus and the approval history both use.
+pub fn is_sop_path(path: &str, procedures: &str) -> bool {
+    is_markdown(path) && under(path, procedures) && !is_index(path)
 }
 
 /// Whether `path` is `base` or lies below it.
@@ -327,7 +334,7 @@ impl Corpus {
                         DocKind::Other
                     }
                 }
-                _ if under(path, &paths.procedures) && !is_index(path) => DocKind::Sop,
+                _ if is_sop_path(path, &paths.procedures) => DocKind::Sop,
                 _ if under(path, &paths.glossary) => DocKind::Glossary,
                 _ if tree.is_dir(&paths.roles) && under(path, &paths.roles) && !is_index(path) => {
                     DocKind::Role

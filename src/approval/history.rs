@@ -23,7 +23,7 @@ use super::trailer;
 
 pub use super::timeline::PolicyChange;
 use crate::config::Config;
-use crate::corpus::{front_matter, id_from_file_name, under};
+use crate::corpus::{front_matter, id_from_file_name, is_sop_path};
 use crate::source::SourceFile;
 
 #[derive(Debug, thiserror::Error)]
@@ -437,12 +437,6 @@ impl SopReader {
         self.hashes.insert(blob, h.clone());
         Some(h)
     }
-}
-
-fn is_sop_path(path: &str, procedures: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or(&lower);
-    under(path, procedures) && lower.ends_with(".md") && name != "readme.md" && name != "index.md"
 }
 
 /// [`load`], where a folder outside git simply has no history (nothing is approved there);

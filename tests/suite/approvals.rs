@@ -1042,3 +1042,17 @@ fn an_openpgp_signature_dated_back_into_its_keys_life_does_not_cover_newer_conte
         "{sig}"
     );
 }
+
+/// The corpus and the approval history agree on what an SOP file is: an SOP written as
+/// `.markdown` is approved like one written as `.md`, not reported unapproved forever.
+#[test]
+fn an_sop_in_a_dot_markdown_file_is_approved_like_any_other() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    r.git(&["mv", SOP, "procedures/QA-001-demo.markdown"]);
+    author_commit(&r, "bob", "the long extension", Some(&bob));
+    approve_ok(&r, "ann", &ann);
+    assert_eq!(statuses(&r), ["valid"]);
+    assert_eq!(history(&r)["revisions"][0]["version"], 1);
+    assert_eq!(rules(&r), Vec::<String>::new());
+}
