@@ -12,7 +12,8 @@
 
 use std::path::Path;
 
-use sopkit::evidence::{FORMAT, FileRef, Kind, Outcome, Record, record_name, sha256_hex};
+use sopkit::digest::sha256_hex;
+use sopkit::evidence::{FORMAT, FileRef, Kind, Outcome, Record, record_name};
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();

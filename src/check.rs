@@ -190,7 +190,7 @@ fn approval_findings(
     rev: Option<&str>,
     now: i64,
 ) -> Result<Vec<Diagnostic>, Error> {
-    if corpus.mode == crate::corpus::Mode::ZeroConfig || git2::Repository::discover(root).is_err() {
+    if corpus.mode == crate::corpus::Mode::ZeroConfig || crate::git::find(root).is_none() {
         return Ok(Vec::new());
     }
     let history = crate::approval::history::load(root, rev, &corpus.config)?;

@@ -189,7 +189,7 @@ impl Record {
         let mut r = self.clone();
         r.digest = String::new();
         let unsigned = canonical(&r);
-        r.digest = sha256_hex(&unsigned);
+        r.digest = crate::digest::sha256_hex(&unsigned);
         canonical(&r)
     }
 
@@ -199,7 +199,7 @@ impl Record {
     pub fn digest_ok(&self) -> bool {
         let mut r = self.clone();
         r.digest = String::new();
-        sha256_hex(&canonical(&r)) == self.digest
+        crate::digest::sha256_hex(&canonical(&r)) == self.digest
     }
 
     /// Whether `bytes` (the file this record was parsed from) are exactly the bytes its
@@ -229,7 +229,7 @@ impl Record {
         };
         let tail = format!("\"digest\": {quoted}\n}}\n");
         let Some(head) = bytes.strip_suffix(tail.as_bytes()) else {
-            return (sha256_hex(bytes), false);
+            return (crate::digest::sha256_hex(bytes), false);
         };
         let mut file = Sha256::new();
         file.update(head);
@@ -241,17 +241,8 @@ impl Record {
         let digest_ok = lower_hex
             && hex::decode_to_slice(&self.digest, &mut expected).is_ok()
             && unsigned.finalize().as_slice() == expected;
-        (hex_lower(&file.finalize()), digest_ok)
+        (crate::digest::hex(&file.finalize()), digest_ok)
     }
-}
-
-/// Lower-case hex of `bytes`, for every hash sopkit prints or records (`hex::encode` goes
-/// through a char iterator, several times slower on the ledger's hot path).
-pub fn hex_lower(bytes: &[u8]) -> String {
-    let mut buf = vec![0u8; bytes.len() * 2];
-    // The buffer is exactly twice the input, the only way this can fail.
-    let _ = hex::encode_to_slice(bytes, &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// How the canonical bytes of a record with an empty digest end.
@@ -263,31 +254,9 @@ fn canonical(r: &Record) -> Vec<u8> {
     v
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::approval::history::sha256_hex(bytes)
-}
-
-/// Hashes a file as it is read (constant memory).
+/// The size and SHA-256 of a file, hashed as it is read (constant memory).
 pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
-    Ok((n, hex_lower(&h.finalize())))
-}
-
-/// UTC now as RFC 3339 (seconds).
-/// An RFC 3339 time as seconds since the epoch.
-pub fn parse_time(t: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|d| d.unix_timestamp())
-}
-
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    now.format(fmt).unwrap_or_default()
+    crate::digest::sha256_file(path).map_err(io(path))
 }
 
 /// A writer name safe as a folder name: `operator@host` with anything unusual replaced.
@@ -408,7 +377,7 @@ impl Locked<'_> {
             Some(seq) => {
                 let path = dir.join(record_name(seq));
                 let bytes = std::fs::read(&path).map_err(io(&path))?;
-                Ok(Some((seq, sha256_hex(&bytes))))
+                Ok(Some((seq, crate::digest::sha256_hex(&bytes))))
             }
         }
     }
@@ -509,7 +478,10 @@ mod tests {
         let p2 = l.append(record(), &[]).unwrap();
         let r2: Record = serde_json::from_slice(&std::fs::read(&p2).unwrap()).unwrap();
         assert_eq!(r2.seq, 2);
-        assert_eq!(r2.prev, Some(sha256_hex(&std::fs::read(&p1).unwrap())));
+        assert_eq!(
+            r2.prev,
+            Some(crate::digest::sha256_hex(&std::fs::read(&p1).unwrap()))
+        );
         assert!(r2.digest_ok());
         assert_eq!(r2.to_bytes(), std::fs::read(&p2).unwrap());
     }
@@ -526,11 +498,14 @@ mod tests {
         let bytes = r.to_bytes();
         let signed: Record = serde_json::from_slice(&bytes).unwrap();
         assert!(signed.digest_ok() && signed.is_as_written(&bytes));
-        assert_eq!(signed.hash_and_check(&bytes).0, sha256_hex(&bytes));
+        assert_eq!(
+            signed.hash_and_check(&bytes).0,
+            crate::digest::sha256_hex(&bytes)
+        );
         let edited_bytes = [&bytes[..], b" "].concat();
         assert_eq!(
             signed.hash_and_check(&edited_bytes),
-            (sha256_hex(&edited_bytes), false)
+            (crate::digest::sha256_hex(&edited_bytes), false)
         );
         // The unsigned form the shortcut hashes is the one the digest was made from.
         let mut unsigned = signed.clone();
@@ -549,14 +524,6 @@ mod tests {
         let mut upper = signed.clone();
         upper.digest = signed.digest.to_ascii_uppercase();
         assert!(!upper.digest_ok() && !upper.is_as_written(&canonical(&upper)));
-    }
-
-    #[test]
-    fn hex_lower_is_lower_case_hex() {
-        assert_eq!(hex_lower(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
-        assert_eq!(hex_lower(&[]), "");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn init(dir: &Path) -> Result<Created, Error> {
         std::fs::write(&path, content).map_err(io(&path))?;
         written.push(path);
     }
-    let inside = git2::Repository::discover(dir).is_ok_and(|r| !r.is_bare());
+    let inside = crate::git::work_tree(dir).is_ok();
     if !inside {
         let git = |reason| Error::Git {
             path: dir.to_path_buf(),

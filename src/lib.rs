@@ -7,13 +7,14 @@
 
 pub mod approval;
 pub mod check;
-pub mod clock;
 pub mod config;
 pub mod corpus;
 pub mod diagnostic;
+pub mod digest;
 pub mod duration;
 pub mod evidence;
 pub mod fs_atomic;
+pub mod git;
 pub mod init;
 pub mod notify;
 pub mod render;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod signing;
 pub mod source;
 pub mod status;
+pub mod time;
 pub mod tree;
 
 /// The version of sopkit, recorded in reports, evidence and PDFs.

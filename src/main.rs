@@ -547,7 +547,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
-    let now = sopkit::clock::now();
+    let now = sopkit::time::now();
     let s = status::status(&args.path, args.at.as_deref(), now)?;
     let text = match args.format {
         StatusFormat::Json => {

@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::approval::history::{self, History, Revision, Status as SigStatus, sha256_hex};
+use crate::approval::history::{self, History, Revision, Status as SigStatus};
 use crate::check::links::{self, Target};
 use crate::check::terms::TermMatcher;
 use crate::corpus::front_matter::Status;
 use crate::corpus::{Corpus, DocKind, Document};
+use crate::digest::sha256_hex;
 use crate::tree::{self, Tree};
 use markup::{LinkView, Resolver};
 
@@ -118,10 +119,10 @@ impl Snapshot {
     /// Reads the repository at `dir`: at `at` when given; else `HEAD` when the working tree
     /// is clean, else the working tree itself (marked as uncommitted).
     pub fn open(dir: &Path, at: Option<&str>) -> Result<Snapshot, Error> {
-        let repo = git2::Repository::discover(dir).ok();
+        let repo = crate::git::find(dir);
         let prefix = repo
             .as_ref()
-            .map(|r| tree::prefix_in(r, dir))
+            .map(|r| crate::git::prefix_in(r, dir))
             .filter(|p| !p.is_empty())
             .map(|p| format!("{p}/"))
             .unwrap_or_default();
@@ -141,8 +142,14 @@ impl Snapshot {
                 let t = Tree::open_revision(dir, &c.id().to_string())?;
                 (t, Some(c.id().to_string()), c.time().seconds(), false)
             }
-            (Some(rev), None) => {
-                return Err(tree::Error::NotARepository(PathBuf::from(rev)).into());
+            (Some(_), None) => {
+                return Err(tree::Error::from(crate::git::discover(dir).err().unwrap_or(
+                    crate::git::Error::NotARepository {
+                        path: dir.to_path_buf(),
+                        message: "a revision needs a git repository".into(),
+                    },
+                ))
+                .into());
             }
             (None, _) => {
                 let dirty = match (&repo, &head) {

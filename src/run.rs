@@ -20,10 +20,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::approval::history::{self, sha256_hex};
+use crate::approval::history;
 use crate::config::{Target, TargetKind};
 use crate::corpus::Corpus;
 use crate::corpus::step::Step;
+use crate::digest::sha256_hex;
 use crate::evidence::{self, FileRef, Kind, Outcome, Record, Writer};
 use redact::Redactor;
 
@@ -135,7 +136,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
     let content_sha256 = sha256_hex(doc.file.text.as_bytes());
     let (history, unread) = match history::load_if_in_git(root, None, &corpus.config) {
         Ok(h) => (h, None),
-        Err(e @ history::Error::Shallow) => return Err(e.into()),
+        Err(e) if e.is_shallow() => return Err(e.into()),
         Err(e) => (history::History::default(), Some(e)),
     };
     // Targets and notifications are policy: as the timeline trusts them at HEAD.
@@ -351,7 +352,7 @@ pub fn describe(plan: &Plan) -> String {
                 Err(e) => s.push_str(&format!("  cannot plan the prune: {e}\n")),
             }
         } else if p.step.action.as_deref() == Some("prune") {
-            let now = crate::clock::now();
+            let now = crate::time::now();
             let args = action::local_prune_args(&p.step.args, &plan.targets);
             match action::prune_plan(&args, &plan.root, now) {
                 Ok(decisions) => {
@@ -422,8 +423,7 @@ fn catch_signals() {
 
 /// Who runs the step: git's user.email, else `$USER`.
 pub fn operator(root: &Path) -> String {
-    git2::Repository::discover(root)
-        .ok()
+    crate::git::find(root)
         .and_then(|r| r.config().ok())
         .and_then(|c| c.get_string("user.email").ok())
         .or_else(|| std::env::var("USER").ok())
@@ -586,7 +586,7 @@ fn run_step(
         target: p.target_name.clone(),
         operator: operator.to_string(),
         host: host.to_string(),
-        started: evidence::now_rfc3339(),
+        started: crate::time::now_rfc3339(),
         ended: None,
         exit_status: None,
         outcome: None,
@@ -1131,7 +1131,7 @@ fn finish(
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default()
             )),
-            time: evidence::now_rfc3339(),
+            time: crate::time::now_rfc3339(),
             host: base.host.clone(),
             record: Some(format!("run {run} in {}", plan.evidence_dir.display())),
             recipients: plan.recipients.clone(),
@@ -1145,7 +1145,7 @@ fn finish(
     }
     let mut end = base;
     end.kind = Kind::End;
-    end.ended = Some(evidence::now_rfc3339());
+    end.ended = Some(crate::time::now_rfc3339());
     end.exit_status = code;
     end.outcome = Some(outcome);
     end.files = files;

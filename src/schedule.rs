@@ -285,7 +285,7 @@ fn object_name(name: &str) -> String {
     if name.len() <= MAX {
         return name.to_string();
     }
-    let hash = crate::approval::history::sha256_hex(name.as_bytes());
+    let hash = crate::digest::sha256_hex(name.as_bytes());
     let cut = name[..MAX - 9].trim_end_matches('-');
     format!("{cut}-{}", &hash[..8])
 }

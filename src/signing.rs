@@ -12,6 +12,8 @@ pub enum Error {
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
+    #[error(transparent)]
+    Repository(#[from] crate::git::Error),
     #[error(
         "no signing key: set `git config user.signingkey` (and `gpg.format ssh` for an SSH key)"
     )]
@@ -38,7 +40,7 @@ pub struct Signer {
 impl Signer {
     /// The signing setup git would use in the repository containing `dir`.
     pub fn from_git(dir: &Path) -> Result<Signer, Error> {
-        let repo = git2::Repository::discover(dir)?;
+        let repo = crate::git::discover(dir)?;
         let config = repo.config()?.snapshot()?;
         let ssh = config.get_string("gpg.format").is_ok_and(|f| f == "ssh");
         let program = if ssh {

@@ -1,6 +1,6 @@
 //! `sopkit status`: is the system of procedures being followed? Read from what sopkit
 //! already has — the corpus, the approval history and the evidence ledger — at one moment
-//! (`crate::clock::now`).
+//! (`crate::time::now`).
 //!
 //! - per SOP: version, effective or draft, the roles whose approval is missing and who could
 //!   give it, the next review and whether it is overdue;
@@ -155,21 +155,7 @@ pub struct Ledger {
 
 const DEFAULT_WINDOW: i64 = 35 * 86_400;
 
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn parse_time(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
+use crate::time::{parse_rfc3339 as parse_time, rfc3339};
 
 /// One executed step: its start and end records.
 struct Run {
@@ -379,7 +365,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     );
     let (history, history_error) = match history {
         Ok(h) => (h, None),
-        Err(e @ history::Error::Shallow) => return Err(e.into()),
+        Err(e) if e.is_shallow() => return Err(e.into()),
         Err(e) => (History::default(), Some(e)),
     };
     // Where the evidence lies, and the targets that count as copies, are policy: as the
@@ -1013,9 +999,9 @@ pub struct NotifyFailure {
 /// Where that state lives: inside the git directory (machine-local, never committed), or
 /// `.sopkit-notified.json` at the root outside git.
 pub fn notify_state_path(root: &Path) -> PathBuf {
-    git2::Repository::discover(root)
+    crate::git::find(root)
         .map(|r| r.path().join("sopkit-notified.json"))
-        .unwrap_or_else(|_| root.join(".sopkit-notified.json"))
+        .unwrap_or_else(|| root.join(".sopkit-notified.json"))
 }
 
 /// What [`notify_new`] did: every delivery attempt (with the alert it told), and problems

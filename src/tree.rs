@@ -21,8 +21,8 @@ pub enum Error {
     // numbers, and a source would be printed a second time after the message.
     #[error("git: {}", .0.message())]
     Git(git2::Error),
-    #[error("{0} is not inside a git repository (needed for a revision)")]
-    NotARepository(PathBuf),
+    #[error(transparent)]
+    Repository(#[from] crate::git::Error),
     #[error("revision `{rev}` not found: {}", .reason.message())]
     BadRevision { rev: String, reason: git2::Error },
     #[error("{path}: no such file in the tree")]
@@ -206,17 +206,16 @@ impl Tree {
             path: dir.into(),
             source,
         })?;
-        let repo =
-            git2::Repository::discover(&dir).map_err(|_| Error::NotARepository(dir.clone()))?;
+        let repo = crate::git::work_tree(&dir)?;
         let workdir = repo
             .workdir()
-            .ok_or_else(|| Error::NotARepository(dir.clone()))?
+            .unwrap_or(&dir)
             .canonicalize()
             .map_err(|source| Error::Io {
                 path: dir.clone(),
                 source,
             })?;
-        let prefix = path_to_repo(dir.strip_prefix(&workdir).unwrap_or(Path::new("")));
+        let prefix = crate::git::repo_path(dir.strip_prefix(&workdir).unwrap_or(Path::new("")));
         let object = repo
             .revparse_single(rev)
             .map_err(|reason| Error::BadRevision {
@@ -447,14 +446,14 @@ fn walk_error(root: &Path, e: &ignore::Error) -> Option<(String, Walked)> {
             _ => return None,
         }
     };
-    let rel = path_to_repo(path.strip_prefix(root).ok()?);
+    let rel = crate::git::repo_path(path.strip_prefix(root).ok()?);
     let folder = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
     Some((rel, Walked::Unreadable(reason, folder)))
 }
 
 /// What the walk learns from one entry.
 fn walked(root: &Path, entry: &ignore::DirEntry) -> Option<(String, Walked)> {
-    let rel = path_to_repo(entry.path().strip_prefix(root).ok()?);
+    let rel = crate::git::repo_path(entry.path().strip_prefix(root).ok()?);
     if rel.is_empty() {
         return None;
     }
@@ -498,26 +497,6 @@ pub fn normalize(path: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// Where `dir` lies inside the work tree of `repo`, as a repository path (`""` at the root,
-/// else `a/b` without a trailing slash).
-pub fn prefix_in(repo: &git2::Repository, dir: &Path) -> String {
-    repo.workdir()
-        .and_then(|w| w.canonicalize().ok())
-        .and_then(|w| {
-            dir.canonicalize()
-                .ok()
-                .and_then(|d| d.strip_prefix(&w).ok().map(path_to_repo))
-        })
-        .unwrap_or_default()
-}
-
-fn path_to_repo(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn resolve_disk_symlink(root: &Path, link: &Path) -> Option<(Kind, PathBuf)> {

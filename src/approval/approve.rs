@@ -8,9 +8,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::history::sha256_hex;
 use super::trailer::{self, Approval, Approved};
 use crate::corpus::Corpus;
+use crate::digest::sha256_hex;
 use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,8 @@ pub enum Error {
     Dirty(Vec<String>),
     #[error("changes are staged ({}): an approval commit must carry no edits; commit or unstage them first", .0.join(", "))]
     Staged(Vec<String>),
-    #[error("{0} is not inside a git repository")]
-    NotARepository(std::path::PathBuf),
+    #[error(transparent)]
+    Repository(#[from] crate::git::Error),
     #[error("`{0}` is not committed yet")]
     NotCommitted(String),
     #[error("git commit failed: {0}")]
@@ -96,17 +96,8 @@ pub fn approve(
     if sops.is_empty() {
         return Err(Error::NothingToApprove);
     }
-    let repo =
-        git2::Repository::discover(root).map_err(|_| Error::NotARepository(root.to_path_buf()))?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| Error::NotARepository(root.to_path_buf()))?
-        .canonicalize()?;
-    let prefix = root
-        .canonicalize()?
-        .strip_prefix(&workdir)
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default();
+    let repo = crate::git::work_tree(root)?;
+    let prefix = crate::git::prefix_in(&repo, root);
     let in_repo = |p: &str| {
         if prefix.is_empty() {
             p.to_string()
@@ -225,7 +216,7 @@ pub fn approve(
             Error::CommitFailed(said)
         });
     }
-    let repo = git2::Repository::discover(root)?;
+    let repo = crate::git::work_tree(root)?;
     Ok(Signed {
         commit: repo.head()?.peel_to_commit()?.id().to_string(),
         sops: signed,

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{PolicyChange, Problem, SopHistory, sha256_hex};
+use super::history::{PolicyChange, Problem, SopHistory};
+use crate::digest::sha256_hex;
 
 const MAGIC: &str = "sopkit-history-cache 3";
 

@@ -14,12 +14,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::cache;
 use super::signature::{self, KeyKind};
 use super::timeline::{self, Timeline, Trusted};
 use super::trailer;
+use crate::digest::sha256_hex;
 
 pub use super::timeline::PolicyChange;
 use crate::config::Config;
@@ -31,14 +31,8 @@ pub enum Error {
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(git2::Error),
-    #[error("{0} is not inside a git repository")]
-    NotARepository(std::path::PathBuf),
-    #[error(
-        "the history is shallow (a `git clone --depth` or a CI checkout): approvals are judged \
-         along the whole chain of policy, so fetch it all (`git fetch --unshallow`, or \
-         `fetch-depth: 0` in GitHub's actions/checkout)"
-    )]
-    Shallow,
+    #[error(transparent)]
+    Repository(#[from] crate::git::Error),
     #[error(
         "sopkit.toml asks for `backend = \"gnupg\"`, but this sopkit was built without the `gpgme` feature"
     )]
@@ -358,10 +352,6 @@ fn covered_roles(signatures: &[SignatureRecord], approvers: &[String]) -> BTreeS
     covered
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::evidence::hex_lower(&Sha256::digest(bytes))
-}
-
 fn date_of(t: i64) -> time::Date {
     time::OffsetDateTime::from_unix_timestamp(t).map_or(time::Date::MIN, |d| d.date())
 }
@@ -439,11 +429,28 @@ impl SopReader {
     }
 }
 
+impl Error {
+    /// Whether the folder lies outside any git work tree (so it has no history at all).
+    pub fn outside_git(&self) -> bool {
+        matches!(
+            self,
+            Error::Repository(
+                crate::git::Error::NotARepository { .. } | crate::git::Error::Bare(_)
+            )
+        )
+    }
+
+    /// Whether the history was refused as shallow.
+    pub fn is_shallow(&self) -> bool {
+        matches!(self, Error::Repository(crate::git::Error::Shallow))
+    }
+}
+
 /// [`load`], where a folder outside git simply has no history (nothing is approved there);
 /// every other failure stays an error, never to be taken for "nothing approved".
 pub fn load_if_in_git(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
     match load(dir, rev, config) {
-        Err(Error::NotARepository(_)) => Ok(History::default()),
+        Err(e) if e.outside_git() => Ok(History::default()),
         other => other,
     }
 }
@@ -461,14 +468,7 @@ fn open(dir: &Path, rev: Option<&str>) -> Result<(git2::Repository, Option<git2:
     // are taken from the local object store as git takes them (README: the local `.git/` is
     // trusted like the sopkit binary itself).
     git2::opts::strict_hash_verification(false);
-    let repo =
-        git2::Repository::discover(dir).map_err(|_| Error::NotARepository(dir.to_path_buf()))?;
-    if repo.workdir().is_none() {
-        return Err(Error::NotARepository(dir.to_path_buf()));
-    }
-    if repo.is_shallow() {
-        return Err(Error::Shallow);
-    }
+    let repo = crate::git::whole_history(dir)?;
     let head = match repo
         .revparse_single(rev.unwrap_or("HEAD"))
         .and_then(|o| o.peel_to_commit())
@@ -485,14 +485,14 @@ fn open(dir: &Path, rev: Option<&str>) -> Result<(git2::Repository, Option<git2:
 /// the tree's own config.
 pub fn trusted_config(dir: &Path, tree_config: &Config) -> Result<Config, Error> {
     let (repo, head) = match open(dir, None) {
-        Err(Error::NotARepository(_)) => return Ok(tree_config.clone()),
+        Err(e) if e.outside_git() => return Ok(tree_config.clone()),
         other => other?,
     };
     let Some(head) = head else {
         return Ok(tree_config.clone());
     };
-    let prefix = crate::tree::prefix_in(&repo, dir);
-    let timeline = Timeline::build(&repo, head, &prefix, crate::clock::now())?;
+    let prefix = crate::git::prefix_in(&repo, dir);
+    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now())?;
     Ok(timeline.effective_config(tree_config))
 }
 
@@ -500,16 +500,16 @@ pub fn trusted_config(dir: &Path, tree_config: &Config) -> Result<Config, Error>
 /// before the first commit).
 pub fn timeline(dir: &Path) -> Result<Option<Timeline>, Error> {
     let (repo, head) = match open(dir, None) {
-        Err(Error::NotARepository(_)) => return Ok(None),
+        Err(e) if e.outside_git() => return Ok(None),
         other => other?,
     };
     let Some(head) = head else { return Ok(None) };
-    let prefix = crate::tree::prefix_in(&repo, dir);
+    let prefix = crate::git::prefix_in(&repo, dir);
     Ok(Some(Timeline::build(
         &repo,
         head,
         &prefix,
-        crate::clock::now(),
+        crate::time::now(),
     )?))
 }
 
@@ -517,8 +517,8 @@ pub fn timeline(dir: &Path) -> Result<Option<Timeline>, Error> {
 pub fn policy_at(dir: &Path, rev: &str) -> Result<Option<Arc<Trusted>>, Error> {
     let (repo, head) = open(dir, Some(rev))?;
     let Some(head) = head else { return Ok(None) };
-    let prefix = crate::tree::prefix_in(&repo, dir);
-    let timeline = Timeline::build(&repo, head, &prefix, crate::clock::now())?;
+    let prefix = crate::git::prefix_in(&repo, dir);
+    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now())?;
     Ok(timeline.at_head().cloned())
 }
 
@@ -541,8 +541,8 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     let Some(head) = head else {
         return Ok(History::default());
     };
-    let prefix = crate::tree::prefix_in(&repo, dir);
-    let now = crate::clock::now();
+    let prefix = crate::git::prefix_in(&repo, dir);
+    let now = crate::time::now();
     // Only the history of HEAD is cached (a `--base` or `--at` revision before it is read in
     // full); a revision that is HEAD's commit, as `render` and `build` name it, is HEAD.
     let at_head = rev.is_none()

@@ -1026,15 +1026,7 @@ fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{unix}"))
-}
+use crate::time::rfc3339 as format_time;
 
 #[cfg(test)]
 mod tests {

@@ -151,7 +151,7 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
     out
 }
 
-/// The time `check` judges reviews against (see [`crate::clock::review_now`]).
+/// The time `check` judges reviews against (see [`crate::time::review_now`]).
 pub fn now() -> i64 {
-    crate::clock::review_now()
+    crate::time::review_now()
 }

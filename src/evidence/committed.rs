@@ -18,10 +18,10 @@ const NOT_EVIDENCE: &[&str] = &["README.md", ".gitignore", ".gitkeep"];
 /// earlier commit held. Outside git, or before the first commit, nothing.
 pub fn changes(root: &Path, rel: &str) -> Result<Vec<Problem>, git2::Error> {
     let mut out = Vec::new();
-    let Ok(repo) = git2::Repository::discover(root) else {
+    let Some(repo) = crate::git::find(root) else {
         return Ok(out);
     };
-    let prefix = crate::tree::prefix_in(&repo, root);
+    let prefix = crate::git::prefix_in(&repo, root);
     let full = if prefix.is_empty() {
         rel.trim_end_matches('/').to_string()
     } else {

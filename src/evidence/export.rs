@@ -110,7 +110,7 @@ pub fn in_toto(evidence: &Path, judge: &Judge, key: &ExportKey) -> Vec<serde_jso
 fn file_of(writer: &str, r: &Record) -> serde_json::Value {
     json!({
         "name": format!("evidence/{writer}/{}", super::record_name(r.seq)),
-        "digest": { "sha256": super::sha256_hex(&r.to_bytes()) },
+        "digest": { "sha256": crate::digest::sha256_hex(&r.to_bytes()) },
     })
 }
 

@@ -126,10 +126,10 @@ impl Judge {
     /// The judge of the repository containing `dir`, whose policy timeline is `timeline`.
     pub fn of_repo(dir: &Path, timeline: &Timeline) -> Judge {
         let mut judge = Judge::from_timeline(timeline);
-        let Ok(repo) = git2::Repository::discover(dir) else {
+        let Some(repo) = crate::git::find(dir) else {
             return judge;
         };
-        judge.prefix = crate::tree::prefix_in(&repo, dir);
+        judge.prefix = crate::git::prefix_in(&repo, dir);
         // The TSA certificate as the policy at HEAD holds it (checked against its blob id).
         let at_head = judge.trusted.last().map(|(_, t)| t.clone());
         judge.tsa_certificate = at_head.and_then(|t| {
@@ -205,7 +205,7 @@ impl Judge {
         bytes: &[u8],
         sig: Option<&[u8]>,
     ) -> Result<Attribution, String> {
-        let Some(t) = super::parse_time(&record.started) else {
+        let Some(t) = crate::time::parse_rfc3339(&record.started) else {
             return Err(format!(
                 "has a start time `{}` that is not an RFC 3339 time",
                 record.started
@@ -229,7 +229,7 @@ impl Judge {
         // when its run ended (a key revoked during the run signs no end), never earlier than
         // the start it claims.
         let t = match (&record.kind, &record.ended) {
-            (super::Kind::End, Some(ended)) => match super::parse_time(ended) {
+            (super::Kind::End, Some(ended)) => match crate::time::parse_rfc3339(ended) {
                 Some(e) => e.max(t),
                 None => {
                     return Err(format!(
@@ -312,7 +312,7 @@ fn revision_roles(
     let entry = commit.tree().ok()?.get_path(Path::new(path)).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     let text = std::str::from_utf8(blob.content()).ok()?;
-    if super::sha256_hex(text.as_bytes()) != sha256 {
+    if crate::digest::sha256_hex(text.as_bytes()) != sha256 {
         return None;
     }
     let body_start = match crate::corpus::front_matter::split(text) {

@@ -7,7 +7,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::signed::Judge;
-use super::{Record, Records, parse_seq, record_name, sha256_hex};
+use super::{Record, Records, parse_seq, record_name};
+use crate::digest::sha256_hex;
 
 /// Something wrong in the ledger, naming the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -550,10 +551,10 @@ const CLOCK_SKEW: i64 = 300;
 /// Files under `evidence` (relative to it) that git's HEAD holds, for the repository at `root`.
 pub fn tracked_at_head(root: &Path, evidence: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(repo) = git2::Repository::discover(root) else {
+    let Some(repo) = crate::git::find(root) else {
         return out;
     };
-    let prefix = crate::tree::prefix_in(&repo, root);
+    let prefix = crate::git::prefix_in(&repo, root);
     let full = if prefix.is_empty() {
         evidence.to_string()
     } else {

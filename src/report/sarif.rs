@@ -106,7 +106,7 @@ fn fingerprint(f: &Finding) -> String {
         h.update([0]);
     }
     let digest = h.finalize();
-    crate::evidence::hex_lower(&digest[..16])
+    crate::digest::hex(&digest[..16])
 }
 
 pub fn write(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {

@@ -212,14 +212,11 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
-    crate::evidence::hex_lower(d.as_ref())
+    crate::digest::hex(d.as_ref())
 }
 
 pub(crate) fn timestamp() -> String {
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(fmt)
-        .unwrap_or_default()
+    crate::time::now_compact()
 }
 
 // No BufWriter: zstd hands over its output in 32 KiB blocks already, and another

@@ -466,16 +466,6 @@ fn checksum_matches(stored: &str, whole: &[u8; 32], parts: Option<&[[u8; 32]]>) 
     }
 }
 
-fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{secs}"))
-}
-
 /// What one upload left in the bucket.
 struct Uploaded {
     key: String,
@@ -1534,7 +1524,7 @@ async fn lock_reason(remote: &Remote, v: &Version, now: i64) -> Result<Option<St
             format!(
                 "object lock retention{} until {}",
                 mode.map(|m| format!(" ({m})")).unwrap_or_default(),
-                rfc3339(until)
+                crate::time::rfc3339(until)
             )
         })
     };
@@ -1635,7 +1625,7 @@ fn describe_line(v: &Version, keep: &Option<String>, dry: bool) -> String {
             verb("would delete", "delete"),
             v.key,
             v.id,
-            rfc3339(v.time)
+            crate::time::rfc3339(v.time)
         ),
         Some(why) => format!(
             "{} {} {what} {}: {why}",
@@ -1656,7 +1646,7 @@ fn describe_line(v: &Version, keep: &Option<String>, dry: bool) -> String {
 pub fn prune(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
     let remote = Remote::connect(args, cx.targets)?;
     let dry = bool_arg(args, "dry_run")?;
-    let now = crate::clock::now();
+    let now = crate::time::now();
     let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
     let mut out = Output::default();
     let mut deleted = 0usize;
@@ -1721,7 +1711,7 @@ pub fn describe_prune(
     targets: &BTreeMap<String, crate::config::Target>,
 ) -> Result<Vec<String>, Error> {
     let remote = Remote::connect(args, targets)?;
-    let now = crate::clock::now();
+    let now = crate::time::now();
     let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
     Ok(decisions
         .iter()

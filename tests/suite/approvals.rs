@@ -221,7 +221,7 @@ pub(crate) fn rewrite_chain(
         rec.prev = prev.clone();
         let bytes = rec.to_bytes();
         std::fs::write(path, &bytes).unwrap();
-        prev = Some(sopkit::evidence::sha256_hex(&bytes));
+        prev = Some(sopkit::digest::sha256_hex(&bytes));
         sign_record_with(key, path);
     }
 }
@@ -374,7 +374,7 @@ fn drafts_nobody_approved_are_recognised_and_shown_with_their_hash() {
     assert_eq!(revisions.len(), 3, "{h}");
     assert_eq!(
         revisions[1]["sha256"],
-        sopkit::approval::history::sha256_hex(marked.as_bytes()),
+        sopkit::digest::sha256_hex(marked.as_bytes()),
         "a draft between two others is shown with its own hash: {h}"
     );
     let hashes: std::collections::BTreeSet<&str> = revisions

@@ -336,9 +336,9 @@ fn every_change_to_a_committed_ledger_is_found() {
                                 rec.prev = prev.clone();
                                 let new = rec.to_bytes();
                                 std::fs::write(file(i), &new).unwrap();
-                                prev = Some(sopkit::approval::history::sha256_hex(&new));
+                                prev = Some(sopkit::digest::sha256_hex(&new));
                             } else {
-                                prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+                                prev = Some(sopkit::digest::sha256_hex(&bytes));
                             }
                         }
                         "a consistent re-chaining"

@@ -571,7 +571,7 @@ fn rfc_3161_tokens_date_a_chain_and_a_record_dated_after_its_token_is_found() {
     let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     rec.seq = 3;
-    rec.prev = Some(sopkit::approval::history::sha256_hex(&bytes));
+    rec.prev = Some(sopkit::digest::sha256_hex(&bytes));
     rec.run = "later".into();
     rec.kind = sopkit::evidence::Kind::Start;
     rec.ended = None;
@@ -681,7 +681,7 @@ for line in open(sys.argv[2]):
         .iter()
         .find(|p| !p.to_string_lossy().contains("mallory") && p.ends_with("000002.json"))
         .unwrap();
-    let digest = sopkit::approval::history::sha256_hex(&std::fs::read(bob_end).unwrap());
+    let digest = sopkit::digest::sha256_hex(&std::fs::read(bob_end).unwrap());
     assert!(
         said.contains(&digest),
         "the end record is a subject: {said}"
@@ -775,7 +775,7 @@ fn append_signed(
     last.sort();
     let prev = last.last().map(|p| std::fs::read(p).unwrap());
     rec.seq = last.len() as u64 + 1;
-    rec.prev = prev.map(|b| sopkit::approval::history::sha256_hex(&b));
+    rec.prev = prev.map(|b| sopkit::digest::sha256_hex(&b));
     let path = folder.join(sopkit::evidence::record_name(rec.seq));
     std::fs::write(&path, rec.to_bytes()).unwrap();
     sign_record_with(key, &path);

@@ -284,7 +284,8 @@ fn a_run_of_a_revision_already_replaced_counts_for_nothing() {
 
 #[test]
 fn a_record_older_than_one_written_before_it_counts_for_nothing() {
-    use sopkit::evidence::{Kind, Outcome, Record, record_name, sha256_hex};
+    use sopkit::digest::sha256_hex;
+    use sopkit::evidence::{Kind, Outcome, Record, record_name};
     let r = repo();
     // A whole chain made with the library, digests and links right: a failed verification
     // now, then a "success" dated two days back, written after it.
