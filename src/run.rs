@@ -277,7 +277,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         recipients: crate::notify::recipients(
             &corpus,
             &s.id,
-            time::OffsetDateTime::now_utc().date(),
+            crate::time::date_of(crate::time::now()),
         ),
     })
 }

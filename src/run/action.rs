@@ -1542,7 +1542,7 @@ fn prune(
     args: &BTreeMap<String, serde_json::Value>,
     cx: &mut Context<'_>,
 ) -> Result<Output, Error> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = crate::time::now();
     let plan = prune_plan(args, cx.root, now)?;
     let mut out = Output::default();
     for d in &plan {

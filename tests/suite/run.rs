@@ -773,3 +773,39 @@ fn every_single_byte_edit_of_real_evidence_is_detected() {
     }
     assert!(checked > 1000, "{checked} edits");
 }
+
+/// Local `prune` judges age by sopkit's one clock, as S3 `prune` does and as its dry run
+/// does: pinned 90 days ahead, a backup written today is past a 35-day retention.
+#[test]
+fn local_prune_reads_the_one_clock() {
+    let backups = tempfile::tempdir().unwrap();
+    let today = backups.path().join("today.tar.zst");
+    std::fs::write(&today, "x").unwrap();
+    let r = Repo::empty();
+    r.write(
+        "procedures/BK-003-prune.md",
+        "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n",
+    );
+    r.commit("prune SOP");
+    let later = sopkit::time::rfc3339(sopkit::time::now() + 90 * 86_400);
+    let go = |extra: &[&str]| {
+        Command::new(crate::support::sopkit_bin())
+            .args(["run", "BK-003", "--allow-draft", "--yes"])
+            .args(extra)
+            .env("BACKUP_DIR", backups.path())
+            .env("SOPKIT_TEST_NOW", &later)
+            .current_dir(r.path())
+            .output()
+            .unwrap()
+    };
+    let out = go(&["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("would delete") && text.contains("today.tar.zst"),
+        "{text}"
+    );
+    let out = go(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!today.exists(), "the run deletes what its dry run listed");
+}
