@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::corpus::{Corpus, DocKind};
 use crate::diagnostic::{Diagnostic, Rule, Severity};
+use crate::workspace::{Revision, Workspace};
 
 /// All findings for a corpus, sorted by file and position.
 pub fn check(corpus: &Corpus) -> Vec<Diagnostic> {
@@ -176,25 +177,10 @@ mod tests {
     }
 }
 
-/// What `sopkit check` produced for one repository.
-pub struct Outcome {
-    pub corpus: Corpus,
+/// What `sopkit check` found in one repository.
+pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
     pub summary: Summary,
-}
-
-/// Approval findings, when the repository is in git and has a layout (not zero-config).
-fn approval_findings(
-    corpus: &Corpus,
-    root: &std::path::Path,
-    rev: Option<&str>,
-    now: i64,
-) -> Result<Vec<Diagnostic>, Error> {
-    if corpus.mode == crate::corpus::Mode::ZeroConfig || crate::git::find(root).is_none() {
-        return Ok(Vec::new());
-    }
-    let history = crate::approval::history::load(root, rev, &corpus.config)?;
-    Ok(approvals::check(corpus, &history, now))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,9 +188,7 @@ pub enum Error {
     #[error(transparent)]
     History(#[from] crate::approval::history::Error),
     #[error(transparent)]
-    Tree(#[from] crate::tree::Error),
-    #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
+    Workspace(#[from] crate::workspace::Error),
 }
 
 /// `[paths] evidence` must lie inside the repository: `run` writes records, logs and step
@@ -227,24 +211,53 @@ fn evidence_folder_finding(corpus: &Corpus, root: &std::path::Path) -> Option<Di
     ))
 }
 
-/// Checks the working tree at `root`; with `base`, keeps only findings that are new
-/// compared to that git revision.
-pub fn check_path(root: &std::path::Path, base: Option<&str>) -> Result<Outcome, Error> {
-    let now = approvals::now();
-    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
-    let mut diagnostics = check(&corpus);
-    diagnostics.extend(approval_findings(&corpus, root, None, now)?);
-    diagnostics.extend(evidence_folder_finding(&corpus, root));
-    sort(&mut diagnostics);
+/// The check pipeline, the one that `check` and `build` both run: every finding of the
+/// corpus, of its approvals (`history`, where the repository is in git and configured) and
+/// of its configuration at `root`, sorted. Reviews are judged at `review_now`.
+pub fn findings(
+    corpus: &Corpus,
+    root: &std::path::Path,
+    history: Option<&crate::approval::history::History>,
+    review_now: i64,
+) -> Vec<Diagnostic> {
+    let mut out = check(corpus);
+    if corpus.mode != crate::corpus::Mode::ZeroConfig
+        && let Some(h) = history
+    {
+        out.extend(approvals::check(corpus, h, review_now));
+    }
+    out.extend(evidence_folder_finding(corpus, root));
+    sort(&mut out);
+    out
+}
+
+/// The approval history that [`findings`] judges `ws` by: only in git, and only where a
+/// `sopkit.toml` says what an SOP is.
+pub fn approvals_history(
+    ws: &Workspace,
+) -> Result<Option<&crate::approval::history::History>, Error> {
+    if ws.corpus.mode == crate::corpus::Mode::ZeroConfig || !ws.in_git() {
+        return Ok(None);
+    }
+    Ok(Some(ws.history()?))
+}
+
+/// `sopkit check`: the findings of `ws`; with `base`, only those that are new compared to
+/// that git revision.
+pub fn run(ws: &Workspace, base: Option<&str>) -> Result<Checked, Error> {
+    let mut diagnostics = findings(&ws.corpus, &ws.root, approvals_history(ws)?, ws.review_now);
     if let Some(rev) = base {
-        let before = Corpus::load(crate::tree::Tree::open_revision(root, rev)?)?;
-        let mut old = check(&before);
-        old.extend(approval_findings(&before, root, Some(rev), now)?);
+        let before = Workspace::open(&ws.root, Revision::At(rev))?;
+        let old = findings(
+            &before.corpus,
+            &before.root,
+            approvals_history(&before)?,
+            ws.review_now,
+        );
         diagnostics = new_since(diagnostics, &old);
     }
-    let summary = summarize(&diagnostics, corpus.docs.len());
-    Ok(Outcome {
-        corpus,
+    let summary = summarize(&diagnostics, ws.corpus.docs.len());
+    Ok(Checked {
         diagnostics,
         summary,
     })

@@ -205,6 +205,16 @@ impl EvidencePolicy {
 }
 
 impl Config {
+    /// The config that `tree` holds (`sopkit.toml`), or the defaults where it holds none or
+    /// one that cannot be read (the corpus reports why).
+    pub fn of_tree(tree: &crate::tree::Tree) -> Config {
+        tree.read(FILE_NAME, 1 << 20)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| Config::parse(&SourceFile::new(FILE_NAME, text)).0)
+            .unwrap_or_default()
+    }
+
     /// Parses `sopkit.toml`. When it cannot be parsed at all, `None` comes back with a
     /// located finding; otherwise the config and any problems with its values.
     pub fn parse(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {

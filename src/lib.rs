@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod digest;
 pub mod duration;
 pub mod evidence;
+pub mod exit;
 pub mod fs_atomic;
 pub mod git;
 pub mod init;
@@ -27,6 +28,7 @@ pub mod source;
 pub mod status;
 pub mod time;
 pub mod tree;
+pub mod workspace;
 
 /// The version of sopkit, recorded in reports, evidence and PDFs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

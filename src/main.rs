@@ -17,20 +17,23 @@ use cli::{
     HistoryFormat, JdArgs, LogFormat, RenderArgs, RolesCommand, RunArgs, ScheduleArgs, StatusArgs,
     StatusFormat, VerifyPdfArgs,
 };
+use sopkit::exit::Exit;
 use sopkit::report::{self, Format};
+use sopkit::workspace::{Revision, Workspace};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The one error path: every failure is printed here, once, and exits 2.
     match run(cli) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(e) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::BrokenPipe
             {
-                return ExitCode::SUCCESS;
+                return Exit::Clean.into();
             }
             eprintln!("error: {}", describe(&e));
-            ExitCode::from(2)
+            Exit::Fatal.into()
         }
     }
 }
@@ -52,7 +55,7 @@ fn describe(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Approve(args) => approve(args),
@@ -86,11 +89,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dir.display(),
                 dir.display()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Clean)
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sopkit", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Clean)
         }
         Command::Man { out } => {
             let cmd = Cli::command();
@@ -103,25 +106,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Clean)
         }
     }
 }
 
-fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let outcome = sopkit::check::check_path(&args.path, args.base.as_deref())?;
-    let color = args.output.is_none()
-        && args.format == Format::Human
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none();
-    let cx = report::Context {
-        corpus: &outcome.corpus,
-        summary: outcome.summary,
-        color,
-    };
-    let findings = report::locate(&outcome.diagnostics, &outcome.corpus);
-    let mut buf = Vec::new();
-    report::write(args.format, &findings, &cx, &mut buf)?;
+fn check(args: CheckArgs) -> anyhow::Result<Exit> {
+    let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
+    let checked = sopkit::check::run(&ws, args.base.as_deref())?;
+    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let buf = findings_report(&ws.corpus, &checked, args.format, to_terminal)?;
     match &args.output {
         Some(path) => sopkit::fs_atomic::write(path, &buf)
             .with_context(|| format!("writing {}", path.display()))?,
@@ -131,17 +125,31 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
-    let code = if outcome.summary.errors > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    };
+    let exit = Exit::findings_unless(checked.summary.errors == 0);
     // The process ends here: returning the corpus's memory piece by piece would only cost time.
-    std::mem::forget(outcome);
-    Ok(code)
+    std::mem::forget(ws);
+    Ok(exit)
 }
 
-fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+/// The findings of `checked` in `format`, coloured when they go to a terminal.
+fn findings_report(
+    corpus: &sopkit::corpus::Corpus,
+    checked: &sopkit::check::Checked,
+    format: Format,
+    to_terminal: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let cx = report::Context {
+        corpus,
+        summary: checked.summary,
+        color: format == Format::Human && report::colour(to_terminal),
+    };
+    let findings = report::locate(&checked.diagnostics, corpus);
+    let mut buf = Vec::new();
+    report::write(format, &findings, &cx, &mut buf)?;
+    Ok(buf)
+}
+
+fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
     match sopkit::approval::approve::approve(
         &args.path,
         &args.sops,
@@ -160,22 +168,18 @@ fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
                 args.meaning,
                 &signed.commit[..12]
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Clean)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(2))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
-fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let corpus = sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(&args.path)?)?;
-    let h = sopkit::approval::history::load(&args.path, args.at.as_deref(), &corpus.config)?;
-    let Some(mut sop) = h.sops.get(&args.sop).cloned() else {
-        eprintln!("error: no history for SOP `{}`", args.sop);
-        return Ok(ExitCode::from(2));
-    };
+fn history(args: HistoryArgs) -> anyhow::Result<Exit> {
+    let ws = Workspace::open(
+        &args.path,
+        Revision::at_or(args.at.as_deref(), Revision::WorkingTree),
+    )?;
+    let mut sop = ws.sop_history(&args.sop)?;
     sopkit::approval::history::fill_hashes(&args.path, &mut sop)?;
     let sop = &sop;
     let mut out = std::io::stdout().lock();
@@ -186,10 +190,10 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
         HistoryFormat::Human => write!(out, "{}", sopkit::approval::render_history(sop))?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
-fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+fn render(args: RenderArgs) -> anyhow::Result<Exit> {
     use sopkit::render::{self, Snapshot};
     let mut snap = Snapshot::open(&args.path, args.at.as_deref())?;
     let index = match snap.find_or_take(&args.sop) {
@@ -200,8 +204,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
             i
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+            return Err(e.into());
         }
     };
     let rendered = render::render(&snap, index)?;
@@ -226,32 +229,21 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         let sig = sopkit::render::sign::sign(&args.path, &out)?;
         println!("signature -> {}", sig.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
-fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+fn build(args: BuildArgs) -> anyhow::Result<Exit> {
     use sopkit::render::{self, Snapshot};
     let mut snap = Snapshot::open(&args.path, args.at.as_deref())?;
-    // Check first: the same findings `sopkit check` gives, for this snapshot.
-    let mut diagnostics = sopkit::check::check(&snap.corpus);
-    if snap.corpus.mode != sopkit::corpus::Mode::ZeroConfig {
-        diagnostics.extend(sopkit::check::approvals::check(
+    // The findings `sopkit check` gives, for this snapshot.
+    let checked = snap.check();
+    if !checked.diagnostics.is_empty() {
+        let buf = findings_report(
             &snap.corpus,
-            &snap.history,
-            sopkit::check::approvals::now(),
-        ));
-    }
-    sopkit::check::sort(&mut diagnostics);
-    let summary = sopkit::check::summarize(&diagnostics, snap.corpus.docs.len());
-    if !diagnostics.is_empty() {
-        let cx = report::Context {
-            corpus: &snap.corpus,
-            summary,
-            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        };
-        let findings = report::locate(&diagnostics, &snap.corpus);
-        let mut buf = Vec::new();
-        report::write(Format::Human, &findings, &cx, &mut buf)?;
+            &checked,
+            Format::Human,
+            std::io::stderr().is_terminal(),
+        )?;
         std::io::stderr().write_all(&buf)?;
     }
     let out = if args.out.is_absolute() {
@@ -263,15 +255,9 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     for note in snap.take_zero_config_sops(true) {
         eprintln!("note: {note}");
     }
-    let total = snap.corpus.sops.len() as u64;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} SOPs  {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        snap.corpus.sops.len() as u64,
+        "{bar:40} {pos}/{len} SOPs  {msg}",
     );
     let built = render::build(&snap, &out, &|id: &str| {
         bar.set_message(id.to_string());
@@ -290,6 +276,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     for (id, e) in &built.failures {
         eprintln!("error: {id}: {e}");
     }
+    let summary = checked.summary;
     println!(
         "{} SOPs rendered, {} failed, index -> {}; check: {} errors, {} warnings",
         built.rendered.len(),
@@ -298,14 +285,26 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         summary.errors,
         summary.warnings
     );
-    Ok(if summary.errors > 0 || !built.failures.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::findings_unless(
+        summary.errors == 0 && built.failures.is_empty(),
+    ))
 }
 
-fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<ExitCode> {
+/// A progress bar on standard error when it is a terminal, else one that draws nothing.
+fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<Exit> {
     use sopkit::render::{self, Verdict};
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
@@ -347,14 +346,10 @@ fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<ExitCode> {
             ok &= v.valid;
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { Exit::Clean } else { Exit::Findings })
 }
 
-fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run_steps(args: RunArgs) -> anyhow::Result<Exit> {
     use sopkit::evidence::Outcome;
     use sopkit::run;
     let opts = run::Options {
@@ -365,22 +360,19 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = match run::plan(&args.path, &args.sop, &opts) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+            return Err(e.into());
         }
     };
     if args.dry_run {
         print!("{}", run::describe(&plan));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Clean);
     }
     if let Some(e) = plan.steps.iter().find_map(run::refusal) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(2));
+        return Err(e.into());
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: standard input is not a terminal; pass --yes to run without asking");
-            return Ok(ExitCode::from(2));
+            anyhow::bail!("standard input is not a terminal; pass --yes to run without asking");
         }
         eprint!(
             "{}\nRun these {} step(s)? [y/N] ",
@@ -391,11 +383,11 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             eprintln!("nothing ran");
-            return Ok(ExitCode::from(1));
+            return Ok(Exit::Findings);
         }
     }
     let results = run::execute(&plan, &|msg: &str| eprintln!("== {msg}"))?;
-    let mut code = ExitCode::SUCCESS;
+    let mut code = Exit::Clean;
     for r in &results {
         eprintln!(
             "== {}: {}{}  evidence {}",
@@ -408,8 +400,8 @@ fn run_steps(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         code = match r.outcome {
             Outcome::Succeeded => code,
-            Outcome::Interrupted => ExitCode::from(130),
-            Outcome::Failed | Outcome::TimedOut => ExitCode::from(1),
+            Outcome::Interrupted => Exit::Interrupted,
+            Outcome::Failed | Outcome::TimedOut => Exit::Findings,
         };
     }
     Ok(code)
@@ -419,7 +411,7 @@ fn evidence_export(
     path: &std::path::Path,
     key: &std::path::Path,
     output: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Exit> {
     use sopkit::evidence::export;
     let ledger = sopkit::evidence::repository::Ledger::open(path)?;
     let key = export::ExportKey::read(key)?;
@@ -433,18 +425,17 @@ fn evidence_export(
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
         None => std::io::stdout().lock().write_all(&bundle)?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
-fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<Exit> {
     let ledger = sopkit::evidence::repository::Ledger::open(path)?;
     let url = &ledger.config.evidence.tsa_url;
     let (Some(url), Some((_, ca))) = (url, &ledger.judge.tsa_certificate) else {
-        eprintln!(
-            "error: sopkit.toml needs `[evidence] tsa_url` and `tsa_certificate` (a file the \
-             policy holds) to stamp evidence"
+        anyhow::bail!(
+            "sopkit.toml needs `[evidence] tsa_url` and `tsa_certificate` (a file the policy \
+             holds) to stamp evidence"
         );
-        return Ok(ExitCode::from(2));
     };
     let stamped = sopkit::evidence::stamp::stamp(&ledger.dir, url, ca)?;
     for s in &stamped {
@@ -455,10 +446,10 @@ fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         );
     }
     println!("{} token(s) obtained", stamped.len());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
-fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn evidence_verify(path: &std::path::Path) -> anyhow::Result<Exit> {
     let report = sopkit::evidence::repository::Ledger::open(path)?.verify()?;
     for p in &report.problems {
         println!("{}: {}", p.path.display(), p.message);
@@ -478,25 +469,22 @@ fn evidence_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(if report.problems.is_empty() {
-        ExitCode::SUCCESS
+        Exit::Clean
     } else {
-        ExitCode::from(1)
+        Exit::Findings
     })
 }
 
-fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
+fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<Exit> {
     use sopkit::evidence::log;
     let since = match &args.since {
         None => None,
         Some(d) => match log::since_bound(d) {
             Some(bound) => Some(bound),
-            None => {
-                eprintln!(
-                    "error: --since {d}: expected a day (YYYY-MM-DD) or an RFC 3339 time \
-                     (2026-12-01T09:30:00Z, or with an offset such as +01:00)"
-                );
-                return Ok(ExitCode::from(2));
-            }
+            None => anyhow::bail!(
+                "--since {d}: expected a day (YYYY-MM-DD) or an RFC 3339 time \
+                 (2026-12-01T09:30:00Z, or with an offset such as +01:00)"
+            ),
         },
     };
     let ledger = sopkit::evidence::repository::Ledger::open(&args.path)?;
@@ -522,7 +510,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     if log.unreadable.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Clean);
     }
     // A record left out of an audit log must not go unnoticed.
     for p in &log.unreadable {
@@ -535,10 +523,10 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<ExitCode> {
         "{} record file(s) left out; `sopkit evidence verify` says what is wrong with them",
         log.unreadable.len()
     );
-    Ok(ExitCode::from(1))
+    Ok(Exit::Findings)
 }
 
-fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+fn status(args: StatusArgs) -> anyhow::Result<Exit> {
     use sopkit::status;
     // Reading a large ledger touches a few hundred MB once: without transparent huge pages
     // the kernel zeroes only the pages used, which measured ~10% faster over 100,000 records.
@@ -596,13 +584,13 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         undelivered += told.warnings.len();
     }
     Ok(if s.alerts.is_empty() && undelivered == 0 {
-        ExitCode::SUCCESS
+        Exit::Clean
     } else {
-        ExitCode::from(1)
+        Exit::Findings
     })
 }
 
-fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
+fn schedule(args: ScheduleArgs) -> anyhow::Result<Exit> {
     use sopkit::schedule;
     let window: schedule::Window = args.window.parse()?;
     let plan = schedule::plan(&args.path)?;
@@ -614,7 +602,7 @@ fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             "no SLOs to schedule in {}: add `slos: [{{ step: STEP, every: 1d }}]` to an SOP's front matter",
             plan.repo.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Clean);
     }
     let sopkit = match args.sopkit {
         Some(p) => std::path::absolute(&p).with_context(|| format!("--sopkit {}", p.display()))?,
@@ -646,21 +634,19 @@ fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
-fn roles_jd(args: JdArgs) -> anyhow::Result<ExitCode> {
+fn roles_jd(args: JdArgs) -> anyhow::Result<Exit> {
     use sopkit::roles::{self, Format};
     if args.format == Format::Pdf && args.output.is_none() {
-        eprintln!("error: --format pdf needs an output file: add -o FILE.pdf");
-        return Ok(ExitCode::from(2));
+        anyhow::bail!("--format pdf needs an output file: add -o FILE.pdf");
     }
     let snap = roles::open(&args.path)?;
     let jd = match roles::job_description(&snap, &args.role) {
         Ok(jd) => jd,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+            return Err(e.into());
         }
     };
     let bytes = match args.format {
@@ -684,7 +670,7 @@ fn roles_jd(args: JdArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Clean)
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use crate::check::terms::TermMatcher;
 use crate::corpus::front_matter::Status;
 use crate::corpus::{Corpus, DocKind, Document};
 use crate::digest::sha256_hex;
-use crate::tree::{self, Tree};
+use crate::tree;
+use crate::workspace::{Revision as Read, Workspace};
 use markup::{LinkView, Resolver};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +31,9 @@ pub enum Error {
     #[error(transparent)]
     Tree(#[from] tree::Error),
     #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
-    #[error(transparent)]
     History(#[from] history::Error),
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::Error),
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(git2::Error),
@@ -62,7 +63,7 @@ impl From<git2::Error> for Error {
 }
 
 /// A repository as it stood at one revision (or in the working tree), read once for any
-/// number of renders.
+/// number of renders: a [`Workspace`] with its history and what rendering adds.
 pub struct Snapshot {
     pub corpus: Corpus,
     pub history: History,
@@ -72,131 +73,28 @@ pub struct Snapshot {
     pub time: i64,
     /// Rendered from a working tree that differs from `commit`.
     pub uncommitted: bool,
+    /// The folder read, and whether it lies in git.
+    pub root: PathBuf,
+    pub in_git: bool,
+    /// The time reviews are judged against (for the findings of `build`).
+    pub review_now: i64,
     matcher: TermMatcher,
     /// Section numbers by slug, per SOP document (cross-references show them).
     sections: HashMap<usize, HashMap<String, String>>,
-}
-
-/// Whether the working tree of the repository holding `dir` differs from `HEAD` in anything
-/// a render reads: any change to a tracked file, and new Markdown, configuration and image
-/// files or anything new in the SOP folders. New PDFs and other output do not count, so
-/// rendering into the repository does not make the next render "uncommitted".
-fn working_tree_dirty(repo: &git2::Repository, prefix: &str, paths: &crate::config::Paths) -> bool {
-    let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false);
-    let Ok(statuses) = repo.statuses(Some(&mut opts)) else {
-        return true;
-    };
-    let folders = [
-        &paths.procedures,
-        &paths.glossary,
-        &paths.roles,
-        &paths.templates,
-    ];
-    statuses.iter().any(|s| {
-        let path = s.path().unwrap_or("");
-        let Some(rel) = path.strip_prefix(prefix) else {
-            return false;
-        };
-        if !s.status().is_wt_new() {
-            return true;
-        }
-        let lower = rel.to_ascii_lowercase();
-        [
-            ".md", ".toml", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".svg",
-        ]
-        .iter()
-        .any(|e| lower.ends_with(e))
-            || folders
-                .iter()
-                .any(|f| !f.is_empty() && crate::corpus::under(rel, f))
-    })
 }
 
 impl Snapshot {
     /// Reads the repository at `dir`: at `at` when given; else `HEAD` when the working tree
     /// is clean, else the working tree itself (marked as uncommitted).
     pub fn open(dir: &Path, at: Option<&str>) -> Result<Snapshot, Error> {
-        let repo = crate::git::find(dir);
-        let prefix = repo
-            .as_ref()
-            .map(|r| crate::git::prefix_in(r, dir))
-            .filter(|p| !p.is_empty())
-            .map(|p| format!("{p}/"))
-            .unwrap_or_default();
-        let head = repo
-            .as_ref()
-            .and_then(|r| r.head().ok())
-            .and_then(|h| h.peel_to_commit().ok());
-        let (tree, commit, time, uncommitted) = match (at, &repo) {
-            (Some(rev), Some(repo)) => {
-                let c = repo
-                    .revparse_single(rev)
-                    .and_then(|o| o.peel_to_commit())
-                    .map_err(|reason| tree::Error::BadRevision {
-                        rev: rev.to_string(),
-                        reason,
-                    })?;
-                let t = Tree::open_revision(dir, &c.id().to_string())?;
-                (t, Some(c.id().to_string()), c.time().seconds(), false)
-            }
-            (Some(_), None) => {
-                return Err(tree::Error::from(crate::git::discover(dir).err().unwrap_or(
-                    crate::git::Error::NotARepository {
-                        path: dir.to_path_buf(),
-                        message: "a revision needs a git repository".into(),
-                    },
-                ))
-                .into());
-            }
-            (None, _) => {
-                let dirty = match (&repo, &head) {
-                    (Some(r), Some(_)) => {
-                        let config = std::fs::read_to_string(dir.join(crate::config::FILE_NAME))
-                            .ok()
-                            .and_then(|text| {
-                                let file =
-                                    crate::source::SourceFile::new(crate::config::FILE_NAME, text);
-                                crate::config::Config::parse(&file).0
-                            })
-                            .unwrap_or_default();
-                        working_tree_dirty(r, &prefix, &config.paths)
-                    }
-                    _ => true,
-                };
-                match &head {
-                    Some(c) if !dirty => (
-                        Tree::open_revision(dir, &c.id().to_string())?,
-                        Some(c.id().to_string()),
-                        c.time().seconds(),
-                        false,
-                    ),
-                    Some(c) => (
-                        Tree::open_dir(dir)?,
-                        Some(c.id().to_string()),
-                        c.time().seconds(),
-                        true,
-                    ),
-                    None => (Tree::open_dir(dir)?, None, 0, true),
-                }
-            }
-        };
-        let corpus = Corpus::load(tree)?;
-        // Without sopkit.toml no folder says what an SOP is: the history follows every
-        // Markdown file, so a file named like an SOP keeps its revisions across renames.
-        let history_config = if corpus.mode == crate::corpus::Mode::ZeroConfig {
-            let mut c = corpus.config.clone();
-            c.paths.procedures = String::new();
-            c
-        } else {
-            corpus.config.clone()
-        };
-        let history = match (&commit, &repo) {
-            (Some(c), Some(_)) => history::load(dir, Some(c), &history_config)?,
-            _ => History::default(),
-        };
+        Snapshot::new(Workspace::open(dir, Read::at_or(at, Read::Published))?)
+    }
+
+    /// The snapshot of a workspace, with its approval history.
+    pub fn new(mut ws: Workspace) -> Result<Snapshot, Error> {
+        let history = ws.take_history()?;
+        let in_git = ws.in_git();
+        let corpus = ws.corpus;
         let matcher = TermMatcher::new(&corpus);
         let sections = corpus
             .docs
@@ -208,12 +106,27 @@ impl Snapshot {
         Ok(Snapshot {
             corpus,
             history,
-            commit,
-            time,
-            uncommitted,
+            commit: ws.commit,
+            time: ws.commit_time,
+            uncommitted: ws.uncommitted,
+            root: ws.root,
+            in_git,
+            review_now: ws.review_now,
             matcher,
             sections,
         })
+    }
+
+    /// The findings of this snapshot, from the check pipeline that `check` runs.
+    pub fn check(&self) -> crate::check::Checked {
+        let history = self.in_git.then_some(&self.history);
+        let diagnostics =
+            crate::check::findings(&self.corpus, &self.root, history, self.review_now);
+        let summary = crate::check::summarize(&diagnostics, self.corpus.docs.len());
+        crate::check::Checked {
+            diagnostics,
+            summary,
+        }
     }
 
     /// The config whose policy parts count here: the timeline's at the rendered commit, or

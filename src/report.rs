@@ -318,3 +318,9 @@ fn junit(findings: &[Finding], cx: &Context<'_>, out: &mut dyn Write) -> io::Res
 pub fn rules() -> &'static [Rule] {
     Rule::ALL
 }
+
+/// Whether to print in colour: only to a terminal (`terminal`), and never when `NO_COLOR`
+/// is set (<https://no-color.org>).
+pub fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none()
+}

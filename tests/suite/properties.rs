@@ -218,12 +218,21 @@ fn edits_of_this_repositorys_own_content_never_break_check_or_its_reports() {
             std::fs::write(path, &bytes).unwrap();
             let outcome = {
                 let _restore = Restore(path, original);
-                sopkit::check::check_path(work.path(), None)
+                sopkit::workspace::Workspace::open(
+                    work.path(),
+                    sopkit::workspace::Revision::WorkingTree,
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|ws| {
+                    let checked = sopkit::check::run(&ws, None).map_err(|e| e.to_string())?;
+                    Ok((ws, checked))
+                })
             };
-            let outcome = outcome.map_err(|e| TestCaseError::fail(format!("check failed: {e}")))?;
-            let findings = report::locate(&outcome.diagnostics, &outcome.corpus);
+            let (ws, checked) =
+                outcome.map_err(|e| TestCaseError::fail(format!("check failed: {e}")))?;
+            let findings = report::locate(&checked.diagnostics, &ws.corpus);
             for f in &findings {
-                if let (Some(line), Some(source)) = (f.line, outcome.corpus.source(&f.path)) {
+                if let (Some(line), Some(source)) = (f.line, ws.corpus.source(&f.path)) {
                     prop_assert!(
                         line >= 1 && line <= source.text.lines().count() + 1,
                         "{f:?}"
@@ -231,8 +240,8 @@ fn edits_of_this_repositorys_own_content_never_break_check_or_its_reports() {
                 }
             }
             let cx = report::Context {
-                corpus: &outcome.corpus,
-                summary: outcome.summary,
+                corpus: &ws.corpus,
+                summary: checked.summary,
                 color: false,
             };
             for format in [

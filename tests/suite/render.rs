@@ -408,3 +408,28 @@ fn this_repositorys_own_sops_build_into_checked_pdfs() {
     assert!(text.contains("6.13 System Restart and Recovery"), "{text}");
     assert!(text.contains("Appendix A: Glossary"));
 }
+
+/// `build` reports the findings `check` reports, from the one check pipeline: an evidence
+/// folder outside the repository fails both.
+#[test]
+fn build_fails_on_every_finding_check_gives() {
+    let r = Repo::clean();
+    r.append("sopkit.toml", "\n[paths]\nevidence = \"../outside\"\n");
+    r.commit("evidence outside");
+    let check = r.sopkit(&["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("invalid-config"),
+        "{}",
+        stdout(&check)
+    );
+    let out = r.sopkit(&["build", "--out", "site"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("invalid-config"), "{}", stderr(&out));
+}

@@ -116,8 +116,13 @@ impl Repo {
 
     /// The library's findings for the working tree.
     pub fn diagnostics(&self) -> (sopkit::corpus::Corpus, Vec<Diagnostic>) {
-        let outcome = sopkit::check::check_path(self.path(), None).expect("check runs");
-        (outcome.corpus, outcome.diagnostics)
+        let ws = sopkit::workspace::Workspace::open(
+            self.path(),
+            sopkit::workspace::Revision::WorkingTree,
+        )
+        .expect("the repository opens");
+        let checked = sopkit::check::run(&ws, None).expect("check runs");
+        (ws.corpus, checked.diagnostics)
     }
 
     /// `(rule, path, line, column)` of every finding.
