@@ -346,7 +346,7 @@ fn verify_pdf(args: VerifyPdfArgs) -> anyhow::Result<Exit> {
             ok &= v.valid;
         }
     }
-    Ok(if ok { Exit::Clean } else { Exit::Findings })
+    Ok(Exit::findings_unless(ok))
 }
 
 fn run_steps(args: RunArgs) -> anyhow::Result<Exit> {
@@ -407,13 +407,19 @@ fn run_steps(args: RunArgs) -> anyhow::Result<Exit> {
     Ok(code)
 }
 
+/// The evidence ledger of the working tree at `path`.
+fn ledger_of(path: &std::path::Path) -> anyhow::Result<sopkit::evidence::repository::Ledger> {
+    let ws = Workspace::open(path, Revision::WorkingTree)?;
+    Ok(sopkit::evidence::repository::Ledger::of(&ws)?)
+}
+
 fn evidence_export(
     path: &std::path::Path,
     key: &std::path::Path,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<Exit> {
     use sopkit::evidence::export;
-    let ledger = sopkit::evidence::repository::Ledger::open(path)?;
+    let ledger = ledger_of(path)?;
     let key = export::ExportKey::read(key)?;
     let mut bundle = Vec::new();
     for envelope in export::in_toto(&ledger.dir, &ledger.judge, &key) {
@@ -429,7 +435,7 @@ fn evidence_export(
 }
 
 fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<Exit> {
-    let ledger = sopkit::evidence::repository::Ledger::open(path)?;
+    let ledger = ledger_of(path)?;
     let url = &ledger.config.evidence.tsa_url;
     let (Some(url), Some((_, ca))) = (url, &ledger.judge.tsa_certificate) else {
         anyhow::bail!(
@@ -450,7 +456,7 @@ fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<Exit> {
 }
 
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<Exit> {
-    let report = sopkit::evidence::repository::Ledger::open(path)?.verify()?;
+    let report = ledger_of(path)?.verify()?;
     for p in &report.problems {
         println!("{}: {}", p.path.display(), p.message);
     }
@@ -468,11 +474,7 @@ fn evidence_verify(path: &std::path::Path) -> anyhow::Result<Exit> {
             format!("{} problems", report.problems.len())
         }
     );
-    Ok(if report.problems.is_empty() {
-        Exit::Clean
-    } else {
-        Exit::Findings
-    })
+    Ok(Exit::findings_unless(report.problems.is_empty()))
 }
 
 fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<Exit> {
@@ -487,7 +489,7 @@ fn evidence_log(args: EvidenceLogArgs) -> anyhow::Result<Exit> {
             ),
         },
     };
-    let ledger = sopkit::evidence::repository::Ledger::open(&args.path)?;
+    let ledger = ledger_of(&args.path)?;
     let log = log::read(
         &ledger.dir,
         &log::Filter {
@@ -535,8 +537,11 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
-    let now = sopkit::time::now();
-    let s = status::status(&args.path, args.at.as_deref(), now)?;
+    let ws = Workspace::open(
+        &args.path,
+        Revision::at_or(args.at.as_deref(), Revision::WorkingTree),
+    )?;
+    let s = status::status(&ws)?;
     let text = match args.format {
         StatusFormat::Json => {
             let mut t = serde_json::to_string_pretty(&s)?;
@@ -544,13 +549,10 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
             t
         }
         StatusFormat::Prometheus => status::prometheus::render(&s),
-        StatusFormat::Human => {
-            use std::io::IsTerminal;
-            let colour = args.out.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
-            status::human(&s, colour)
-        }
+        StatusFormat::Human => status::human(
+            &s,
+            report::colour(args.out.is_none() && std::io::stdout().is_terminal()),
+        ),
     };
     match &args.out {
         Some(file) => sopkit::fs_atomic::write(file, text.as_bytes())
@@ -559,7 +561,7 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
     }
     if let Some(dir) = &args.html {
         // Each run with who signed it, when the ledger's policy can be read.
-        let ledger = sopkit::evidence::repository::Ledger::open(&args.path).ok();
+        let ledger = sopkit::evidence::repository::Ledger::of(&ws).ok();
         let judge = ledger.as_ref().map(|l| &l.judge);
         let rows = sopkit::evidence::log::rows(&s.evidence_dir, &Default::default(), judge);
         let page = status::html::render(&s, &rows);
@@ -571,7 +573,7 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
     }
     let mut undelivered = 0;
     if args.notify {
-        let told = status::notify_new(&args.path, &s)?;
+        let told = status::notify_new(&ws, &s)?;
         for (alert, d) in told.deliveries {
             if !d.ok {
                 undelivered += 1;
@@ -583,11 +585,10 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
         }
         undelivered += told.warnings.len();
     }
-    Ok(if s.alerts.is_empty() && undelivered == 0 {
-        Exit::Clean
-    } else {
-        Exit::Findings
-    })
+    let exit = Exit::findings_unless(s.alerts.is_empty() && undelivered == 0);
+    // The process ends here: freeing a large corpus and history piece by piece only costs time.
+    std::mem::forget(ws);
+    Ok(exit)
 }
 
 fn schedule(args: ScheduleArgs) -> anyhow::Result<Exit> {

@@ -28,6 +28,7 @@ use crate::config::{Target, TargetKind};
 use crate::corpus::Corpus;
 use crate::corpus::step::Step;
 use crate::evidence::{self, Kind, Outcome, Record, Records};
+use crate::workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -349,24 +350,21 @@ fn copy_targets(
 }
 
 /// Reads everything and judges it at `now` (UTC seconds).
-pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> {
-    let tree = match at {
-        Some(rev) => crate::tree::Tree::open_revision(root, rev)?,
-        None => crate::tree::Tree::open_dir(root)?,
-    };
-    let corpus = Corpus::load(tree)?;
+pub fn status(ws: &Workspace) -> Result<Status, Error> {
+    let (root, corpus, now) = (ws.root.as_path(), &ws.corpus, ws.now);
     let tree_evidence = corpus.config.paths.evidence.clone();
     let evidence_dir = crate::evidence::folder(root, &tree_evidence)?;
     // The ledger is verified and read in one pass over its files, while the approval history
     // is read from git beside it.
     let (history, (mut ledger_read, mut records)) = rayon::join(
-        || history::load_if_in_git(root, at, &corpus.config),
-        || ledger(root, &tree_evidence, &evidence_dir, &corpus),
+        || ws.history(),
+        || ledger(root, &tree_evidence, &evidence_dir, corpus),
     );
+    let unread = History::default();
     let (history, history_error) = match history {
         Ok(h) => (h, None),
         Err(e) if e.is_shallow() => return Err(e.into()),
-        Err(e) => (History::default(), Some(e)),
+        Err(e) => (&unread, Some(e)),
     };
     // Where the evidence lies, and the targets that count as copies, are policy: as the
     // timeline trusts them (an unsigned `[paths] evidence` cannot hide or swap the ledger).
@@ -377,7 +375,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     };
     if config.paths.evidence != tree_evidence {
         let dir = crate::evidence::folder(root, &config.paths.evidence)?;
-        (ledger_read, records) = ledger(root, &config.paths.evidence, &dir, &corpus);
+        (ledger_read, records) = ledger(root, &config.paths.evidence, &dir, corpus);
     }
     let ledger = ledger_read;
     let runs = runs(records);
@@ -437,7 +435,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
         // A run of content that no approval covers (`--allow-draft` on a draft), or of a
         // revision a later one had replaced, is shown, never counted: the policies ask for
         // procedures followed as approved.
-        match counted(&history, r) {
+        match counted(history, r) {
             Ok(()) => by_sop.entry(r.start.sop.as_str()).or_default().push(r),
             Err(why) => *drafts.entry((r.start.sop.as_str(), why)).or_default() += 1,
         }
@@ -464,7 +462,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
             sop,
             doc,
             &meta,
-            &history,
+            history,
             now,
             &holders,
             &mut out.alerts,
@@ -681,7 +679,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
 
         // Training.
         out.training
-            .extend(training_gaps(&corpus, sop, doc, &meta, &history, &holders));
+            .extend(training_gaps(corpus, sop, doc, &meta, history, &holders));
     }
     if !out.ledger.ok {
         out.alerts.push(format!(
@@ -691,7 +689,7 @@ pub fn status(root: &Path, at: Option<&str>, now: i64) -> Result<Status, Error> 
     }
     // Freeing 100,000 records takes a tenth of a second that nobody needs to wait for.
     drop(by_sop);
-    std::thread::spawn(move || drop((runs, corpus, history)));
+    std::thread::spawn(move || drop(runs));
     Ok(out)
 }
 
@@ -1014,10 +1012,18 @@ pub struct Notified {
 
 /// Sends each alert not told before to the holders of the responsible role (the SOP's
 /// owner, or `[notify] roles`) and records the outcome.
-pub fn notify_new(root: &Path, status: &Status) -> Result<Notified, Error> {
-    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
-    // Who is told, and how (a command runs as the user), is policy: only what an admin signed.
-    let config = history::trusted_config(root, &corpus.config)?;
+pub fn notify_new(ws: &Workspace, status: &Status) -> Result<Notified, Error> {
+    let root = ws.root.as_path();
+    // Who is told, and how (a command runs as the user), is policy: only what an admin
+    // signed, as in force at HEAD even when the status is of an older revision.
+    let at_head;
+    let config = match ws.at() {
+        None => ws.policy_config()?,
+        Some(_) => {
+            at_head = history::trusted_config(root, &ws.corpus.config)?;
+            &at_head
+        }
+    };
     let cfg = &config.notify;
     let path = notify_state_path(root);
     let mut warnings = Vec::new();
@@ -1054,7 +1060,7 @@ pub fn notify_new(root: &Path, status: &Status) -> Result<Notified, Error> {
         let sop = alert
             .split_once(": ")
             .map(|(s, _)| s)
-            .filter(|s| corpus.sops.iter().any(|x| x.id == *s))
+            .filter(|s| ws.corpus.sops.iter().any(|x| x.id == *s))
             .unwrap_or("")
             .to_string();
         let event = crate::notify::Event {
@@ -1065,7 +1071,7 @@ pub fn notify_new(root: &Path, status: &Status) -> Result<Notified, Error> {
             time: status.now.clone(),
             host: crate::run::hostname(),
             record: None,
-            recipients: crate::notify::recipients(&corpus, &sop, today),
+            recipients: crate::notify::recipients(&ws.corpus, &sop, today),
             sopkit_version: crate::VERSION.to_string(),
         };
         let deliveries = crate::notify::send(cfg, &event);

@@ -48,7 +48,7 @@ impl<'a> Revision<'a> {
 
 /// A repository read once, for one command.
 pub struct Workspace {
-    /// The folder the command was given (absolute).
+    /// The folder the command was given.
     pub root: PathBuf,
     pub corpus: Corpus,
     /// The commit read; for the working tree, `HEAD` (if the repository has commits).
@@ -70,7 +70,7 @@ pub struct Workspace {
 impl Workspace {
     /// Reads the repository at `dir` as `revision` says.
     pub fn open(dir: &Path, revision: Revision<'_>) -> Result<Workspace, Error> {
-        let root = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let root = dir.to_path_buf();
         let repo = crate::git::find(&root).filter(|r| r.workdir().is_some());
         let head = repo
             .as_ref()

@@ -3,19 +3,15 @@
 //! each step's `role=` from the SOPs). The evidence commands start here, so each reads the
 //! corpus and the timeline once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::signed::Judge;
 use super::verify::Report;
 use crate::config::Config;
-use crate::corpus::Corpus;
+use crate::workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Tree(#[from] crate::tree::Error),
-    #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
     #[error(transparent)]
     History(#[from] crate::approval::history::Error),
     #[error(transparent)]
@@ -37,9 +33,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// The ledger of the repository at `root`.
-    pub fn open(root: &Path) -> Result<Ledger, Error> {
-        let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
+    /// The ledger of the repository that `ws` read (its working tree).
+    pub fn of(ws: &Workspace) -> Result<Ledger, Error> {
+        let (root, corpus) = (ws.root.as_path(), &ws.corpus);
         // One policy timeline for where the ledger lies and how its records are judged.
         let timeline = crate::approval::history::timeline(root)?;
         let config = match &timeline {
@@ -52,7 +48,7 @@ impl Ledger {
             Some(t) => Judge::of_repo(root, t),
             None => Judge::default(),
         }
-        .with_roles_of(&corpus);
+        .with_roles_of(corpus);
         Ok(Ledger {
             root: root.to_path_buf(),
             dir,
