@@ -3,10 +3,12 @@
 //! while parsing become [`Diagnostic`]s in [`Corpus::problems`].
 
 pub mod front_matter;
+pub mod links;
 pub mod markdown;
 pub mod people;
 pub mod slug;
 pub mod step;
+pub mod terms;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

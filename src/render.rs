@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::approval::history::{self, History, Revision, Status as SigStatus};
-use crate::check::links::{self, Target};
-use crate::check::terms::TermMatcher;
 use crate::corpus::front_matter::Status;
+use crate::corpus::links::{self, Target};
+use crate::corpus::terms::TermMatcher;
 use crate::corpus::{Corpus, DocKind, Document};
 use crate::digest::sha256_hex;
 use crate::tree;

@@ -18,8 +18,8 @@ use std::path::Path;
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use serde::Serialize;
 
-use crate::check::links::{self, Target};
 use crate::corpus::front_matter::Status;
+use crate::corpus::links::{self, Target};
 use crate::corpus::markdown::options;
 use crate::corpus::slug::Slugger;
 use crate::corpus::{Corpus, Document, Role};

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::approval::history::{self, History, Status as SigStatus};
-use crate::check::links::{Target as LinkTarget, resolve};
 use crate::config::{Target, TargetKind};
 use crate::corpus::Corpus;
+use crate::corpus::links::{Target as LinkTarget, resolve};
 use crate::corpus::step::Step;
 use crate::evidence::{self, Kind, Outcome, Record, Records};
 use crate::workspace::Workspace;
