@@ -68,7 +68,8 @@ impl Write for StreamedFile {
         if self.written - self.started >= Self::STEP {
             use std::os::fd::AsRawFd;
             // Only a hint: the final fsync still decides, so its result is not needed here.
-            // SAFETY: a valid open descriptor and a range of it; no memory is passed.
+            // SAFETY: a valid open descriptor and a range of it; no memory is passed. (Neither
+            // std nor rustix wraps sync_file_range.)
             unsafe {
                 libc::sync_file_range(
                     self.file.as_raw_fd(),
