@@ -150,8 +150,9 @@ fn findings_report(
 }
 
 fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
+    let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
     match sopkit::approval::approve::approve(
-        &args.path,
+        &ws,
         &args.sops,
         &args.meaning,
         args.comment.as_deref(),
@@ -592,7 +593,7 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
 fn schedule(args: ScheduleArgs) -> anyhow::Result<Exit> {
     use sopkit::schedule;
     let window: schedule::Window = args.window.parse()?;
-    let plan = schedule::plan(&args.path)?;
+    let plan = schedule::plan(&Workspace::open(&args.path, Revision::WorkingTree)?)?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }

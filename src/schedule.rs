@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::corpus::Corpus;
 use crate::corpus::front_matter::Status;
-use crate::corpus::{self, Corpus};
 use crate::duration::Duration;
-use crate::tree::{self, Tree};
+use crate::tree;
+use crate::workspace::Workspace;
 
 /// What `sopkit schedule` emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,8 +44,6 @@ pub enum Error {
     BadWindow(String),
     #[error(transparent)]
     Tree(#[from] tree::Error),
-    #[error(transparent)]
-    Corpus(#[from] corpus::Error),
     #[error("{what} `{value}` contains a line break or control character and cannot be scheduled")]
     Unprintable { what: &'static str, value: String },
     #[error("SLOs {first} and {second} would both be named `{name}`; give one SOP another id")]
@@ -300,17 +299,17 @@ fn printable(what: &'static str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads the repository at `dir` (its working tree) and lists every SLO to schedule. An SOP
+/// Lists every SLO of the repository `ws` read (its working tree) to schedule. An SOP
 /// without SLOs contributes nothing; SLOs that cannot be scheduled become warnings.
-pub fn plan(dir: &Path) -> Result<Plan, Error> {
+pub fn plan(ws: &Workspace) -> Result<Plan, Error> {
+    let dir = ws.root.as_path();
     let repo = std::path::absolute(dir).map_err(|source| tree::Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let repo = repo.canonicalize().unwrap_or(repo);
     printable("the repository path", &repo.to_string_lossy())?;
-    let corpus = Corpus::load(Tree::open_dir(&repo)?)?;
-    plan_corpus(&corpus, repo)
+    plan_corpus(&ws.corpus, repo)
 }
 
 fn plan_corpus(corpus: &Corpus, repo: PathBuf) -> Result<Plan, Error> {
@@ -318,7 +317,7 @@ fn plan_corpus(corpus: &Corpus, repo: PathBuf) -> Result<Plan, Error> {
     let mut warnings = Vec::new();
     // name → "SOP/step", to find two SLOs that would share a unit name.
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut sops: Vec<&corpus::Sop> = corpus.sops.iter().collect();
+    let mut sops: Vec<&crate::corpus::Sop> = corpus.sops.iter().collect();
     sops.sort_by(|a, b| a.id.cmp(&b.id));
     for sop in sops {
         let doc = &corpus.docs[sop.doc];

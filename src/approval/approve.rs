@@ -9,9 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::trailer::{self, Approval, Approved};
-use crate::corpus::Corpus;
 use crate::digest::sha256_hex;
-use crate::tree::Tree;
+use crate::workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,9 +43,7 @@ pub enum Error {
     )]
     SigningFailed(String),
     #[error(transparent)]
-    Tree(#[from] crate::tree::Error),
-    #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
+    History(#[from] super::history::Error),
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(git2::Error),
@@ -80,13 +77,15 @@ pub struct Signed {
 
 /// Creates the approval commit.
 pub fn approve(
-    root: &Path,
+    ws: &Workspace,
     sops: &[String],
     meaning: &str,
     comment: Option<&str>,
 ) -> Result<Signed, Error> {
-    let corpus = Corpus::load(Tree::open_dir(root)?)?;
-    let allowed = &corpus.config.approval.meanings;
+    let (root, corpus) = (ws.root.as_path(), &ws.corpus);
+    // Meanings and the policy paths are policy: as the timeline trusts them.
+    let policy = ws.policy_config()?;
+    let allowed = &policy.approval.meanings;
     if !allowed.iter().any(|m| m == meaning) {
         return Err(Error::UnknownMeaning {
             meaning: meaning.to_string(),
@@ -117,7 +116,7 @@ pub fn approve(
         guarded.push(in_repo(&path));
         approves.push((sop.id.clone(), in_repo(&path)));
     }
-    let paths = &corpus.config.paths;
+    let paths = &policy.paths;
     for p in [&paths.people, &paths.roles, &paths.keys] {
         guarded.push(in_repo(p));
     }

@@ -1056,3 +1056,20 @@ fn an_sop_in_a_dot_markdown_file_is_approved_like_any_other() {
     assert_eq!(history(&r)["revisions"][0]["version"], 1);
     assert_eq!(rules(&r), Vec::<String>::new());
 }
+
+/// `approve` offers only the meanings the policy trusts: an unsigned `sopkit.toml` that
+/// adds one cannot get an approval commit made under it.
+#[test]
+fn approve_takes_its_meanings_from_the_trusted_policy() {
+    let keys = Keys::new();
+    let (r, ann, _) = signed_fixture(&keys);
+    r.append(
+        "sopkit.toml",
+        "\n[approval]\nmeanings = [\"authored\", \"reviewed\", \"approved\", \"waved-through\"]\n",
+    );
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "a new meaning, unsigned by an admin", None);
+    let out = approve(&r, "ann", &ann, "QA-001", "waved-through");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not allowed"), "{}", stderr(&out));
+}
