@@ -409,52 +409,11 @@ pub fn status(ws: &Workspace) -> Result<Status, Error> {
         ));
     }
     let this_host = crate::run::hostname();
-    // Each SOP's runs, in time order, found once.
-    let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
-    let mut drafts: BTreeMap<(&str, Uncounted), usize> = BTreeMap::new();
-    for r in &runs {
-        if r.orphan {
-            out.alerts.push(format!(
-                "{}: an end record of step {} (run {}, writer {}) has no start record in its \
-                 writer's chain; it is not counted",
-                r.start.sop, r.start.step, r.start.run, r.start.writer
-            ));
-            continue;
-        }
-        if !r.dated_sensibly(now) {
-            out.alerts.push(format!(
-                "{}: the run {} of step {} is dated {} to {}, in the future or backwards; it is not counted",
-                r.start.sop,
-                r.start.run,
-                r.start.step,
-                r.start.started,
-                rfc3339(r.ended())
-            ));
-            continue;
-        }
-        // A run of content that no approval covers (`--allow-draft` on a draft), or of a
-        // revision a later one had replaced, is shown, never counted: the policies ask for
-        // procedures followed as approved.
-        match counted(history, r) {
-            Ok(()) => by_sop.entry(r.start.sop.as_str()).or_default().push(r),
-            Err(why) => *drafts.entry((r.start.sop.as_str(), why)).or_default() += 1,
-        }
-    }
-    for ((sop, why), n) in &drafts {
-        let what = match why {
-            Uncounted::Draft => "from content no approval covers (a draft, --allow-draft)",
-            Uncounted::Superseded => "of a revision that a later effective one had replaced",
-        };
-        out.alerts.push(format!(
-            "{sop}: {n} run(s) {what} are not counted for SLOs or copies"
-        ));
-    }
-
+    let by_sop = counted_runs(&runs, history, now, &mut out.alerts);
     for sop in &corpus.sops {
         let doc = &corpus.docs[sop.doc];
         let meta = doc.sop.clone().unwrap_or_default();
         let steps: Vec<&Step> = doc.markdown.valid_steps().collect();
-        let step = |id: &str| steps.iter().find(|s| s.id == id).copied();
         let sop_runs: &[&Run] = by_sop.get(sop.id.as_str()).map_or(&[], |v| v.as_slice());
 
         // Approval state.
@@ -468,214 +427,28 @@ pub fn status(ws: &Workspace) -> Result<Status, Error> {
             &mut out.alerts,
         ));
 
-        // SLOs.
-        for slo in &meta.slos {
-            let of_step: Vec<&&Run> = sop_runs
-                .iter()
-                .filter(|r| r.start.step == slo.step.value)
-                .collect();
-            let last = of_step.last();
-            let success = of_step
-                .iter()
-                .rev()
-                .find(|r| r.outcome() == Outcome::Succeeded);
-            let due = success.map(|r| r.ended() + slo.every.seconds as i64);
-            let overdue = due.is_none_or(|d| now > d);
-            if overdue {
-                out.alerts.push(format!(
-                    "{}: SLO {} every {} is overdue{}",
-                    sop.id,
-                    slo.step.value,
-                    slo.every,
-                    match due {
-                        Some(d) => format!(" since {}", rfc3339(d)),
-                        None => " (never succeeded)".to_string(),
-                    }
-                ));
-            }
-            out.slos.push(SloStatus {
-                sop: sop.id.clone(),
-                step: slo.step.value.clone(),
-                every: slo.every.to_string(),
-                last_success: success.map(|r| rfc3339(r.ended())),
-                last_success_by: success.map(|r| {
-                    let rec = r.end.as_deref().unwrap_or(&r.start);
-                    let who = rec
-                        .attribution
-                        .as_ref()
-                        .map_or("unattributed".into(), |a| a.label());
-                    match &rec.role {
-                        Some(role) => format!("{who}, role {role}"),
-                        None => who,
-                    }
-                }),
-                last_run: last.map(|r| rfc3339(r.ended())),
-                last_result: last.map(|r| r.outcome().as_str().to_string()),
-                due: due.map(rfc3339),
-                overdue,
-            });
-        }
+        out.slos
+            .extend(slo_statuses(sop, &meta, sop_runs, now, &mut out.alerts));
 
-        // Copies and the 3-2-1-1-0 rule.
-        let window = meta.retention.map_or(DEFAULT_WINDOW, |d| d.seconds as i64);
-        let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
-        for r in sop_runs {
-            let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
-                continue;
-            };
-            if now - r.ended() > window {
-                continue;
-            }
-            for name in copy_targets(step(&r.start.step), end, &config.targets) {
-                let t = &config.targets[&name];
-                copies.insert(
-                    name.clone(),
-                    Copy {
-                        target: name,
-                        medium: t.medium.clone(),
-                        location: t.location.clone(),
-                        connectivity: t.connectivity.clone(),
-                        step: r.start.step.clone(),
-                        made: rfc3339(r.ended()),
-                    },
-                );
-            }
-        }
-        let verifications: Vec<&&Step> = steps.iter().filter(|s| is_verification(s)).collect();
-        let makes_copies = steps.iter().any(|s| match s.action.as_deref() {
-            Some(a) => matches!(a, "archive" | "copy" | "upload" | "db-dump" | "git-mirror"),
-            None => s
-                .target
-                .as_ref()
-                .and_then(|t| config.targets.get(t))
-                .is_some_and(|t| {
-                    matches!(t.kind, TargetKind::Local | TargetKind::Ssh | TargetKind::S3)
-                }),
-        });
-        if !copies.is_empty() || makes_copies {
-            let mut errors = Vec::new();
-            for v in &verifications {
-                let last = sop_runs.iter().rev().find(|r| r.start.step == v.id);
-                match last {
-                    None => errors.push(format!("{} never ran", v.id)),
-                    Some(r) if r.outcome() != Outcome::Succeeded => errors.push(format!(
-                        "{} {} at {}",
-                        v.id,
-                        r.outcome().as_str(),
-                        rfc3339(r.ended())
-                    )),
-                    Some(_) => {}
-                }
-            }
-            let list: Vec<Copy> = copies.into_values().collect();
-            let media: BTreeSet<&str> = list
-                .iter()
-                .map(|c| c.medium.as_deref().unwrap_or("unknown"))
-                .collect();
-            let off_site = list
-                .iter()
-                .filter(|c| c.location.as_deref() == Some("off-site"))
-                .count();
-            let offline = list
-                .iter()
-                .filter(|c| c.connectivity.as_deref() == Some("offline"))
-                .count();
-            let total = 1 + list.len();
-            let mut shortfalls = Vec::new();
-            if total < 3 {
-                shortfalls.push(format!(
-                    "{total} copy(ies) (3 needed, the original counted)"
-                ));
-            }
-            if media.len() < 2 {
-                shortfalls.push(format!("{} kind(s) of medium (2 needed)", media.len()));
-            }
-            if off_site < 1 {
-                shortfalls.push("no off-site copy".into());
-            }
-            if offline < 1 {
-                shortfalls.push("no offline copy".into());
-            }
-            let never = errors.iter().filter(|e| e.ends_with("never ran")).count();
-            if never > 0 {
-                shortfalls.push(format!("{never} verification step(s) never run"));
-            }
-            if errors.len() > never {
-                shortfalls.push(format!("{} failed verification(s)", errors.len() - never));
-            }
-            if !errors.is_empty() {
-                // A verification that never ran is stale (its SLO says so); one that
-                // failed is broken.
-                for e in errors.iter().filter(|e| !e.ends_with("never ran")) {
-                    out.alerts.push(format!("{}: verification {e}", sop.id));
-                }
-            }
-            out.backup_sets.push(BackupSet {
-                sop: sop.id.clone(),
-                rule_32110: shortfalls.is_empty(),
-                total_copies: total,
-                media: media.len(),
-                off_site,
-                offline,
-                copies: list,
-                errors,
-                shortfalls,
-            });
-        }
+        out.backup_sets.extend(backup_set(
+            sop,
+            &meta,
+            &steps,
+            sop_runs,
+            &config.targets,
+            now,
+            &mut out.alerts,
+        ));
 
-        // Retention, for files this machine made.
-        if let Some(retention) = meta.retention {
-            let limit = retention.seconds as i64;
-            for r in sop_runs {
-                let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
-                    continue;
-                };
-                if end.host != this_host {
-                    continue;
-                }
-                let age = now - r.ended();
-                for f in end.files.iter().filter(|f| f.role == "artifact") {
-                    let path = PathBuf::from(&f.name);
-                    if !path.is_absolute() && f.name.contains(':') {
-                        continue;
-                    }
-                    let path = if path.is_absolute() {
-                        path
-                    } else {
-                        root.join(path)
-                    };
-                    let exists = path.exists();
-                    let mut marker = path.as_os_str().to_owned();
-                    marker.push(".legal-hold");
-                    let held = Path::new(&marker).exists();
-                    let issue = if exists && age > limit && !held {
-                        Some((
-                            "kept-past-retention",
-                            format!("{} days old, retention {retention}", age / 86_400),
-                        ))
-                    } else if !exists && age < limit {
-                        Some((
-                            "gone-before-retention",
-                            format!("gone after {} days, retention {retention}", age / 86_400),
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some((kind, detail)) = issue {
-                        out.alerts
-                            .push(format!("{}: {} {kind}: {detail}", sop.id, f.name));
-                        out.retention.push(RetentionIssue {
-                            sop: sop.id.clone(),
-                            step: r.start.step.clone(),
-                            path: f.name.clone(),
-                            made: rfc3339(r.ended()),
-                            kind: kind.to_string(),
-                            detail,
-                        });
-                    }
-                }
-            }
-        }
+        out.retention.extend(retention_issues(
+            sop,
+            &meta,
+            sop_runs,
+            root,
+            &this_host,
+            now,
+            &mut out.alerts,
+        ));
 
         // Training.
         out.training
@@ -691,6 +464,300 @@ pub fn status(ws: &Workspace) -> Result<Status, Error> {
     drop(by_sop);
     std::thread::spawn(move || drop(runs));
     Ok(out)
+}
+
+/// The runs that count, by SOP, in time order; an alert for each that does not (an orphan
+/// end, a run dated in the future or backwards, a draft's or a replaced revision's).
+fn counted_runs<'r>(
+    runs: &'r [Run],
+    history: &History,
+    now: i64,
+    alerts: &mut Vec<String>,
+) -> BTreeMap<&'r str, Vec<&'r Run>> {
+    let mut by_sop: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    let mut drafts: BTreeMap<(&str, Uncounted), usize> = BTreeMap::new();
+    for r in runs {
+        if r.orphan {
+            alerts.push(format!(
+                "{}: an end record of step {} (run {}, writer {}) has no start record in its \
+             writer's chain; it is not counted",
+                r.start.sop, r.start.step, r.start.run, r.start.writer
+            ));
+            continue;
+        }
+        if !r.dated_sensibly(now) {
+            alerts.push(format!(
+            "{}: the run {} of step {} is dated {} to {}, in the future or backwards; it is not counted",
+            r.start.sop,
+            r.start.run,
+            r.start.step,
+            r.start.started,
+            rfc3339(r.ended())
+        ));
+            continue;
+        }
+        // A run of content that no approval covers (`--allow-draft` on a draft), or of a
+        // revision a later one had replaced, is shown, never counted: the policies ask for
+        // procedures followed as approved.
+        match counted(history, r) {
+            Ok(()) => by_sop.entry(r.start.sop.as_str()).or_default().push(r),
+            Err(why) => *drafts.entry((r.start.sop.as_str(), why)).or_default() += 1,
+        }
+    }
+    for ((sop, why), n) in &drafts {
+        let what = match why {
+            Uncounted::Draft => "from content no approval covers (a draft, --allow-draft)",
+            Uncounted::Superseded => "of a revision that a later effective one had replaced",
+        };
+        alerts.push(format!(
+            "{sop}: {n} run(s) {what} are not counted for SLOs or copies"
+        ));
+    }
+    by_sop
+}
+
+/// The state of each SLO of `sop`, with an alert for each one overdue.
+fn slo_statuses(
+    sop: &crate::corpus::Sop,
+    meta: &crate::corpus::front_matter::SopMeta,
+    sop_runs: &[&Run],
+    now: i64,
+    alerts: &mut Vec<String>,
+) -> Vec<SloStatus> {
+    let mut out = Vec::new();
+    for slo in &meta.slos {
+        let of_step: Vec<&&Run> = sop_runs
+            .iter()
+            .filter(|r| r.start.step == slo.step.value)
+            .collect();
+        let last = of_step.last();
+        let success = of_step
+            .iter()
+            .rev()
+            .find(|r| r.outcome() == Outcome::Succeeded);
+        let due = success.map(|r| r.ended() + slo.every.seconds as i64);
+        let overdue = due.is_none_or(|d| now > d);
+        if overdue {
+            alerts.push(format!(
+                "{}: SLO {} every {} is overdue{}",
+                sop.id,
+                slo.step.value,
+                slo.every,
+                match due {
+                    Some(d) => format!(" since {}", rfc3339(d)),
+                    None => " (never succeeded)".to_string(),
+                }
+            ));
+        }
+        out.push(SloStatus {
+            sop: sop.id.clone(),
+            step: slo.step.value.clone(),
+            every: slo.every.to_string(),
+            last_success: success.map(|r| rfc3339(r.ended())),
+            last_success_by: success.map(|r| {
+                let rec = r.end.as_deref().unwrap_or(&r.start);
+                let who = rec
+                    .attribution
+                    .as_ref()
+                    .map_or("unattributed".into(), |a| a.label());
+                match &rec.role {
+                    Some(role) => format!("{who}, role {role}"),
+                    None => who,
+                }
+            }),
+            last_run: last.map(|r| rfc3339(r.ended())),
+            last_result: last.map(|r| r.outcome().as_str().to_string()),
+            due: due.map(rfc3339),
+            overdue,
+        });
+    }
+    out
+}
+
+/// The copies `sop`'s runs made within its retention window and how they meet the 3-2-1-1-0
+/// rule; `None` for an SOP that makes no copies. Failed verifications are alerts.
+fn backup_set(
+    sop: &crate::corpus::Sop,
+    meta: &crate::corpus::front_matter::SopMeta,
+    steps: &[&Step],
+    sop_runs: &[&Run],
+    targets: &BTreeMap<String, Target>,
+    now: i64,
+    alerts: &mut Vec<String>,
+) -> Option<BackupSet> {
+    let step = |id: &str| steps.iter().find(|s| s.id == id).copied();
+    let window = meta.retention.map_or(DEFAULT_WINDOW, |d| d.seconds as i64);
+    let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
+    for r in sop_runs {
+        let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
+            continue;
+        };
+        if now - r.ended() > window {
+            continue;
+        }
+        for name in copy_targets(step(&r.start.step), end, targets) {
+            let t = &targets[&name];
+            copies.insert(
+                name.clone(),
+                Copy {
+                    target: name,
+                    medium: t.medium.clone(),
+                    location: t.location.clone(),
+                    connectivity: t.connectivity.clone(),
+                    step: r.start.step.clone(),
+                    made: rfc3339(r.ended()),
+                },
+            );
+        }
+    }
+    let verifications: Vec<&&Step> = steps.iter().filter(|s| is_verification(s)).collect();
+    let makes_copies = steps.iter().any(|s| match s.action.as_deref() {
+        Some(a) => matches!(a, "archive" | "copy" | "upload" | "db-dump" | "git-mirror"),
+        None => s
+            .target
+            .as_ref()
+            .and_then(|t| targets.get(t))
+            .is_some_and(|t| {
+                matches!(t.kind, TargetKind::Local | TargetKind::Ssh | TargetKind::S3)
+            }),
+    });
+    if copies.is_empty() && !makes_copies {
+        return None;
+    }
+    let mut errors = Vec::new();
+    for v in &verifications {
+        let last = sop_runs.iter().rev().find(|r| r.start.step == v.id);
+        match last {
+            None => errors.push(format!("{} never ran", v.id)),
+            Some(r) if r.outcome() != Outcome::Succeeded => errors.push(format!(
+                "{} {} at {}",
+                v.id,
+                r.outcome().as_str(),
+                rfc3339(r.ended())
+            )),
+            Some(_) => {}
+        }
+    }
+    let list: Vec<Copy> = copies.into_values().collect();
+    let media: BTreeSet<&str> = list
+        .iter()
+        .map(|c| c.medium.as_deref().unwrap_or("unknown"))
+        .collect();
+    let off_site = list
+        .iter()
+        .filter(|c| c.location.as_deref() == Some("off-site"))
+        .count();
+    let offline = list
+        .iter()
+        .filter(|c| c.connectivity.as_deref() == Some("offline"))
+        .count();
+    let total = 1 + list.len();
+    let mut shortfalls = Vec::new();
+    if total < 3 {
+        shortfalls.push(format!(
+            "{total} copy(ies) (3 needed, the original counted)"
+        ));
+    }
+    if media.len() < 2 {
+        shortfalls.push(format!("{} kind(s) of medium (2 needed)", media.len()));
+    }
+    if off_site < 1 {
+        shortfalls.push("no off-site copy".into());
+    }
+    if offline < 1 {
+        shortfalls.push("no offline copy".into());
+    }
+    let never = errors.iter().filter(|e| e.ends_with("never ran")).count();
+    if never > 0 {
+        shortfalls.push(format!("{never} verification step(s) never run"));
+    }
+    if errors.len() > never {
+        shortfalls.push(format!("{} failed verification(s)", errors.len() - never));
+    }
+    if !errors.is_empty() {
+        // A verification that never ran is stale (its SLO says so); one that
+        // failed is broken.
+        for e in errors.iter().filter(|e| !e.ends_with("never ran")) {
+            alerts.push(format!("{}: verification {e}", sop.id));
+        }
+    }
+    Some(BackupSet {
+        sop: sop.id.clone(),
+        rule_32110: shortfalls.is_empty(),
+        total_copies: total,
+        media: media.len(),
+        off_site,
+        offline,
+        copies: list,
+        errors,
+        shortfalls,
+    })
+}
+
+/// Files this machine made for `sop` that are kept past its retention, or gone before it
+/// ends (a legal hold keeps a file as long as it must); each is an alert too.
+fn retention_issues(
+    sop: &crate::corpus::Sop,
+    meta: &crate::corpus::front_matter::SopMeta,
+    sop_runs: &[&Run],
+    root: &Path,
+    this_host: &str,
+    now: i64,
+    alerts: &mut Vec<String>,
+) -> Vec<RetentionIssue> {
+    let mut out = Vec::new();
+    if let Some(retention) = meta.retention {
+        let limit = retention.seconds as i64;
+        for r in sop_runs {
+            let Some(end) = r.end.as_ref().filter(|_| r.outcome() == Outcome::Succeeded) else {
+                continue;
+            };
+            if end.host != this_host {
+                continue;
+            }
+            let age = now - r.ended();
+            for f in end.files.iter().filter(|f| f.role == "artifact") {
+                let path = PathBuf::from(&f.name);
+                if !path.is_absolute() && f.name.contains(':') {
+                    continue;
+                }
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    root.join(path)
+                };
+                let exists = path.exists();
+                let mut marker = path.as_os_str().to_owned();
+                marker.push(".legal-hold");
+                let held = Path::new(&marker).exists();
+                let issue = if exists && age > limit && !held {
+                    Some((
+                        "kept-past-retention",
+                        format!("{} days old, retention {retention}", age / 86_400),
+                    ))
+                } else if !exists && age < limit {
+                    Some((
+                        "gone-before-retention",
+                        format!("gone after {} days, retention {retention}", age / 86_400),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((kind, detail)) = issue {
+                    alerts.push(format!("{}: {} {kind}: {detail}", sop.id, f.name));
+                    out.push(RetentionIssue {
+                        sop: sop.id.clone(),
+                        step: r.start.step.clone(),
+                        path: f.name.clone(),
+                        made: rfc3339(r.ended()),
+                        kind: kind.to_string(),
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 fn sop_status(
