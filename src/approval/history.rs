@@ -570,7 +570,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         };
     let config = timeline.effective_config(config);
     let paths = timeline::rooted(&config.paths, &prefix);
-    let mut h = History {
+    let h = History {
         head: Some(head.to_string()),
         trust_root: timeline.root.map(|r| r.to_string()),
         policy_changes: timeline.changes.clone(),
@@ -601,8 +601,122 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             signed.push((oid, sig.to_vec(), payload.to_vec()));
         }
     }
+    let verified = verify_signed(&repo, &order, &judge_of, &config)?;
+    let (mut walk, head_paths) = Walk::resume(h, saved);
+    // First what the commits hold (the costly half), then what the policy makes of it.
+    let mut reader = SopReader::new();
+    let mut scan = scan(
+        &repo,
+        &order,
+        &paths.procedures,
+        head_paths,
+        &mut reader,
+        &strip,
+    )?;
+    // In order: revisions (following renames) and approvals.
+    for mut step in std::mem::take(&mut scan.steps) {
+        let verification = verified.get(&step.oid);
+        walk.record_changes(
+            &mut step,
+            author_identity(verification),
+            config.approval.separation_of_duties,
+        );
+        let Some(approval) = walk.approval_of(&step) else {
+            continue;
+        };
+        let judged = Judged {
+            repo: &repo,
+            judge: judge_of(step.oid).cloned(),
+            verification,
+            entry_time: timeline.entry_time(step.oid).unwrap_or(now),
+        };
+        walk.record_approval(&step, &approval, &judged, &mut reader);
+    }
+    let Walk {
+        mut h,
+        states,
+        last_effective: _,
+    } = walk;
+    hash_shown_revisions(&mut h, &repo, &mut reader);
+    if let Some(file) = cache_file {
+        let head_paths = scan.paths.remove(&head).unwrap_or_default();
+        save_cache(&file, &timeline, &config, head, &mut h, states, head_paths);
+    }
+    // The timeline's own findings come first, then those of the walk.
+    let mut problems: Vec<Problem> = timeline
+        .problems
+        .iter()
+        .cloned()
+        .chain(timeline.pin_problem())
+        .map(|(commit, message)| Problem { commit, message })
+        .collect();
+    problems.append(&mut h.problems);
+    h.problems = problems;
+    Ok(h)
+}
+
+/// Saves what the walk up to `head` found, so that the next run reads only newer commits;
+/// nothing is saved when a commit time was cut back to now (a later run would judge it
+/// differently).
+fn save_cache(
+    file: &Path,
+    timeline: &Timeline,
+    config: &Config,
+    head: git2::Oid,
+    h: &mut History,
+    states: HashMap<String, SopState>,
+    head_paths: BTreeMap<String, String>,
+) {
+    let Some(point) = timeline.points.last().filter(|_| !timeline.clamped) else {
+        return;
+    };
+    let trusted = point.trusted.as_ref();
+    let saved = cache::Saved {
+        key: cache::key(config),
+        head: head.to_string(),
+        time: point.time,
+        root: timeline.root.map(|r| r.to_string()),
+        files: trusted
+            .map(|t| {
+                t.files
+                    .iter()
+                    .map(|(p, id)| (p.clone(), id.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        config_blob: trusted.and_then(|t| t.config_blob).map(|b| b.to_string()),
+        changes: timeline.changes.clone(),
+        timeline_problems: timeline.problems.clone(),
+        sops: std::mem::take(&mut h.sops),
+        problems: h.problems.clone(),
+        states: states
+            .into_values()
+            .map(|s| (s.id, s.blob.to_string(), s.approvers))
+            .collect(),
+        head_paths,
+    };
+    cache::write(file, &saved);
+    h.sops = saved.sops;
+}
+
+/// Every signed commit that enters the main line after the root, verified (in parallel for
+/// the in-process backend) against the keys in force just before it entered.
+fn verify_signed<'t>(
+    repo: &git2::Repository,
+    order: &[git2::Oid],
+    judge_of: &(dyn Fn(git2::Oid) -> Option<&'t Arc<Trusted>> + Sync),
+    config: &Config,
+) -> Result<HashMap<git2::Oid, signature::Verification>, Error> {
+    let mut signed: Vec<(git2::Oid, Vec<u8>, Vec<u8>)> = Vec::new();
+    for &oid in order {
+        if judge_of(oid).is_some()
+            && let Ok((sig, payload)) = repo.extract_signature(&oid, None)
+        {
+            signed.push((oid, sig.to_vec(), payload.to_vec()));
+        }
+    }
     let keyring = |oid: &git2::Oid| &judge_of(*oid).expect("only judged commits").policy.keyring;
-    let verified: HashMap<git2::Oid, signature::Verification> = match config.approval.backend {
+    Ok(match config.approval.backend {
         crate::config::Backend::InProcess => {
             use rayon::prelude::*;
             signed
@@ -622,56 +736,80 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         }
         #[cfg(not(feature = "gpgme"))]
         crate::config::Backend::Gnupg => return Err(Error::NoGnupg),
-    };
+    })
+}
 
-    let mut states: HashMap<String, SopState> = HashMap::new();
-    // Per SOP id, the index of its last effective revision (a search per revision would make
-    // a long history of drafts quadratic).
-    let mut last_effective: HashMap<String, usize> = HashMap::new();
-    let mut head_paths = None;
-    if let Some(saved) = saved {
-        h.sops = saved.sops;
-        for (id, sop) in &h.sops {
-            if let Some(i) = sop.revisions.iter().rposition(|r| r.version.is_some()) {
-                last_effective.insert(id.clone(), i);
+/// What the walk has built so far: the history, and per SOP id its current content and the
+/// index of its last effective revision (a search per revision would make a long history of
+/// drafts quadratic).
+struct Walk {
+    h: History,
+    states: HashMap<String, SopState>,
+    last_effective: HashMap<String, usize>,
+}
+
+/// What an approval commit is judged with: the policy in force before it entered the main
+/// line, its signature's verification, and when it entered.
+struct Judged<'r> {
+    repo: &'r git2::Repository,
+    judge: Option<Arc<Trusted>>,
+    verification: Option<&'r signature::Verification>,
+    entry_time: i64,
+}
+
+impl Walk {
+    /// A walk from the start (`saved` is `None`) or continued from the cache, with the SOP
+    /// files of the cached head.
+    #[allow(clippy::type_complexity)]
+    fn resume(
+        mut h: History,
+        saved: Option<cache::Saved>,
+    ) -> (Walk, Option<(git2::Oid, BTreeMap<String, String>)>) {
+        let mut walk = Walk {
+            h: History::default(),
+            states: HashMap::new(),
+            last_effective: HashMap::new(),
+        };
+        let mut head_paths = None;
+        if let Some(saved) = saved {
+            h.sops = saved.sops;
+            for (id, sop) in &h.sops {
+                if let Some(i) = sop.revisions.iter().rposition(|r| r.version.is_some()) {
+                    walk.last_effective.insert(id.clone(), i);
+                }
             }
+            h.problems = saved.problems;
+            walk.states = saved
+                .states
+                .into_iter()
+                .filter_map(|(id, blob, approvers)| {
+                    let state = SopState {
+                        id: id.clone(),
+                        blob: git2::Oid::from_str(&blob).ok()?,
+                        approvers,
+                    };
+                    Some((id, state))
+                })
+                .collect();
+            head_paths = git2::Oid::from_str(&saved.head)
+                .ok()
+                .map(|oid| (oid, saved.head_paths));
         }
-        h.problems = saved.problems;
-        states = saved
-            .states
-            .into_iter()
-            .filter_map(|(id, blob, approvers)| {
-                let state = SopState {
-                    id: id.clone(),
-                    blob: git2::Oid::from_str(&blob).ok()?,
-                    approvers,
-                };
-                Some((id, state))
-            })
-            .collect();
-        head_paths = git2::Oid::from_str(&saved.head)
-            .ok()
-            .map(|oid| (oid, saved.head_paths));
+        walk.h = h;
+        (walk, head_paths)
     }
-    // First what the commits hold (the costly half), then what the policy makes of it.
-    let mut reader = SopReader::new();
-    let mut scan = scan(
-        &repo,
-        &order,
-        &paths.procedures,
-        head_paths,
-        &mut reader,
-        &strip,
-    )?;
 
-    // In order: revisions (following renames) and approvals.
-    for step in std::mem::take(&mut scan.steps) {
-        let oid = step.oid;
-        let time = step.time;
-        let judge = judge_of(oid).cloned();
-        let verification = verified.get(&oid);
-        let author_person = author_identity(verification);
-        for (rel, state) in step.changed {
+    /// The SOP files `step` added or changed: a new revision for new content, a rename
+    /// followed for the same content.
+    fn record_changes(
+        &mut self,
+        step: &mut Step,
+        author_person: Option<String>,
+        separation_of_duties: bool,
+    ) {
+        let (oid, time) = (step.oid, step.time);
+        let (h, states, last_effective) = (&mut self.h, &mut self.states, &self.last_effective);
+        for (rel, state) in std::mem::take(&mut step.changed) {
             let entry = h
                 .sops
                 .entry(state.id.clone())
@@ -714,7 +852,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                     declared_approvers: state.approvers.clone(),
                     authors,
                     unattributed,
-                    separation_of_duties: config.approval.separation_of_duties,
+                    separation_of_duties,
                     version: None,
                     effective_time: None,
                     effective_commit: None,
@@ -729,10 +867,15 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             }
             states.insert(state.id.clone(), state);
         }
+    }
 
-        // Approval trailers.
-        let approval = match step.trailers {
-            None => continue,
+    /// The approval `step`'s trailers claim, if they are well formed and the commit changes
+    /// no files; otherwise a problem is recorded.
+    fn approval_of(&mut self, step: &Step) -> Option<trailer::Approval> {
+        let oid = step.oid;
+        let h = &mut self.h;
+        match &step.trailers {
+            None => None,
             Some(Ok(a)) if step.changes_files => {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
@@ -746,19 +889,31 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                             .join(", ")
                     ),
                 });
-                continue;
+                None
             }
-            Some(Ok(a)) => a,
+            Some(Ok(a)) => Some(a.clone()),
             Some(Err(message)) => {
                 h.problems.push(Problem {
                     commit: oid.to_string(),
-                    message,
+                    message: message.clone(),
                 });
-                continue;
+                None
             }
-        };
+        }
+    }
+
+    /// An approval: each SOP it names gets the signature judged, and a revision whose every
+    /// approver role has signed becomes effective with the next version.
+    fn record_approval(
+        &mut self,
+        step: &Step,
+        approval: &trailer::Approval,
+        judged: &Judged<'_>,
+        reader: &mut SopReader,
+    ) {
+        let (oid, time, repo) = (step.oid, step.time, judged.repo);
+        let (h, last_effective) = (&mut self.h, &mut self.last_effective);
         let is_signed = repo.extract_signature(&oid, None).is_ok();
-        let entry_time = timeline.entry_time(oid).unwrap_or(now);
         for a in &approval.approves {
             // The blobs and hashes of the SOP's files in this commit's own tree.
             let current: Vec<(String, String)> = step
@@ -766,7 +921,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 .get(&a.sop)
                 .into_iter()
                 .flatten()
-                .filter_map(|&blob| Some((blob.to_string(), reader.sha(&repo, blob)?)))
+                .filter_map(|&blob| Some((blob.to_string(), reader.sha(repo, blob)?)))
                 .collect();
             let Some(sop) = h.sops.get_mut(&a.sop) else {
                 h.problems.push(Problem {
@@ -785,7 +940,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                         || (r.sha256.is_empty()
                             && git2::Oid::from_str(&r.blob)
                                 .ok()
-                                .and_then(|b| reader.sha(&repo, b))
+                                .and_then(|b| reader.sha(repo, b))
                                 .is_some_and(|h| h == a.sha256))
                 }),
             };
@@ -793,14 +948,14 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 &Signed {
                     oid,
                     commit_time: time,
-                    entry_time,
+                    entry_time: judged.entry_time,
                     meaning: &approval.meaning,
                     signed: is_signed,
                     recommitted: step.recommitted,
-                    verification,
+                    verification: judged.verification,
                     content_matches: matching.is_some(),
                 },
-                judge.as_deref(),
+                judged.judge.as_deref(),
                 rev_index.map(|i| &sop.revisions[i]),
             );
             let Some(i) = rev_index else {
@@ -828,15 +983,18 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 let rev = &mut sop.revisions[i];
                 rev.version = Some(version);
                 // Never before the content existed, whatever the approval commit's clock says.
-                rev.effective_time = Some(time.min(entry_time).max(rev.time));
+                rev.effective_time = Some(time.min(judged.entry_time).max(rev.time));
                 rev.effective_commit = Some(oid.to_string());
                 let last = last_effective.entry(a.sop.clone()).or_insert(i);
                 *last = (*last).max(i);
             }
         }
     }
-    // Hashes for what is shown and compared: each SOP's latest revision, and every revision
-    // that is effective or signed. Other drafts keep their blob id only (`fill_hashes`).
+}
+
+/// Hashes for what is shown and compared: each SOP's latest revision, and every revision
+/// that is effective or signed. Other drafts keep their blob id only (`fill_hashes`).
+fn hash_shown_revisions(h: &mut History, repo: &git2::Repository, reader: &mut SopReader) {
     for sop in h.sops.values_mut() {
         let last = sop.revisions.len().saturating_sub(1);
         for (i, rev) in sop.revisions.iter_mut().enumerate() {
@@ -844,55 +1002,12 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
                 && (i == last || rev.version.is_some() || !rev.signatures.is_empty())
                 && let Some(hash) = git2::Oid::from_str(&rev.blob)
                     .ok()
-                    .and_then(|b| reader.sha(&repo, b))
+                    .and_then(|b| reader.sha(repo, b))
             {
                 rev.sha256 = hash;
             }
         }
     }
-    if let Some(file) = cache_file
-        && let Some(point) = timeline.points.last()
-        && !timeline.clamped
-    {
-        let trusted = point.trusted.as_ref();
-        let saved = cache::Saved {
-            key: cache::key(&config),
-            head: head.to_string(),
-            time: point.time,
-            root: timeline.root.map(|r| r.to_string()),
-            files: trusted
-                .map(|t| {
-                    t.files
-                        .iter()
-                        .map(|(p, id)| (p.clone(), id.to_string()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            config_blob: trusted.and_then(|t| t.config_blob).map(|b| b.to_string()),
-            changes: timeline.changes.clone(),
-            timeline_problems: timeline.problems.clone(),
-            sops: std::mem::take(&mut h.sops),
-            problems: h.problems.clone(),
-            states: states
-                .into_values()
-                .map(|s| (s.id, s.blob.to_string(), s.approvers))
-                .collect(),
-            head_paths: scan.paths.remove(&head).unwrap_or_default(),
-        };
-        cache::write(&file, &saved);
-        h.sops = saved.sops;
-    }
-    // The timeline's own findings come first, then those of the walk.
-    let mut problems: Vec<Problem> = timeline
-        .problems
-        .iter()
-        .cloned()
-        .chain(timeline.pin_problem())
-        .map(|(commit, message)| Problem { commit, message })
-        .collect();
-    problems.append(&mut h.problems);
-    h.problems = problems;
-    Ok(h)
 }
 
 /// One commit of the walk, as far as it is read without the policy: the SOP files it added
