@@ -24,6 +24,7 @@ use crate::approval::history;
 use crate::config::{Target, TargetKind};
 use crate::corpus::Corpus;
 use crate::corpus::step::Step;
+use crate::corpus::step::args::Arguments;
 use crate::digest::sha256_hex;
 use crate::evidence::{self, FileRef, Kind, Outcome, Record, Writer};
 use redact::Redactor;
@@ -56,6 +57,13 @@ pub enum Error {
     UnknownTarget { step: String, target: String },
     #[error("step {step}: built-in action `{action}` is not available in this version of sopkit")]
     UnsupportedAction { step: String, action: String },
+    #[error("{at}: step `{step}`: {message}\n  help: {help}")]
+    InvalidArguments {
+        at: String,
+        step: String,
+        message: String,
+        help: String,
+    },
     #[error("step {step}: environment variable {var} is required (env= in the step) but not set")]
     MissingEnv { step: String, var: String },
     #[error("{path}: {message}")]
@@ -87,6 +95,8 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub step: Step,
+    /// A built-in action's arguments, with its target as the step and `--target` set it.
+    pub args: Option<Arguments>,
     pub target_name: Option<String>,
     pub target: Option<Target>,
     /// Values of the step's `env=` variables and of the target's credential variables.
@@ -187,12 +197,27 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         return Err(Error::NoSteps { sop: s.id.clone() });
     }
     let mut steps = Vec::new();
-    for mut step in chosen {
+    for step in chosen {
         let target_name = opts.target.clone().or_else(|| step.target.clone());
+        // Arguments that are not the action's stop the run before anything runs, with the
+        // finding `check` reports for them.
+        let mut args = match &step.arguments {
+            None => None,
+            Some(Ok(a)) => Some(a.clone()),
+            Some(Err(e)) => {
+                let at = doc.file.position(step.arguments_span(&doc.file, e).start);
+                return Err(Error::InvalidArguments {
+                    at: format!("{}:{}:{}", doc.path(), at.line, at.column),
+                    step: step.id.clone(),
+                    message: e.message.clone(),
+                    help: e.help.clone(),
+                });
+            }
+        };
         // An action's `target` argument: `--target` overrides it, and a step's `target=`
         // attribute supplies it when the arguments do not name one.
-        if step.action.is_some() {
-            let named = step.args.contains_key("target");
+        if let Some(a) = &mut args {
+            let named = a.target().is_some();
             let from_attr = step
                 .target
                 .as_ref()
@@ -201,21 +226,14 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
             if let Some(t) = &opts.target
                 && (named || step.target.is_some())
             {
-                step.args
-                    .insert("target".into(), serde_json::Value::String(t.clone()));
+                a.set_target(t.clone());
             } else if !named && from_attr {
-                let t = step.target.clone().unwrap_or_default();
-                step.args
-                    .insert("target".into(), serde_json::Value::String(t));
+                a.set_target(step.target.clone().unwrap_or_default());
             }
         }
+        let args_target = args.as_ref().and_then(Arguments::target);
         // The target an action works on is recorded with its evidence too.
-        let target_name = target_name.or_else(|| {
-            step.args
-                .get("target")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
+        let target_name = target_name.or_else(|| args_target.map(str::to_string));
         let target = match &target_name {
             None => None,
             Some(t) => {
@@ -235,12 +253,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         if let Some(t) = &target {
             names.extend(env_names(t).into_iter().map(str::to_string));
         }
-        if let Some(t) = step
-            .args
-            .get("target")
-            .and_then(|v| v.as_str())
-            .and_then(|n| config.targets.get(n))
-        {
+        if let Some(t) = args_target.and_then(|n| config.targets.get(n)) {
             names.extend(env_names(t).into_iter().map(str::to_string));
         }
         let mut secrets = Vec::new();
@@ -254,6 +267,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         }
         steps.push(Planned {
             step,
+            args,
             target_name,
             target,
             secrets,
@@ -341,9 +355,11 @@ pub fn describe(plan: &Plan) -> String {
         for line in redactor.mask(&expand(&p.step.body)).lines() {
             s.push_str(&format!("  | {line}\n"));
         }
-        let on_s3 = action::target_kind(&p.step.args, &plan.targets) == Some(TargetKind::S3);
-        if p.step.action.as_deref() == Some("prune") && on_s3 {
-            match s3::describe_prune(&p.step.args, &plan.targets) {
+        let Some(Arguments::Prune(prune)) = &p.args else {
+            continue;
+        };
+        if action::target_kind(prune.target.as_deref(), &plan.targets) == Some(TargetKind::S3) {
+            match s3::describe_prune(prune, &plan.targets) {
                 Ok(lines) => {
                     for l in lines {
                         s.push_str(&format!("  {l}\n"));
@@ -351,9 +367,9 @@ pub fn describe(plan: &Plan) -> String {
                 }
                 Err(e) => s.push_str(&format!("  cannot plan the prune: {e}\n")),
             }
-        } else if p.step.action.as_deref() == Some("prune") {
+        } else {
             let now = crate::time::now();
-            let args = action::local_prune_args(&p.step.args, &plan.targets);
+            let args = action::local_prune_args(prune, &plan.targets);
             match action::prune_plan(&args, &plan.root, now) {
                 Ok(decisions) => {
                     for d in decisions {
@@ -665,7 +681,11 @@ fn checked_earlier(
     let named = p.step.args.values().filter_map(|v| v.as_str());
     for (id, files) in named.filter_map(|v| latest.get_key_value(v)) {
         let producer = plan.all_steps.iter().find(|s| s.id == *id);
-        let roots: Vec<PathBuf> = match producer.and_then(|s| s.args.get("dest")?.as_str()) {
+        let dest = producer.and_then(|s| match &s.arguments {
+            Some(Ok(a)) => a.dest(),
+            _ => None,
+        });
+        let roots: Vec<PathBuf> = match dest {
             Some(dest) => vec![action::resolve(&plan.root, &expand(dest))],
             None => std::iter::once(plan.root.clone())
                 .chain(
@@ -769,9 +789,12 @@ fn run_action(
         targets: &plan.targets,
         log: &mut log,
     };
-    let result = match &earlier_problem {
-        Some(why) => Err(action::Error::Failed(why.clone())),
-        None => action::run(name, &p.step.args, &mut cx),
+    let result = match (&earlier_problem, &p.args) {
+        (Some(why), _) => Err(action::Error::Failed(why.clone())),
+        (None, Some(args)) => action::run(args, &mut cx),
+        (None, None) => Err(action::Error::Failed(format!(
+            "`{name}` is a built-in action without arguments"
+        ))),
     };
     let _ = log.flush();
     let _ = evidence::sync(&mut log.0);

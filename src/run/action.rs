@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TargetKind;
+use crate::corpus::step::args::{self, Arguments};
 use crate::fs_atomic::StreamedFile;
 
 pub(crate) mod pipeline;
@@ -71,18 +72,14 @@ pub struct Context<'a> {
     pub log: &'a mut dyn Write,
 }
 
-pub(crate) fn string_arg(
-    args: &BTreeMap<String, serde_json::Value>,
-    name: &'static str,
-) -> Result<String, Error> {
-    match args.get(name) {
-        None | Some(serde_json::Value::Null) => Err(Error::Missing(name)),
-        Some(serde_json::Value::String(s)) => Ok(super::expand(s)),
-        Some(other) => Err(Error::Argument {
-            name,
-            message: format!("expected a string, found {other}"),
-        }),
-    }
+/// An argument as the action uses it: `${VAR}` expanded from the environment.
+pub(crate) fn expanded(value: &str) -> String {
+    super::expand(value)
+}
+
+/// An argument the action needs in this form (the other form of the action takes others).
+pub(crate) fn required(value: Option<&str>, name: &'static str) -> Result<String, Error> {
+    value.map(expanded).ok_or(Error::Missing(name))
 }
 
 pub(crate) fn resolve(root: &Path, p: &str) -> PathBuf {
@@ -94,57 +91,50 @@ pub(crate) fn resolve(root: &Path, p: &str) -> PathBuf {
     }
 }
 
-pub fn run(
-    action: &str,
-    args: &BTreeMap<String, serde_json::Value>,
-    cx: &mut Context<'_>,
-) -> Result<Output, Error> {
-    match action {
-        "archive" => archive(args, cx),
+pub fn run(args: &Arguments, cx: &mut Context<'_>) -> Result<Output, Error> {
+    match args {
+        Arguments::Archive(a) => archive(a, cx),
         // With `key`, an object in a bucket; otherwise an archive.
-        "verify" if args.contains_key("key") => super::s3::verify(args, cx),
-        "verify" => verify(args, cx),
-        "copy" => copy(args, cx),
-        "git-mirror" => git_mirror(args, cx),
+        Arguments::Verify(a) if a.key.is_some() => super::s3::verify(a, cx),
+        Arguments::Verify(a) => verify(a, cx),
+        Arguments::Copy(a) => copy(a, cx),
+        Arguments::GitMirror(a) => git_mirror(a, cx),
         // On an s3 target, object versions in a bucket; otherwise items in a folder.
-        "prune" if target_kind(args, cx.targets) == Some(TargetKind::S3) => {
-            super::s3::prune(args, cx)
+        Arguments::Prune(a)
+            if target_kind(a.target.as_deref(), cx.targets) == Some(TargetKind::S3) =>
+        {
+            super::s3::prune(a, cx)
         }
-        "prune" => prune(&local_prune_args(args, cx.targets), cx),
-        "db-dump" => super::mysql::db_dump(args, cx),
-        "restore-test" => super::mysql::restore_test(args, cx),
-        "upload" => super::s3::upload(args, cx),
-        "restore" => super::s3::restore(args, cx),
-        other => Err(Error::Argument {
-            name: "action",
-            message: format!("`{other}` is not available in this version"),
-        }),
+        Arguments::Prune(a) => prune(&local_prune_args(a, cx.targets), cx),
+        Arguments::DbDump(a) => super::mysql::db_dump(a, cx),
+        Arguments::RestoreTest(a) => super::mysql::restore_test(a, cx),
+        Arguments::Upload(a) => super::s3::upload(a, cx),
+        Arguments::Restore(a) => super::s3::restore(a, cx),
     }
 }
 
 /// The kind of the target an action's `target` argument names, if it names one.
 pub fn target_kind(
-    args: &BTreeMap<String, serde_json::Value>,
+    target: Option<&str>,
     targets: &BTreeMap<String, crate::config::Target>,
 ) -> Option<TargetKind> {
-    let name = args.get("target")?.as_str()?;
-    targets.get(name).map(|t| t.kind)
+    targets.get(target?).map(|t| t.kind)
 }
 
 /// A local `prune` may name a local target instead of a `path`: its path is used.
 pub fn local_prune_args(
-    args: &BTreeMap<String, serde_json::Value>,
+    args: &args::Prune,
     targets: &BTreeMap<String, crate::config::Target>,
-) -> BTreeMap<String, serde_json::Value> {
+) -> args::Prune {
     let mut args = args.clone();
-    if !args.contains_key("path")
+    if args.path.is_none()
         && let Some(path) = args
-            .get("target")
-            .and_then(|v| v.as_str())
+            .target
+            .as_deref()
             .and_then(|n| targets.get(n))
             .and_then(|t| t.path.clone())
     {
-        args.insert("path".into(), serde_json::Value::String(path));
+        args.path = Some(path);
     }
     args
 }
@@ -425,21 +415,12 @@ impl ArchiveWriter {
 /// file as it is read and the archive as it is written, plus a manifest of per-file SHA-256
 /// beside it. From an ssh host the files arrive as a tar stream over ssh, and every file's
 /// hash is also computed on the host with `sha256sum`; the two sides must agree.
-fn archive(
-    args: &BTreeMap<String, serde_json::Value>,
-    cx: &mut Context<'_>,
-) -> Result<Output, Error> {
-    let source_arg = string_arg(args, "source")?;
-    let dest_arg = resolve(cx.root, &string_arg(args, "dest")?);
-    let level = match args.get("level") {
-        Some(v) => v.as_i64().ok_or(Error::Argument {
-            name: "level",
-            message: "expected a number (zstd level 1 to 19)".into(),
-        })? as i32,
-        // Level 1 compresses text well at disk speed; a policy that wants smaller archives
-        // sets `level`.
-        None => 1,
-    };
+fn archive(args: &args::Archive, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let source_arg = expanded(&args.source);
+    let dest_arg = resolve(cx.root, &expanded(&args.dest));
+    // Level 1 compresses text well at disk speed; a policy that wants smaller archives sets
+    // `level`.
+    let level = args.level.unwrap_or(1);
     let remote = super::ssh::remote_path(&source_arg, cx.targets);
     let source = resolve(cx.root, &source_arg);
     if remote.is_none() && !source.is_dir() {
@@ -647,11 +628,8 @@ pub fn manifest_path(archive: &Path) -> PathBuf {
 /// successful run made one): the archive's own hash against its manifest, then every entry
 /// restored into a temporary folder and each file's hash, size and kind compared with the
 /// manifest; any difference, missing or extra entry, or decoding error fails.
-fn verify(
-    args: &BTreeMap<String, serde_json::Value>,
-    cx: &mut Context<'_>,
-) -> Result<Output, Error> {
-    let arg = string_arg(args, "archive")?;
+fn verify(args: &args::Verify, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let arg = required(args.archive.as_deref(), "archive")?;
     let archive = match cx.earlier.get(&arg) {
         Some(paths) => PathBuf::from(paths.iter().find(|p| p.ends_with(".tar.zst")).ok_or_else(
             || Error::Argument {
@@ -911,9 +889,9 @@ pub(crate) fn hash_path(path: &Path) -> Result<(u64, String), Error> {
 /// destination and hashed again; any difference fails. Either side may be `TARGET:/path` on
 /// an ssh target: the file then travels over ssh and is hashed on the host with `sha256sum`
 /// before it gets its name.
-fn copy(args: &BTreeMap<String, serde_json::Value>, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let source_arg = string_arg(args, "source")?;
-    let dest_arg = string_arg(args, "dest")?;
+fn copy(args: &args::Copy, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let source_arg = expanded(&args.source);
+    let dest_arg = expanded(&args.dest);
     let from = super::ssh::remote_path(&source_arg, cx.targets);
     let to = super::ssh::remote_path(&dest_arg, cx.targets);
     let out = match (from, to) {
@@ -1263,14 +1241,11 @@ fn git(args: &[&str], cwd: Option<&Path>, log: &mut dyn Write) -> Result<String,
 /// refs (`dest/NAME-<UTC time>.bundle`), then proves the bundle whole by cloning it back and
 /// running `git fsck --full` on the clone, and compares its refs with the mirror's (`git
 /// bundle verify` alone accepts a bundle that was cut short).
-fn git_mirror(
-    args: &BTreeMap<String, serde_json::Value>,
-    cx: &mut Context<'_>,
-) -> Result<Output, Error> {
-    let url = match (args.get("url"), args.get("target")) {
-        (Some(_), _) => string_arg(args, "url")?,
-        (None, Some(_)) => {
-            let name = string_arg(args, "target")?;
+fn git_mirror(args: &args::GitMirror, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let url = match (&args.url, &args.target) {
+        (Some(url), _) => expanded(url),
+        (None, Some(name)) => {
+            let name = expanded(name);
             let t = cx.targets.get(&name).ok_or_else(|| Error::Argument {
                 name: "target",
                 message: format!("`{name}` is not defined in sopkit.toml"),
@@ -1287,7 +1262,7 @@ fn git_mirror(
         }
         (None, None) => return Err(Error::Missing("url")),
     };
-    let dest = resolve(cx.root, &string_arg(args, "dest")?);
+    let dest = resolve(cx.root, &expanded(&args.dest));
     std::fs::create_dir_all(&dest).map_err(io(&dest))?;
     let name = url
         .trim_end_matches('/')
@@ -1383,19 +1358,6 @@ pub struct Decision {
     pub keep: Option<String>,
 }
 
-fn count_arg(
-    args: &BTreeMap<String, serde_json::Value>,
-    name: &'static str,
-) -> Result<usize, Error> {
-    match args.get(name) {
-        None => Ok(0),
-        Some(v) => v.as_u64().map(|n| n as usize).ok_or(Error::Argument {
-            name,
-            message: "expected a whole number".into(),
-        }),
-    }
-}
-
 /// Refuses to prune `/`, the home folder, or a folder holding the SOP repository: prune
 /// deletes whole files and folders, and a `path` one level too high would take everything.
 fn refuse_broad_prune(dir: &Path, root: &Path) -> Result<(), Error> {
@@ -1427,23 +1389,19 @@ fn refuse_broad_prune(dir: &Path, root: &Path) -> Result<(), Error> {
 
 /// What `prune` would do with the items in `path` at time `now` (UTC seconds); nothing is
 /// deleted here.
-pub fn prune_plan(
-    args: &BTreeMap<String, serde_json::Value>,
-    root: &Path,
-    now: i64,
-) -> Result<Vec<Decision>, Error> {
-    let dir = resolve(root, &string_arg(args, "path")?);
+pub fn prune_plan(args: &args::Prune, root: &Path, now: i64) -> Result<Vec<Decision>, Error> {
+    let dir = resolve(root, &required(args.path.as_deref(), "path")?);
     refuse_broad_prune(&dir, root)?;
     let retention: crate::duration::Duration =
-        string_arg(args, "retention")?
+        expanded(&args.retention)
             .parse()
             .map_err(|e| Error::Argument {
                 name: "retention",
                 message: format!("{e}"),
             })?;
-    let glob = match args.get("pattern") {
-        Some(_) => Some(
-            globset::Glob::new(&string_arg(args, "pattern")?)
+    let glob = match &args.pattern {
+        Some(p) => Some(
+            globset::Glob::new(&expanded(p))
                 .map_err(|e| Error::Argument {
                     name: "pattern",
                     message: e.to_string(),
@@ -1453,13 +1411,11 @@ pub fn prune_plan(
         None => None,
     };
     let mut holds = globset::GlobSetBuilder::new();
-    if let Some(serde_json::Value::Array(list)) = args.get("legal_hold") {
-        for g in list.iter().filter_map(|v| v.as_str()) {
-            holds.add(globset::Glob::new(g).map_err(|e| Error::Argument {
-                name: "legal_hold",
-                message: e.to_string(),
-            })?);
-        }
+    for g in &args.legal_hold {
+        holds.add(globset::Glob::new(g).map_err(|e| Error::Argument {
+            name: "legal_hold",
+            message: e.to_string(),
+        })?);
     }
     let holds = holds.build().map_err(|e| Error::Argument {
         name: "legal_hold",
@@ -1468,19 +1424,15 @@ pub fn prune_plan(
     let rules = [
         (
             "daily",
-            count_arg(args, "keep_daily")?,
+            args.keep_daily.unwrap_or(0),
             "[year]-[month]-[day]",
         ),
         (
             "weekly",
-            count_arg(args, "keep_weekly")?,
+            args.keep_weekly.unwrap_or(0),
             "[year]-W[week_number repr:iso]",
         ),
-        (
-            "monthly",
-            count_arg(args, "keep_monthly")?,
-            "[year]-[month]",
-        ),
+        ("monthly", args.keep_monthly.unwrap_or(0), "[year]-[month]"),
     ];
     let mut items = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -1538,10 +1490,7 @@ pub fn prune_plan(
 /// than `retention` that no `keep_daily`, `keep_weekly` or `keep_monthly` rule keeps. An
 /// item with a `ITEM.legal-hold` file beside it, or matching a `legal_hold` glob, is never
 /// deleted; an archive's manifest goes with it.
-fn prune(
-    args: &BTreeMap<String, serde_json::Value>,
-    cx: &mut Context<'_>,
-) -> Result<Output, Error> {
+fn prune(args: &args::Prune, cx: &mut Context<'_>) -> Result<Output, Error> {
     let now = crate::time::now();
     let plan = prune_plan(args, cx.root, now)?;
     let mut out = Output::default();
@@ -1577,11 +1526,17 @@ fn prune(
 mod tests {
     use super::*;
 
-    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, serde_json::Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-            .collect()
+    /// The arguments of `action` written as `key: "value"` lines.
+    fn args(action: &str, pairs: &[(&str, &str)]) -> Arguments {
+        let yaml: String = pairs.iter().map(|(k, v)| format!("{k}: {v:?}\n")).collect();
+        Arguments::parse(action, &yaml).unwrap()
+    }
+
+    fn prune_args(yaml: &str) -> args::Prune {
+        match Arguments::parse("prune", yaml).unwrap() {
+            Arguments::Prune(a) => a,
+            other => panic!("{other:?}"),
+        }
     }
 
     fn tree(dir: &Path) {
@@ -1604,7 +1559,7 @@ mod tests {
             targets: &targets,
             log: &mut log,
         };
-        run(action, &args(pairs), &mut cx)
+        run(&args(action, pairs), &mut cx)
     }
 
     fn archive_of(root: &Path) -> PathBuf {
@@ -1636,8 +1591,8 @@ mod tests {
                 .unwrap();
         }
         std::fs::write(d.path().join("b400.tar.zst.legal-hold"), "case 12").unwrap();
-        let mut a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
-        a.insert("keep_monthly".into(), serde_json::json!(2));
+        let dir = d.path().to_str().unwrap();
+        let a = prune_args(&format!("path: {dir:?}\nretention: 35d\nkeep_monthly: 2\n"));
         let repo = tempfile::tempdir().unwrap();
         let plan = prune_plan(&a, repo.path(), now).unwrap();
         let deleted: Vec<String> = plan
@@ -1670,7 +1625,7 @@ mod tests {
                 && !deleted.contains(&"b010.tar.zst".to_string())
         );
         // Without keep rules, everything past retention goes except the held one.
-        let a = args(&[("path", d.path().to_str().unwrap()), ("retention", "35d")]);
+        let a = prune_args(&format!("path: {dir:?}\nretention: 35d\n"));
         let plan = prune_plan(&a, repo.path(), now).unwrap();
         let deleted = plan.iter().filter(|x| x.keep.is_none()).count();
         assert_eq!(deleted, 4);
@@ -1720,7 +1675,10 @@ mod tests {
         let repo = d.path().join("sops");
         std::fs::create_dir_all(repo.join("backups")).unwrap();
         let plan = |path: &Path| {
-            let a = args(&[("path", path.to_str().unwrap()), ("retention", "1d")]);
+            let a = prune_args(&format!(
+                "path: {:?}\nretention: 1d\n",
+                path.to_str().unwrap()
+            ));
             prune_plan(&a, &repo, 0)
         };
         for broad in [Path::new("/"), d.path(), repo.as_path(), &repo.join(".")] {

@@ -22,14 +22,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::action::{
-    Context, Error, HashingReader, Output, hex, io, pipeline, resolve, string_arg, timestamp,
+    Context, Error, HashingReader, Output, expanded, hex, io, pipeline, required, resolve,
+    timestamp,
 };
 use crate::config::{Target, TargetKind};
 
 mod load;
 mod rows;
 
-type Args = BTreeMap<String, serde_json::Value>;
+use crate::corpus::step::args;
 
 /// One table as the dump's record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +124,9 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn from_args(args: &Args, cx: &Context<'_>) -> Result<Server, Error> {
-        let name = string_arg(args, "target")?;
+    /// The mysql target named `target` (a `target` argument).
+    pub fn named(target: Option<&str>, cx: &Context<'_>) -> Result<Server, Error> {
+        let name = required(target, "target")?;
         let target = cx.targets.get(&name).ok_or_else(|| Error::Argument {
             name: "target",
             message: format!("`{name}` is not defined in sopkit.toml"),
@@ -373,10 +375,10 @@ impl<W: Write> Write for Tally<W> {
 /// tool finished (its exit status and its closing `-- Dump completed` line), and writes the
 /// record of tables, counts and checksums beside it. Nothing is left under the final name
 /// unless all of that succeeded.
-pub fn db_dump(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let server = Server::from_args(args, cx)?;
-    let database = string_arg(args, "database")?;
-    let dest_arg = resolve(cx.root, &string_arg(args, "dest")?);
+pub fn db_dump(args: &args::DbDump, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let server = Server::named(args.target.as_deref(), cx)?;
+    let database = expanded(&args.database);
+    let dest_arg = resolve(cx.root, &expanded(&args.dest));
     let exists = server.query(&format!(
         "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
         literal(&database)
@@ -592,20 +594,6 @@ fn settle(
 /// took 6.4 to 7.3 s with two to four sessions against 11.6 to 13.2 s with one.
 const DEFAULT_JOBS: usize = 4;
 
-fn jobs_arg(args: &Args) -> Result<usize, Error> {
-    match args.get("jobs") {
-        None => Ok(DEFAULT_JOBS),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| (1..=64).contains(n))
-            .map(|n| n as usize)
-            .ok_or(Error::Argument {
-                name: "jobs",
-                message: format!("expected a whole number from 1 to 64, not {v}"),
-            }),
-    }
-}
-
 /// Drops the scratch database when the restore test ends, however it ends.
 struct Scratch<'a> {
     server: &'a Server,
@@ -635,8 +623,8 @@ impl Drop for Scratch<'_> {
 /// dump came from). Restores into a new scratch database, checks the file's and the SQL's
 /// hashes against the record as they stream, compares every table's row count and checksum
 /// with the dump's record, drops the scratch database, and records how long the restore took.
-pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let arg = string_arg(args, "dump")?;
+pub fn restore_test(args: &args::RestoreTest, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let arg = expanded(&args.dump);
     let dump = match cx.earlier.get(&arg) {
         Some(paths) => PathBuf::from(paths.iter().find(|p| p.ends_with(".sql.zst")).ok_or_else(
             || Error::Argument {
@@ -654,11 +642,9 @@ pub fn restore_test(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> 
         path: record_file.clone(),
         message: format!("not a dump record: {e}"),
     })?;
-    let mut args = args.clone();
-    args.entry("target".to_string())
-        .or_insert_with(|| serde_json::Value::String(record.target.clone()));
-    let server = Server::from_args(&args, cx)?;
-    let jobs = jobs_arg(&args)?;
+    let target = args.target.as_deref().unwrap_or(&record.target);
+    let server = Server::named(Some(target), cx)?;
+    let jobs = args.jobs.unwrap_or(DEFAULT_JOBS);
     let client = program(&["mariadb", "mysql"])?;
     // Only the dump its record describes is loaded: a changed file fails here, before any
     // of its SQL reaches a server (the SQL is hashed as it streams, which catches a change
@@ -904,26 +890,6 @@ mod tests {
         let mut tables = vec![table("a", 5), table("c", 8)];
         assert_eq!(settle(&mut tables, &[true, false], None), ["c"]);
         assert!(tables.iter().all(|t| t.dump_rows.is_none()));
-    }
-
-    #[test]
-    fn jobs_default_to_four_and_must_be_from_1_to_64() {
-        let args = |v: serde_json::Value| -> Args { [("jobs".to_string(), v)].into() };
-        assert_eq!(jobs_arg(&Args::new()).unwrap(), 4);
-        assert_eq!(jobs_arg(&args(serde_json::json!(1))).unwrap(), 1);
-        assert_eq!(jobs_arg(&args(serde_json::json!(64))).unwrap(), 64);
-        for bad in [
-            serde_json::json!(0),
-            serde_json::json!(65),
-            serde_json::json!("2"),
-            serde_json::json!(-1),
-        ] {
-            let e = jobs_arg(&args(bad.clone())).unwrap_err().to_string();
-            assert!(
-                e.contains("jobs") && e.contains("from 1 to 64"),
-                "{bad}: {e}"
-            );
-        }
     }
 
     #[test]

@@ -29,10 +29,11 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::action::{Context, Error, Output, hex, io, pipeline, resolve, sources, string_arg};
+use super::action::{
+    Context, Error, Output, expanded, hex, io, pipeline, required, resolve, sources,
+};
 use crate::config::{Target, TargetKind};
-
-type Args = BTreeMap<String, serde_json::Value>;
+use crate::corpus::step::args::{self, MAX_PART, MIN_PART};
 
 /// User metadata key of the whole-content SHA-256 (hex) that `upload` stores.
 pub const META_SHA256: &str = "sopkit-sha256";
@@ -40,10 +41,6 @@ pub const META_SHA256: &str = "sopkit-sha256";
 /// recompute the composite SHA-256 checksum the server keeps.
 pub const META_PART_SIZE: &str = "sopkit-part-size";
 
-/// S3's smallest part (every part but the last must be at least this long).
-const MIN_PART: u64 = 5 << 20;
-/// S3's largest part.
-const MAX_PART: u64 = 5 << 30;
 /// S3's most parts in one upload.
 const MAX_PARTS: u64 = 10_000;
 /// Default part size, raised for files that would need more than 10,000 parts. 16 MiB
@@ -72,8 +69,8 @@ struct Remote {
 impl Remote {
     /// The target named by the `target` argument, with a client built from its settings
     /// and the credentials in the environment variables it names.
-    fn connect(args: &Args, targets: &BTreeMap<String, Target>) -> Result<Remote, Error> {
-        let name = string_arg(args, "target")?;
+    fn connect(target: Option<&str>, targets: &BTreeMap<String, Target>) -> Result<Remote, Error> {
+        let name = required(target, "target")?;
         let t = targets.get(&name).ok_or_else(|| Error::Argument {
             name: "target",
             message: format!("target `{name}` is not defined in sopkit.toml"),
@@ -298,66 +295,11 @@ pub fn upload_keys(names: &[String], key: Option<&str>) -> Result<Vec<String>, E
     Ok(out)
 }
 
-/// A size in bytes: a number, or a number and a unit (`5MiB`, `64MiB`, `1GiB`, `8MB`).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 /// The part size for a file of `len` bytes: the one asked for (S3's 5 MiB to 5 GiB),
 /// raised if the file would otherwise need more than 10,000 parts.
 pub fn part_size_for(asked: u64, len: u64) -> u64 {
     let fit = len.div_ceil(MAX_PARTS);
     asked.max(fit).clamp(MIN_PART, MAX_PART)
-}
-
-fn part_size_arg(args: &Args) -> Result<u64, Error> {
-    let bad = || Error::Argument {
-        name: "part_size",
-        message: "expected a size from 5MiB to 5GiB (a number of bytes, or e.g. 64MiB)".into(),
-    };
-    let n = match args.get("part_size") {
-        None | Some(serde_json::Value::Null) => return Ok(DEFAULT_PART),
-        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
-        Some(serde_json::Value::String(s)) => parse_size(s).ok_or_else(bad)?,
-        Some(_) => return Err(bad()),
-    };
-    if !(MIN_PART..=MAX_PART).contains(&n) {
-        return Err(bad());
-    }
-    Ok(n)
-}
-
-fn bool_arg(args: &Args, name: &'static str) -> Result<bool, Error> {
-    match args.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(false),
-        Some(serde_json::Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::Argument {
-            name,
-            message: format!("expected true or false, found {other}"),
-        }),
-    }
-}
-
-fn opt_string(args: &Args, name: &'static str) -> Result<Option<String>, Error> {
-    match string_arg(args, name) {
-        Ok(s) => Ok(Some(s)),
-        Err(Error::Missing(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// SHA-256 of a whole stream and of each `part_size` slice of it, as it passes.
@@ -486,13 +428,13 @@ struct Uploaded {
 /// multipart upload is aborted so that no partial object remains. An upload that gets no
 /// version id back (the bucket has no versioning enabled) comes with a warning: a later
 /// upload replaces the object for good.
-pub fn upload(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let source_arg = string_arg(args, "source")?;
-    let key_arg = opt_string(args, "key")?;
-    let part_size = part_size_arg(args)?;
+pub fn upload(args: &args::Upload, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args.target.as_deref(), cx.targets)?;
+    let source_arg = expanded(&args.source);
+    let key_arg = args.key.as_deref().map(expanded);
+    let part_size = args.part_size.unwrap_or(DEFAULT_PART);
     let mut files = sources(&source_arg, cx)?;
-    if let Some(glob) = opt_string(args, "pattern")? {
+    if let Some(glob) = args.pattern.as_deref().map(expanded) {
         let matcher = globset::Glob::new(&glob)
             .map_err(|e| Error::Argument {
                 name: "pattern",
@@ -1143,11 +1085,11 @@ async fn download(
 /// content compared with the `sopkit-sha256` metadata stored at upload, its size, and the
 /// stored SHA-256 checksum (the plain one of a single-part object, the composite one of a
 /// multipart object uploaded by sopkit). Any mismatch fails, naming the key and version.
-pub fn verify(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let key = remote.key(&string_arg(args, "key")?)?;
-    let version = opt_string(args, "version")?;
-    let all = bool_arg(args, "all_versions")?;
+pub fn verify(args: &args::Verify, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args.target.as_deref(), cx.targets)?;
+    let key = remote.key(&required(args.key.as_deref(), "key")?)?;
+    let version = args.version.as_deref().map(expanded);
+    let all = args.all_versions.unwrap_or(false);
     if all && version.is_some() {
         return Err(Error::Argument {
             name: "version",
@@ -1227,24 +1169,18 @@ pub fn verify(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
 /// destination, hashed as it streams; only when it matches the `sopkit-sha256` metadata
 /// (and size and stored checksum) is it synced and renamed into place. The restored file is
 /// the step's artifact.
-pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let key = remote.key(&string_arg(args, "key")?)?;
-    let version = opt_string(args, "version")?;
-    let back = match args.get("versions_back") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or(Error::Argument {
-            name: "versions_back",
-            message: "expected a whole number (0 = the latest version)".into(),
-        })?),
-    };
+pub fn restore(args: &args::Restore, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args.target.as_deref(), cx.targets)?;
+    let key = remote.key(&expanded(&args.key))?;
+    let version = args.version.as_deref().map(expanded);
+    let back = args.versions_back;
     if version.is_some() && back.is_some() {
         return Err(Error::Argument {
             name: "version",
             message: "give either `version` or `versions_back`, not both".into(),
         });
     }
-    let dest_arg = string_arg(args, "dest")?;
+    let dest_arg = expanded(&args.dest);
     let dest_path = resolve(cx.root, &dest_arg);
     // The key `upload` took: one object, or the prefix it put several files under.
     let keys = remote.rt.block_on(keys_named(&remote, &key))?;
@@ -1366,29 +1302,19 @@ pub struct Rules {
     pub expire_latest: bool,
 }
 
-fn count(args: &Args, name: &'static str) -> Result<usize, Error> {
-    match args.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(0),
-        Some(v) => v.as_u64().map(|n| n as usize).ok_or(Error::Argument {
-            name,
-            message: "expected a whole number".into(),
-        }),
-    }
-}
-
 impl Rules {
-    pub fn from_args(args: &Args) -> Result<Rules, Error> {
+    pub fn from_args(args: &args::Prune) -> Result<Rules, Error> {
         Ok(Rules {
-            retention: string_arg(args, "retention")?
+            retention: expanded(&args.retention)
                 .parse()
                 .map_err(|e| Error::Argument {
                     name: "retention",
                     message: format!("{e}"),
                 })?,
-            keep_daily: count(args, "keep_daily")?,
-            keep_weekly: count(args, "keep_weekly")?,
-            keep_monthly: count(args, "keep_monthly")?,
-            expire_latest: bool_arg(args, "expire_latest")?,
+            keep_daily: args.keep_daily.unwrap_or(0),
+            keep_weekly: args.keep_weekly.unwrap_or(0),
+            keep_monthly: args.keep_monthly.unwrap_or(0),
+            expire_latest: args.expire_latest.unwrap_or(false),
         })
     }
 }
@@ -1590,11 +1516,11 @@ async fn lock_possible(remote: &Remote) -> Result<bool, Error> {
 /// The full plan: rules, then object lock for what the rules would delete.
 async fn full_plan(
     remote: &Remote,
-    args: &Args,
+    args: &args::Prune,
     now: i64,
 ) -> Result<Vec<(Version, Option<String>)>, Error> {
     let rules = Rules::from_args(args)?;
-    let sub = opt_string(args, "prefix")?.unwrap_or_default();
+    let sub = args.prefix.as_deref().map(expanded).unwrap_or_default();
     let sub = sub.trim_matches('/');
     let prefix = match (remote.prefix.is_empty(), sub.is_empty()) {
         (true, true) => String::new(),
@@ -1643,9 +1569,9 @@ fn describe_line(v: &Version, keep: &Option<String>, dry: bool) -> String {
 /// retain-until date is in the future (checked per version with GetObjectLegalHold and
 /// GetObjectRetention). Each deletion is one request for one version id; the ones that
 /// fail are named and fail the step after the others were tried.
-pub fn prune(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let dry = bool_arg(args, "dry_run")?;
+pub fn prune(args: &args::Prune, cx: &mut Context<'_>) -> Result<Output, Error> {
+    let remote = Remote::connect(args.target.as_deref(), cx.targets)?;
+    let dry = args.dry_run.unwrap_or(false);
     let now = crate::time::now();
     let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
     let mut out = Output::default();
@@ -1707,10 +1633,10 @@ pub fn prune(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
 /// delete KEY version V (written ...)", "would keep KEY version V: legal hold", ...).
 /// Reads the bucket; deletes nothing.
 pub fn describe_prune(
-    args: &Args,
+    args: &args::Prune,
     targets: &BTreeMap<String, crate::config::Target>,
 ) -> Result<Vec<String>, Error> {
-    let remote = Remote::connect(args, targets)?;
+    let remote = Remote::connect(args.target.as_deref(), targets)?;
     let now = crate::time::now();
     let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
     Ok(decisions
@@ -1780,6 +1706,7 @@ mod tests {
 
     #[test]
     fn sizes_and_part_sizes() {
+        use crate::corpus::step::args::parse_size;
         assert_eq!(parse_size("5MiB"), Some(5 << 20));
         assert_eq!(parse_size("64MiB"), Some(64 << 20));
         assert_eq!(parse_size("8MB"), Some(8_000_000));
@@ -1790,11 +1717,12 @@ mod tests {
         // 1 TiB at 5 MiB parts would be 209,716 parts: raised to fit 10,000.
         let raised = part_size_for(5 << 20, 1 << 40);
         assert!((1u64 << 40).div_ceil(raised) <= MAX_PARTS, "{raised}");
-        let mut a = Args::new();
-        a.insert("part_size".into(), serde_json::json!("1MiB"));
-        assert!(part_size_arg(&a).is_err(), "below S3's 5 MiB minimum");
-        a.insert("part_size".into(), serde_json::json!(6 << 20));
-        assert_eq!(part_size_arg(&a).unwrap(), 6 << 20);
+        let part = |yaml: &str| args::Arguments::parse("upload", &format!("source: a\n{yaml}"));
+        assert!(
+            part("part_size: 1MiB\n").is_err(),
+            "below S3's 5 MiB minimum"
+        );
+        assert!(part("part_size: 6291456\n").is_ok());
     }
 
     #[test]

@@ -483,10 +483,11 @@ fn prune_deletes_old_versions_but_never_one_under_legal_hold_nor_the_latest() {
     ))
     .unwrap();
     let targets = std::collections::BTreeMap::from([("offsite".to_string(), target)]);
-    let args = std::collections::BTreeMap::from([
-        ("target".to_string(), serde_json::json!("offsite")),
-        ("retention".to_string(), serde_json::json!("0s")),
-    ]);
+    let Ok(sopkit::corpus::step::args::Arguments::Prune(args)) =
+        sopkit::corpus::step::args::Arguments::parse("prune", "target: offsite\nretention: 0s\n")
+    else {
+        panic!("prune arguments")
+    };
     let lines = sopkit::run::s3::describe_prune(&args, &targets).unwrap();
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(

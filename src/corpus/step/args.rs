@@ -482,6 +482,7 @@ mod tests {
             ("prune", "path: a\nretention: soon\n"),
             ("prune", "path: a\nretention: 1d\nkeep_daily: -1\n"),
             ("restore-test", "dump: d\njobs: 0\n"),
+            ("restore-test", "dump: d\njobs: 65\n"),
             ("upload", "source: a\npart_size: 1MiB\n"),
             ("upload", "source: a\npart_size: lots\n"),
             ("verify", "all_versions: yes\n"),
