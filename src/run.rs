@@ -8,10 +8,9 @@
 
 pub mod action;
 pub mod capture;
-pub mod mysql;
 pub mod redact;
-pub mod s3;
-pub mod ssh;
+pub(crate) mod stream;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -352,14 +351,14 @@ pub fn describe(plan: &Plan) -> String {
         if let Some(e) = refusal(p) {
             s.push_str(&format!("  cannot run: {e}\n"));
         }
-        for line in redactor.mask(&expand(&p.step.body)).lines() {
+        for line in redactor.mask(&action::expand(&p.step.body)).lines() {
             s.push_str(&format!("  | {line}\n"));
         }
         let Some(Arguments::Prune(prune)) = &p.args else {
             continue;
         };
         if action::target_kind(prune.target.as_deref(), &plan.targets) == Some(TargetKind::S3) {
-            match s3::describe_prune(prune, &plan.targets) {
+            match action::prune_objects::describe_prune(prune, &plan.targets) {
                 Ok(lines) => {
                     for l in lines {
                         s.push_str(&format!("  {l}\n"));
@@ -370,7 +369,7 @@ pub fn describe(plan: &Plan) -> String {
         } else {
             let now = crate::time::now();
             let args = action::local_prune_args(prune, &plan.targets);
-            match action::prune_plan(&args, &plan.root, now) {
+            match action::prune::prune_plan(&args, &plan.root, now) {
                 Ok(decisions) => {
                     for d in decisions {
                         match d.keep {
@@ -409,17 +408,6 @@ fn describe_target(t: &Target) -> String {
         TargetKind::Git => t.url.clone().unwrap_or_default(),
     };
     format!("{kind} {place}").trim_end().to_string()
-}
-
-/// `${VAR}` expanded from the environment (for showing built-in action arguments).
-pub(crate) fn expand(text: &str) -> String {
-    static VAR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex")
-    });
-    VAR.replace_all(text, |c: &regex::Captures<'_>| {
-        std::env::var(&c[1]).unwrap_or_else(|_| c[0].to_string())
-    })
-    .into_owned()
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -560,7 +548,7 @@ pub fn execute(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<StepResult>, 
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                ssh::close_all();
+                target::ssh::close_all();
                 return Err(e);
             }
         };
@@ -570,7 +558,7 @@ pub fn execute(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<StepResult>, 
             break;
         }
     }
-    ssh::close_all();
+    target::ssh::close_all();
     Ok(results)
 }
 
@@ -686,7 +674,7 @@ fn checked_earlier(
             _ => None,
         });
         let roots: Vec<PathBuf> = match dest {
-            Some(dest) => vec![action::resolve(&plan.root, &expand(dest))],
+            Some(dest) => vec![action::resolve(&plan.root, &action::expand(dest))],
             None => std::iter::once(plan.root.clone())
                 .chain(
                     plan.targets
@@ -907,9 +895,9 @@ fn run_shell(
     }
     let remote = match (&p.target_name, &p.target) {
         (Some(name), Some(t)) if t.kind == TargetKind::Ssh => {
-            let host = ssh::Host::new(name, t).and_then(|h| h.connect().map(|()| h));
+            let host = target::ssh::Host::new(name, t).and_then(|h| h.connect().map(|()| h));
             match host {
-                Ok(h) => Some((h, ssh::RemoteStep::new(run))),
+                Ok(h) => Some((h, target::ssh::RemoteStep::new(run))),
                 Err(e) => {
                     let line = format!("FAILED: {e}");
                     let _ = writeln!(err_file, "{line}");

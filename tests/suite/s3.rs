@@ -488,7 +488,7 @@ fn prune_deletes_old_versions_but_never_one_under_legal_hold_nor_the_latest() {
     else {
         panic!("prune arguments")
     };
-    let lines = sopkit::run::s3::describe_prune(&args, &targets).unwrap();
+    let lines = sopkit::run::action::prune_objects::describe_prune(&args, &targets).unwrap();
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(
         lines.contains(&format!("would keep {key} version {held}: legal hold")),
