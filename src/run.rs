@@ -418,7 +418,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Ctrl-C and SIGTERM stop the running step (its whole process group) and are recorded.
 fn catch_signals() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: installing a handler has no safe equivalent in std or rustix (rustix leaves
+    // signal handlers to the C library); this one only stores to an atomic, which is
+    // async-signal-safe, and `on_signal` lives for the whole program.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -434,16 +436,15 @@ pub fn operator(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// This machine's host name (the node name `uname` gives, as `gethostname` does).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
-    // truncates, and we read up to the first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown-host".to_string();
+    let name = rustix::system::uname();
+    let name = name.nodename().to_string_lossy();
+    if name.is_empty() {
+        "unknown-host".to_string()
+    } else {
+        name.into_owned()
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// How one step ended.
@@ -493,10 +494,14 @@ fn pump(
     Ok(captured)
 }
 
-fn kill_group(pid: u32, signal: libc::c_int) {
-    // SAFETY: sending a signal to a process group we created; no memory is touched.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), signal);
+/// Sends `signal` to the process group a step's shell leads (it was started in a group of
+/// its own); a group that is gone already is fine.
+fn kill_group(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -937,17 +942,9 @@ fn run_shell(
         }
     };
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: setpgid is async-signal-safe; the child gets a process group of its own, so
-    // a timeout or Ctrl-C can stop everything the step started.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // A process group of its own, so that a timeout or Ctrl-C can stop everything the step
+    // started.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| Error::Io {
         path: PathBuf::from(if remote.is_some() { "ssh" } else { shell }),
@@ -988,7 +985,7 @@ fn run_shell(
             if let Some((host, step)) = &remote {
                 step.kill(host);
             }
-            kill_group(pid, libc::SIGTERM);
+            kill_group(pid, rustix::process::Signal::TERM);
             let grace = Instant::now();
             while grace.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -996,7 +993,7 @@ fn run_shell(
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            kill_group(pid, libc::SIGKILL);
+            kill_group(pid, rustix::process::Signal::KILL);
             break child.wait().ok();
         }
         std::thread::sleep(Duration::from_millis(20));

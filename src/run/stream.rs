@@ -115,9 +115,6 @@ pub(crate) fn copy_chunks(
 
 /// Asks for a 1 MiB pipe buffer (Linux allows it to any process by default): the tool at
 /// the other end and this process then hand over fewer, larger pieces. Only a hint.
-pub(crate) fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
-    // SAFETY: fcntl on an open descriptor with an integer argument; no memory is passed.
-    unsafe {
-        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
-    }
+pub(crate) fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, CHUNK);
 }

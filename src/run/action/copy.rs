@@ -100,9 +100,7 @@ fn receive(
 /// writing. Only advice: where the kernel keeps the pages (tmpfs), the read-back is from
 /// memory, as it would be anyway.
 fn forget_cached(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: integer arguments on a valid open descriptor; no memory is passed.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 fn copy_local(source_arg: &str, dest: &Path, cx: &mut Context<'_>) -> Result<Output, Error> {
@@ -323,8 +321,9 @@ mod tests {
         use std::os::fd::AsRawFd;
         let pages = len.div_ceil(4096);
         let mut vec = vec![0u8; pages];
-        // SAFETY: a read-only shared mapping of `len` bytes of an open file, queried with
-        // mincore into a vector of one byte per page, then unmapped; nothing is dereferenced.
+        // SAFETY: no safe equivalent (neither std nor rustix offers mincore): a read-only
+        // shared mapping of `len` bytes of an open file, queried with mincore into a vector of
+        // one byte per page, then unmapped; nothing is dereferenced.
         unsafe {
             let p = libc::mmap(
                 std::ptr::null_mut(),

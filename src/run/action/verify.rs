@@ -8,7 +8,7 @@ use super::archive::{Entry, Manifest, manifest_path};
 use super::pipeline::{self, ReadAhead};
 use super::{Context, Error, Output, conclude, io, required, resolve};
 use crate::corpus::step::args;
-use crate::run::stream::{self};
+use crate::run::stream;
 
 /// `verify`: `archive` (a path, or the id of an earlier step of this SOP whose latest
 /// successful run made one): the archive's own hash against its manifest, then every entry

@@ -585,27 +585,26 @@ fn sync(
 }
 
 /// Whether `fd` has something to read within `ms` milliseconds.
-fn readable(fd: &impl std::os::fd::AsRawFd, ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+fn readable(fd: &impl std::os::fd::AsFd, ms: i32) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::from(ms / 1000),
+        tv_nsec: i64::from(ms % 1000) * 1_000_000,
     };
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let n = unsafe { libc::poll(&mut poll, 1, ms) };
-    n != 0
+    // An error (an interrupted wait) counts as readable, as poll's -1 did: the caller then
+    // reads and finds out.
+    rustix::event::poll(&mut fds, Some(&timeout)) != Ok(0)
 }
 
 /// Whether process `pid` is blocked reading its stdin (`/proc/PID/syscall` names the system
 /// call and its first argument) while the pipe to it is empty.
 fn waiting_for_input(pid: u32, stdin: &ChildStdin) -> bool {
-    use std::os::fd::AsRawFd;
     let reading = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
         .is_ok_and(|s| s.starts_with("0 0x0 "));
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int; a pipe's write end answers it like its read end.
-    let asked = unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut queued) };
-    reading && asked == 0 && queued == 0
+    // A pipe's write end answers FIONREAD like its read end.
+    let queued = rustix::io::ioctl_fionread(stdin);
+    reading && queued.is_ok_and(|n| n == 0)
 }
 
 #[cfg(test)]
