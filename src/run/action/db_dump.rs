@@ -59,6 +59,8 @@ impl<W: Write> Write for Tally<W> {
 /// tool finished (its exit status and its closing `-- Dump completed` line), and writes the
 /// record of tables, counts and checksums beside it. Nothing is left under the final name
 /// unless all of that succeeded.
+// Long (about 190 lines): the dump, its checksums before and after and the record share one
+// child process and its hashing writers; splitting it is left to a later change.
 pub fn db_dump(args: &args::DbDump, cx: &mut Context<'_>) -> Result<Output, Error> {
     let server = Server::named(required(args.target.as_deref(), "target")?, cx.targets)?;
     let database = expand(&args.database);

@@ -48,6 +48,8 @@ impl Drop for Scratch<'_> {
 /// dump came from). Restores into a new scratch database, checks the file's and the SQL's
 /// hashes against the record as they stream, compares every table's row count and checksum
 /// with the dump's record, drops the scratch database, and records how long the restore took.
+// Long (about 220 lines): the scratch database, the loading sessions and the comparison share
+// one guard that drops the database however it ends; splitting it is left to a later change.
 pub fn restore_test(args: &args::RestoreTest, cx: &mut Context<'_>) -> Result<Output, Error> {
     let arg = expand(&args.dump);
     let dump = match cx.earlier.get(&arg) {
