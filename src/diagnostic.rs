@@ -105,6 +105,12 @@ rules! {
     MalformedStep = "malformed-step", Error,
         "A step block's info string or arguments cannot be understood.",
         "Write steps as ```sh {step=ID target=NAME timeout=30m env=VAR} or ```sopkit {step=ID action=NAME} with a YAML mapping as body.";
+    /// A built-in action's arguments that are not the ones it takes: an unknown argument
+    /// (a typo such as `keep_dayly`), a missing required one, or a value of the wrong type
+    /// (a `legal_hold` string instead of a list).
+    InvalidStepArguments = "invalid-step-arguments", Error,
+        "A built-in action's arguments are not the ones it accepts.",
+        "Use only the arguments the action lists, with values of their type (numbers, true/false, lists); a misspelt argument would otherwise be ignored.";
     DuplicateStepId = "duplicate-step-id", Error,
         "Two steps in one SOP have the same id.",
         "Give every step of an SOP a unique id; evidence and SLOs refer to steps by id.";

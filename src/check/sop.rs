@@ -163,7 +163,23 @@ pub fn check_steps(corpus: &Corpus, doc: &Document) -> Vec<Diagnostic> {
             let what = format!("step `{}` requires role", step.id);
             out.push(undefined_role(corpus, path, step.info_span, role, &what));
         }
-        let arg_target = step.args.get("target").and_then(|v| v.as_str());
+        let arguments = match &step.arguments {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                out.push(
+                    Diagnostic::new(
+                        Rule::InvalidStepArguments,
+                        path,
+                        Some(step.arguments_span(&doc.file, e)),
+                        format!("step `{}`: {}", step.id, e.message),
+                    )
+                    .with_help(e.help.clone()),
+                );
+                None
+            }
+            None => None,
+        };
+        let arg_target = arguments.and_then(|a| a.target());
         for (target, span) in [
             (step.target.as_deref(), step.info_span),
             (arg_target, step.span),

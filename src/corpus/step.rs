@@ -2,10 +2,12 @@
 //! ```` ```sh {step=dump-db target=app-db timeout=30m env=A,B} ```` or
 //! ```` ```sopkit {step=verify action=verify} ````. The block still renders as code on a forge.
 
+pub mod args;
+
 use std::collections::BTreeMap;
 
 use crate::duration::Duration;
-use crate::source::Span;
+use crate::source::{SourceFile, Span};
 
 /// Actions built into `sopkit` blocks.
 pub const ACTIONS: &[&str] = &[
@@ -42,6 +44,39 @@ pub struct Step {
     pub info_span: Span,
     /// For `sopkit` blocks: the YAML arguments.
     pub args: BTreeMap<String, serde_json::Value>,
+    /// For `sopkit` blocks: the arguments read as those of the action, or why they are not.
+    pub arguments: Option<Result<args::Arguments, args::ArgsError>>,
+}
+
+impl Step {
+    /// Where an argument error is in the SOP file `file`: from its line and column in the
+    /// block's body (line 1 follows the opening fence) to the end of the token there. A block
+    /// indented in a list or quoted has its body lines at the end of the file's lines, so
+    /// the column counts from where the body line starts in the file line.
+    pub fn arguments_span(&self, file: &SourceFile, e: &args::ArgsError) -> Span {
+        let fence_line = file.position(self.span.start).line;
+        let start = file.offset(fence_line + e.line, 1).min(self.span.end);
+        let rest = &file.text[start..];
+        let line_text = &rest[..rest.find('\n').unwrap_or(rest.len())];
+        let body_line = self
+            .body
+            .lines()
+            .nth(e.line.saturating_sub(1))
+            .unwrap_or("");
+        let indent = if line_text.ends_with(body_line) {
+            line_text.len() - body_line.len()
+        } else {
+            0
+        };
+        let within = &line_text[indent..];
+        let at = within
+            .char_indices()
+            .nth(e.column.saturating_sub(1))
+            .map_or(within.len(), |(i, _)| i);
+        let begin = start + indent + at;
+        let token = within[at..].trim_end();
+        Span::new(begin, begin + token.len().max(1).min(within.len() - at))
+    }
 }
 
 /// Why an info string or a step's arguments could not be read.
@@ -195,6 +230,7 @@ pub fn from_block(
     }
     let action = attrs.remove("action");
     let mut args = BTreeMap::new();
+    let mut arguments = None;
     if lang == "sopkit" {
         let Some(a) = &action else {
             return Err(err(format!(
@@ -215,6 +251,7 @@ pub fn from_block(
                     span,
                 })?;
         }
+        arguments = Some(args::Arguments::parse(a, body));
     } else if let Some(a) = &action {
         return Err(err(format!(
             "`action={a}` is only allowed in ```sopkit blocks"
@@ -232,6 +269,7 @@ pub fn from_block(
         span,
         info_span,
         args,
+        arguments,
     }))
 }
 

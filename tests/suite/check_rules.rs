@@ -469,7 +469,7 @@ fn duplicate_step_id() {
 #[test]
 fn unknown_target_in_attribute_and_arguments() {
     let r = Repo::clean();
-    r.append(SOP, "\n```sh {step=x target=tape}\nx\n```\n\n```sopkit {step=y action=prune}\ntarget: vault\n```\n");
+    r.append(SOP, "\n```sh {step=x target=tape}\nx\n```\n\n```sopkit {step=y action=prune}\ntarget: vault\nretention: 35d\n```\n");
     assert_findings(
         &r,
         &[
@@ -477,6 +477,98 @@ fn unknown_target_in_attribute_and_arguments() {
             ("unknown-target", SOP, Some("```sopkit")),
         ],
     );
+}
+
+#[test]
+fn invalid_step_arguments_name_the_key_or_value_in_the_block() {
+    let r = Repo::clean();
+    // A typo would be ignored, and a string where a list belongs would hold nothing.
+    r.append(
+        SOP,
+        "\n```sopkit {step=prune-a action=prune}\npath: backups\nretention: 35d\nkeep_dayly: 7\n```\n\n```sopkit {step=prune-b action=prune}\npath: backups\nretention: 35d\nlegal_hold: \"*.keep\"\n```\n",
+    );
+    assert_findings(
+        &r,
+        &[
+            ("invalid-step-arguments", SOP, Some("keep_dayly")),
+            ("invalid-step-arguments", SOP, Some("\"*.keep\"")),
+        ],
+    );
+    let (_, diags) = r.diagnostics();
+    let typo = diags
+        .iter()
+        .find(|d| d.message.contains("keep_dayly"))
+        .expect("the typo is reported");
+    assert!(typo.help_text().contains("keep_daily"), "{typo:?}");
+    let hold = diags
+        .iter()
+        .find(|d| d.message.contains("prune-b"))
+        .expect("the string legal_hold is reported");
+    assert!(hold.help_text().contains("list"), "{hold:?}");
+}
+
+#[test]
+fn invalid_step_arguments_inside_a_list_item_point_into_the_indented_block() {
+    let r = Repo::clean();
+    r.append(
+        SOP,
+        "\n1. Archive:\n\n   ```sopkit {step=arch action=archive}\n   source: data\n   dest: out\n   level: fast\n   ```\n",
+    );
+    assert_findings(&r, &[("invalid-step-arguments", SOP, Some("fast"))]);
+}
+
+#[test]
+fn a_correct_step_of_every_action_passes() {
+    let r = Repo::clean();
+    r.write(
+        "sopkit.toml",
+        "[targets.backups]\nkind = \"local\"\npath = \"/srv/backups\"\nmedium = \"disk\"\n\n\
+         [targets.db]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nuser = \"backup\"\n\n\
+         [targets.offsite]\nkind = \"s3\"\nbucket = \"b\"\naccess_key_env = \"A\"\nsecret_key_env = \"S\"\n\n\
+         [targets.forge]\nkind = \"git\"\nurl = \"https://example.com/r.git\"\n",
+    );
+    let blocks = [
+        ("archive", "source: data\ndest: out\nlevel: 3\n"),
+        ("verify", "archive: step-archive\n"),
+        ("verify", "target: offsite\nkey: app/\nall_versions: true\n"),
+        ("copy", "source: step-archive\ndest: /mnt/offline\n"),
+        (
+            "prune",
+            "path: out\npattern: \"*.tar.zst\"\nretention: 35d\nkeep_daily: 7\nkeep_weekly: 4\nkeep_monthly: 12\nlegal_hold: [\"case-*\"]\n",
+        ),
+        (
+            "prune",
+            "target: offsite\nprefix: app\nretention: 90d\nexpire_latest: false\ndry_run: true\n",
+        ),
+        ("git-mirror", "target: forge\ndest: mirrors\n"),
+        (
+            "git-mirror",
+            "url: https://example.com/x.git\ndest: mirrors\n",
+        ),
+        ("db-dump", "target: db\ndatabase: app\ndest: dumps\n"),
+        ("restore-test", "dump: step-db-dump\ntarget: db\njobs: 2\n"),
+        (
+            "upload",
+            "source: step-db-dump\ntarget: offsite\nkey: app/\npattern: \"*.zst\"\npart_size: 64MiB\n",
+        ),
+        (
+            "restore",
+            "target: offsite\nkey: app/x\nversions_back: 1\ndest: restored/\n",
+        ),
+    ];
+    let mut text = String::new();
+    for (i, (action, body)) in blocks.iter().enumerate() {
+        text.push_str(&format!(
+            "\n```sopkit {{step=step-{action}{} action={action}}}\n{body}```\n",
+            if i == 0 || blocks[i - 1].0 != *action {
+                String::new()
+            } else {
+                format!("-{i}")
+            }
+        ));
+    }
+    r.append(SOP, &text);
+    assert_findings(&r, &[]);
 }
 
 #[test]

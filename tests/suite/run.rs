@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::approvals::{Keys, approve, signed_fixture};
 use crate::support::{Repo, SOP, end_records, files, sha256, stderr, stdout};
 
-const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump target=nowhere}\ndatabase: app\n```\n";
+const STEPS: &str = "---\nid: OPS-001\ntitle: Steps\n---\n\n# Steps\n\n```sh {step=hello env=SECRET_TOKEN}\necho \"hello $SECRET_TOKEN and again $SECRET_TOKEN\"\necho to-stderr >&2\nprintf data > out.bin\necho out.bin >> \"$SOPKIT_ARTIFACTS\"\n```\n\n```sh {step=fail}\necho failing; exit 3\n```\n\n```sh {step=slow timeout=1s}\necho $$ > slow.pid\nsleep 30\n```\n\n```sh {step=long}\necho $$ > long.pid\nsleep 30\n```\n\n```sopkit {step=pack action=db-dump target=nowhere}\ndatabase: app\ndest: dumps\n```\n";
 
 fn steps_repo() -> Repo {
     let r = Repo::empty();
@@ -808,4 +808,58 @@ fn local_prune_reads_the_one_clock() {
     let out = go(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!today.exists(), "the run deletes what its dry run listed");
+}
+
+/// A prune whose arguments are not prune's is refused before anything runs (exit 2, no
+/// evidence), with the finding `check` gives: a misspelt keep rule would keep nothing, and a
+/// `legal_hold` written as one string instead of a list would hold nothing.
+#[test]
+fn a_prune_with_wrong_arguments_is_refused_and_deletes_nothing() {
+    let backups = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(90 * 86_400);
+    for name in ["old.tar.zst", "case.keep"] {
+        let p = backups.path().join(name);
+        std::fs::write(&p, name).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    for (bad, finding) in [
+        ("keep_dayly: 7", "unknown field `keep_dayly`"),
+        ("legal_hold: \"*.keep\"", "`legal_hold` must be a list"),
+    ] {
+        let r = Repo::empty();
+        let sop = format!(
+            "---\nid: BK-004\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {{step=prune action=prune}}\npath: ${{BACKUP_DIR}}\nretention: 35d\n{bad}\n```\n"
+        );
+        r.write("procedures/BK-004-prune.md", &sop);
+        r.commit("prune SOP");
+        let key = bad.split(':').next().unwrap();
+        let (line, column) = r.pos("procedures/BK-004-prune.md", key);
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let out = run_backup(&r, "BK-004", backups.path(), extra);
+            assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(finding), "{bad}: {err}");
+            assert!(err.contains("step `prune`"), "{err}");
+            if key == "keep_dayly" {
+                let at = format!("procedures/BK-004-prune.md:{line}:{column}");
+                assert!(err.contains(&at), "{at} in {err}");
+                assert!(err.contains("keep_daily"), "the accepted ones: {err}");
+            }
+        }
+        assert_eq!(files(backups.path()).len(), 2, "{bad}: nothing was deleted");
+        assert!(!r.path().join("evidence").exists(), "{bad}: no evidence");
+        // `check` reports the same thing.
+        let check = r.sopkit(&["check"]);
+        assert_eq!(check.status.code(), Some(1), "{bad}");
+        assert!(
+            stdout(&check).contains("invalid-step-arguments"),
+            "{bad}: {}",
+            stdout(&check)
+        );
+    }
 }

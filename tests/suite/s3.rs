@@ -483,11 +483,12 @@ fn prune_deletes_old_versions_but_never_one_under_legal_hold_nor_the_latest() {
     ))
     .unwrap();
     let targets = std::collections::BTreeMap::from([("offsite".to_string(), target)]);
-    let args = std::collections::BTreeMap::from([
-        ("target".to_string(), serde_json::json!("offsite")),
-        ("retention".to_string(), serde_json::json!("0s")),
-    ]);
-    let lines = sopkit::run::s3::describe_prune(&args, &targets).unwrap();
+    let Ok(sopkit::corpus::step::args::Arguments::Prune(args)) =
+        sopkit::corpus::step::args::Arguments::parse("prune", "target: offsite\nretention: 0s\n")
+    else {
+        panic!("prune arguments")
+    };
+    let lines = sopkit::run::action::prune_objects::describe_prune(&args, &targets).unwrap();
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(
         lines.contains(&format!("would keep {key} version {held}: legal hold")),

@@ -3,8 +3,7 @@
 //! hashed ahead of the archive writer ([`TreeReader`]), and restored files written behind
 //! the verifier ([`WriteBehind`]). Each hands 1 MiB chunks over a bounded channel (memory
 //! stays constant) and gets the used buffers back to fill again. Hand-written: a bounded
-//! channel between two threads is all each of them takes. Also: 1 MiB copies over a
-//! widened pipe to and from the database tools ([`copy_chunks`], [`widen_pipe`]).
+//! channel between two threads is all each of them takes.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,8 +12,8 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-/// The size of the chunks handed between threads.
-pub(crate) const CHUNK: usize = 1 << 20;
+use crate::run::stream::{CHUNK, fill, hex};
+
 /// Chunks in flight between two threads (besides the one each side holds). Two left the
 /// threads waiting on each other on a busy 2-core machine; six kept both cores fuller
 /// (verify of 1 GiB: 1.41 -> 1.34 s, archive 2.58 -> 2.44 s; 6 MiB more per channel).
@@ -37,48 +36,6 @@ impl Spare {
 fn take(pool: &Receiver<Vec<u8>>) -> Vec<u8> {
     pool.try_recv()
         .unwrap_or_else(|_| Vec::with_capacity(CHUNK))
-}
-
-/// Fills `buf` with up to `CHUNK` bytes; fewer only at the end of `from`. A recycled buffer
-/// is filled in place (`read_to_end` would zero its spare capacity on every call).
-pub(crate) fn fill(from: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    buf.resize(CHUNK, 0);
-    let mut n = 0;
-    while n < CHUNK {
-        match from.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.clear();
-                return Err(e);
-            }
-        }
-    }
-    buf.truncate(n);
-    Ok(n)
-}
-
-/// Copies `from` to `to` in chunks of `CHUNK` bytes (`std::io::copy` moves 8 KiB at a time
-/// between a pipe and a writer that hashes and compresses).
-pub(crate) fn copy_chunks(
-    from: &mut impl Read,
-    to: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(CHUNK);
-    while fill(from, &mut buf)? > 0 {
-        to.write_all(&buf)?;
-    }
-    Ok(())
-}
-
-/// Asks for a 1 MiB pipe buffer (Linux allows it to any process by default): the tool at
-/// the other end and this process then hand over fewer, larger pieces. Only a hint.
-pub(crate) fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
-    // SAFETY: fcntl on an open descriptor with an integer argument; no memory is passed.
-    unsafe {
-        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
-    }
 }
 
 /// Reads `file` to its end in chunks (buffers from `pool`), hashing each before `send` hands
@@ -169,7 +126,7 @@ impl ReadAhead {
             .expect("joined once")
             .join()
             .map_err(|_| std::io::Error::other("the reading thread stopped unexpectedly"))?;
-        Ok((super::hex(hash.finalize()), count))
+        Ok((hex(hash.finalize()), count))
     }
 }
 
@@ -293,7 +250,7 @@ impl TreeReader {
                 };
                 match read_hashed(&mut file, &pool, |c| tx.send(Walked::Chunk(c)).is_ok()) {
                     Ok(Some((hash, size))) => {
-                        let sha256 = super::hex(hash.finalize());
+                        let sha256 = hex(hash.finalize());
                         if tx.send(Walked::End { size, sha256 }).is_err() {
                             return;
                         }
@@ -441,7 +398,7 @@ impl WriteBehind {
                         digest: Option<(Sha256, u64)>,
                         out: &mut Restored| {
                 if let Some((hash, size)) = digest {
-                    out.files.push((size, super::hex(hash.finalize())));
+                    out.files.push((size, hex(hash.finalize())));
                 }
                 if let Some((path, file)) = current {
                     drop(file);
@@ -554,7 +511,7 @@ mod tests {
                 chunks.read_to_end(&mut data).unwrap();
                 let (size, sha) = chunks.digest().unwrap();
                 assert_eq!(size, data.len() as u64);
-                assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+                assert_eq!(sha, hex(Sha256::digest(&data)));
                 seen.push((rel, data.len()));
             } else {
                 seen.push((rel, 0));
@@ -579,7 +536,7 @@ mod tests {
         })
         .unwrap()
         .expect("read to the end");
-        (got, size, super::super::hex(hash.finalize()))
+        (got, size, hex(hash.finalize()))
     }
 
     #[test]
@@ -604,7 +561,7 @@ mod tests {
             want.len()
         );
         assert_eq!(size, want.len() as u64);
-        assert_eq!(sha, super::super::hex(Sha256::digest(&want)));
+        assert_eq!(sha, hex(Sha256::digest(&want)));
         // Cut short after the first chunk: what is left is what is read.
         std::fs::write(&path, [&data[..], b"tail"].concat()).unwrap();
         let cut = |p: &Path| {
@@ -614,7 +571,7 @@ mod tests {
         let (got, size, sha) = read_changing(&path, cut);
         assert!(got == data, "read {} bytes, {CHUNK} expected", got.len());
         assert_eq!(size, CHUNK as u64);
-        assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+        assert_eq!(sha, hex(Sha256::digest(&data)));
     }
 
     #[test]
@@ -643,7 +600,7 @@ mod tests {
         let Restored { files, failures } = w.finish();
         assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"abcdef");
         // Every file is hashed, whether or not it could be written.
-        let digest = |data: &[u8]| (data.len() as u64, super::super::hex(Sha256::digest(data)));
+        let digest = |data: &[u8]| (data.len() as u64, hex(Sha256::digest(data)));
         let want = [
             digest(b"abcdef"),
             digest(b"x"),
@@ -673,6 +630,6 @@ mod tests {
         assert_eq!(head, &data[..10]);
         let (sha, size) = r.finish().unwrap();
         assert_eq!(size, data.len() as u64);
-        assert_eq!(sha, super::super::hex(Sha256::digest(&data)));
+        assert_eq!(sha, hex(Sha256::digest(&data)));
     }
 }

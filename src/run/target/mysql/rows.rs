@@ -17,7 +17,7 @@ const DELIMITER: &[u8] = b"DELIMITER ";
 const VALUES: &[u8] = b" VALUES";
 
 #[derive(Default)]
-pub(super) struct RowCounter {
+pub(crate) struct RowCounter {
     state: State,
     /// The first bytes of the current line, while they may still begin a statement that
     /// matters here.
@@ -54,7 +54,7 @@ enum State {
 }
 
 impl RowCounter {
-    pub(super) fn feed(&mut self, bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -193,7 +193,7 @@ impl RowCounter {
 
     /// The rows of every table that has an INSERT in the dump; `None` when the counts are
     /// unknown (an INSERT not understood, or the SQL ends inside one).
-    pub(super) fn finish(self) -> Option<BTreeMap<String, u64>> {
+    pub(crate) fn finish(self) -> Option<BTreeMap<String, u64>> {
         let inside = matches!(
             self.state,
             State::Name { .. } | State::Keyword { .. } | State::Values { .. }

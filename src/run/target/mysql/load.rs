@@ -19,11 +19,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::mpsc;
 
-use super::super::action::pipeline;
+use crate::run::stream as pipeline;
 
 /// What a piece of the dump is, for the sessions that load it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// An INSERT statement: any one session.
     Data,
     /// A session setting: every session.
@@ -39,7 +39,7 @@ const DELIMITER: &[u8] = b"DELIMITER ";
 const SANDBOX: &[u8] = b"/*M!999999\\-";
 /// Longer statements are refused rather than held in memory; the dump tool's own limit
 /// (`net_buffer_length`, 1 MiB by default, 16 MiB at most) keeps its statements far below.
-pub(super) const MAX_STATEMENT: usize = 256 << 20;
+pub(crate) const MAX_STATEMENT: usize = 256 << 20;
 
 /// Cuts a dump's SQL, as it streams, into statements of the kinds above; every byte lands in
 /// exactly one piece, in order.
@@ -52,7 +52,7 @@ pub(super) const MAX_STATEMENT: usize = 256 << 20;
 /// `DELIMITER ;`. Splitting where the client does matters: a session is only known to be
 /// done when it prints a marker sent after a whole statement.
 #[derive(Default)]
-pub(super) struct Splitter {
+pub(crate) struct Splitter {
     /// The piece being collected; bytes after `pos` are not looked at yet.
     piece: Vec<u8>,
     pos: usize,
@@ -176,7 +176,7 @@ type Out<'a> = dyn FnMut(Kind, Vec<u8>) -> std::io::Result<()> + 'a;
 
 impl Splitter {
     /// Takes the next bytes of the SQL; `out` receives each piece as it is complete.
-    pub(super) fn feed(&mut self, bytes: &[u8], out: &mut Out<'_>) -> std::io::Result<()> {
+    pub(crate) fn feed(&mut self, bytes: &[u8], out: &mut Out<'_>) -> std::io::Result<()> {
         self.piece.extend_from_slice(bytes);
         while self.step(out)? {}
         if self.piece.len() > MAX_STATEMENT {
@@ -189,7 +189,7 @@ impl Splitter {
     }
 
     /// The SQL has ended: the last piece, whatever it holds.
-    pub(super) fn finish(mut self, out: &mut Out<'_>) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self, out: &mut Out<'_>) -> std::io::Result<()> {
         if self.piece.is_empty() {
             return Ok(());
         }
@@ -364,7 +364,7 @@ enum Msg {
 }
 
 /// One client session: its stdin, and its stdout, where only the markers of [`sync`] appear.
-pub(super) struct Pipes {
+pub(crate) struct Pipes {
     pub pid: u32,
     pub stdin: ChildStdin,
     pub stdout: ChildStdout,
@@ -373,7 +373,7 @@ pub(super) struct Pipes {
 /// Feeds `sql` to the sessions as described at the top of this module. Returns once every
 /// piece was handed on and every session's stdin is closed; an error when `sql` could not
 /// be read or a session stopped taking statements (its client then says why on stderr).
-pub(super) fn feed(sql: &mut impl Read, sessions: Vec<Pipes>) -> std::io::Result<()> {
+pub(crate) fn feed(sql: &mut impl Read, sessions: Vec<Pipes>) -> std::io::Result<()> {
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::scope(|scope| {
         let mut queues = Vec::new();
@@ -585,27 +585,26 @@ fn sync(
 }
 
 /// Whether `fd` has something to read within `ms` milliseconds.
-fn readable(fd: &impl std::os::fd::AsRawFd, ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+fn readable(fd: &impl std::os::fd::AsFd, ms: i32) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::from(ms / 1000),
+        tv_nsec: i64::from(ms % 1000) * 1_000_000,
     };
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let n = unsafe { libc::poll(&mut poll, 1, ms) };
-    n != 0
+    // An error (an interrupted wait) counts as readable, as poll's -1 did: the caller then
+    // reads and finds out.
+    rustix::event::poll(&mut fds, Some(&timeout)) != Ok(0)
 }
 
 /// Whether process `pid` is blocked reading its stdin (`/proc/PID/syscall` names the system
 /// call and its first argument) while the pipe to it is empty.
 fn waiting_for_input(pid: u32, stdin: &ChildStdin) -> bool {
-    use std::os::fd::AsRawFd;
     let reading = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
         .is_ok_and(|s| s.starts_with("0 0x0 "));
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int; a pipe's write end answers it like its read end.
-    let asked = unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut queued) };
-    reading && asked == 0 && queued == 0
+    // A pipe's write end answers FIONREAD like its read end.
+    let queued = rustix::io::ioctl_fionread(stdin);
+    reading && queued.is_ok_and(|n| n == 0)
 }
 
 #[cfg(test)]

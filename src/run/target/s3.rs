@@ -29,51 +29,53 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::action::{Context, Error, Output, hex, io, pipeline, resolve, sources, string_arg};
 use crate::config::{Target, TargetKind};
 
-type Args = BTreeMap<String, serde_json::Value>;
+use crate::corpus::step::args::{MAX_PART, MIN_PART};
+use crate::run::stream::{self, Error, hex, io};
 
 /// User metadata key of the whole-content SHA-256 (hex) that `upload` stores.
 pub const META_SHA256: &str = "sopkit-sha256";
+
 /// User metadata key of the part size of a multipart upload (bytes), so that `verify` can
 /// recompute the composite SHA-256 checksum the server keeps.
 pub const META_PART_SIZE: &str = "sopkit-part-size";
 
-/// S3's smallest part (every part but the last must be at least this long).
-const MIN_PART: u64 = 5 << 20;
-/// S3's largest part.
-const MAX_PART: u64 = 5 << 30;
 /// S3's most parts in one upload.
-const MAX_PARTS: u64 = 10_000;
+pub(crate) const MAX_PARTS: u64 = 10_000;
+
 /// Default part size, raised for files that would need more than 10,000 parts. 16 MiB
 /// uploaded 1 GiB to moto in 9.4 and 11.5 s where 64 MiB took 12.9 and 15.3 s (servers buffer a
 /// part before they check it), and keeps the retry of a failed part cheap.
-const DEFAULT_PART: u64 = 16 << 20;
+pub(crate) const DEFAULT_PART: u64 = 16 << 20;
+
 /// Parts sent at once. Each streams from disk, so memory does not grow with it.
-const PARTS_IN_FLIGHT: usize = 4;
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
+
 /// Read size when hashing a file or a download.
-const BUF: usize = 1 << 20;
+pub(crate) const BUF: usize = 1 << 20;
 
 /// A bucket to talk to, and what to mask in anything we say about it.
-struct Remote {
-    rt: tokio::runtime::Runtime,
-    client: Client,
+pub(crate) struct Remote {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) client: Client,
     /// The target's name in `sopkit.toml`.
-    name: String,
-    bucket: String,
+    pub(crate) name: String,
+    pub(crate) bucket: String,
     /// The target's key prefix, without a trailing `/` (may be empty).
-    prefix: String,
-    endpoint: String,
+    pub(crate) prefix: String,
+    pub(crate) endpoint: String,
     /// Credential values, masked out of every message.
-    secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
 }
 
 impl Remote {
-    /// The target named by the `target` argument, with a client built from its settings
+    /// The target `name` (an action's `target` argument), with a client built from its settings
     /// and the credentials in the environment variables it names.
-    fn connect(args: &Args, targets: &BTreeMap<String, Target>) -> Result<Remote, Error> {
-        let name = string_arg(args, "target")?;
+    pub(crate) fn connect(
+        name: String,
+        targets: &BTreeMap<String, Target>,
+    ) -> Result<Remote, Error> {
         let t = targets.get(&name).ok_or_else(|| Error::Argument {
             name: "target",
             message: format!("target `{name}` is not defined in sopkit.toml"),
@@ -147,20 +149,20 @@ impl Remote {
         })
     }
 
-    fn mask(&self, text: &str) -> String {
+    pub(crate) fn mask(&self, text: &str) -> String {
         let mut s = text.to_string();
         for v in self.secrets.iter().filter(|v| v.len() >= 4) {
-            s = s.replace(v.as_str(), super::redact::MASK);
+            s = s.replace(v.as_str(), crate::run::redact::MASK);
         }
         s
     }
 
-    fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
 
     /// An error from the service or the connection, as `s3://BUCKET/KEY: what happened`.
-    fn fail<E>(&self, key: &str, doing: &str, e: &SdkError<E, HttpResponse>) -> Error
+    pub(crate) fn fail<E>(&self, key: &str, doing: &str, e: &SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -170,7 +172,7 @@ impl Remote {
         }
     }
 
-    fn explain<E>(&self, e: &SdkError<E, HttpResponse>) -> String
+    pub(crate) fn explain<E>(&self, e: &SdkError<E, HttpResponse>) -> String
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -208,13 +210,13 @@ impl Remote {
     }
 
     /// `KEY` under the target's prefix.
-    fn key(&self, key: &str) -> Result<String, Error> {
+    pub(crate) fn key(&self, key: &str) -> Result<String, Error> {
         object_key(&self.prefix, key)
     }
 }
 
 /// An error and its sources, `a: b: c`, without repeats.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -228,14 +230,14 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Is this a service error with one of these codes?
-fn has_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>, codes: &[&str]) -> bool {
+pub(crate) fn has_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>, codes: &[&str]) -> bool {
     match e {
         SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)),
         _ => false,
     }
 }
 
-fn is_service_error<E, R>(e: &SdkError<E, R>) -> bool {
+pub(crate) fn is_service_error<E, R>(e: &SdkError<E, R>) -> bool {
     matches!(e, SdkError::ServiceError(_))
 }
 
@@ -298,66 +300,11 @@ pub fn upload_keys(names: &[String], key: Option<&str>) -> Result<Vec<String>, E
     Ok(out)
 }
 
-/// A size in bytes: a number, or a number and a unit (`5MiB`, `64MiB`, `1GiB`, `8MB`).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 /// The part size for a file of `len` bytes: the one asked for (S3's 5 MiB to 5 GiB),
 /// raised if the file would otherwise need more than 10,000 parts.
 pub fn part_size_for(asked: u64, len: u64) -> u64 {
     let fit = len.div_ceil(MAX_PARTS);
     asked.max(fit).clamp(MIN_PART, MAX_PART)
-}
-
-fn part_size_arg(args: &Args) -> Result<u64, Error> {
-    let bad = || Error::Argument {
-        name: "part_size",
-        message: "expected a size from 5MiB to 5GiB (a number of bytes, or e.g. 64MiB)".into(),
-    };
-    let n = match args.get("part_size") {
-        None | Some(serde_json::Value::Null) => return Ok(DEFAULT_PART),
-        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
-        Some(serde_json::Value::String(s)) => parse_size(s).ok_or_else(bad)?,
-        Some(_) => return Err(bad()),
-    };
-    if !(MIN_PART..=MAX_PART).contains(&n) {
-        return Err(bad());
-    }
-    Ok(n)
-}
-
-fn bool_arg(args: &Args, name: &'static str) -> Result<bool, Error> {
-    match args.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(false),
-        Some(serde_json::Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::Argument {
-            name,
-            message: format!("expected true or false, found {other}"),
-        }),
-    }
-}
-
-fn opt_string(args: &Args, name: &'static str) -> Result<Option<String>, Error> {
-    match string_arg(args, name) {
-        Ok(s) => Ok(Some(s)),
-        Err(Error::Missing(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// SHA-256 of a whole stream and of each `part_size` slice of it, as it passes.
@@ -434,7 +381,7 @@ impl PartHasher {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -452,7 +399,11 @@ pub fn composite_checksum(parts: &[[u8; 32]]) -> String {
 /// and the part size is not known). A composite one (`BASE64-N`) is compared with the
 /// parts' composite, a plain one with the whole content's digest or, for a multipart
 /// object, the composite without its `-N` (moto 5.2 leaves the count off).
-fn checksum_matches(stored: &str, whole: &[u8; 32], parts: Option<&[[u8; 32]]>) -> Option<bool> {
+pub(crate) fn checksum_matches(
+    stored: &str,
+    whole: &[u8; 32],
+    parts: Option<&[[u8; 32]]>,
+) -> Option<bool> {
     match (stored.contains('-'), parts) {
         (true, None) => None,
         (true, Some(p)) => Some(composite_checksum(p) == stored),
@@ -467,122 +418,17 @@ fn checksum_matches(stored: &str, whole: &[u8; 32], parts: Option<&[[u8; 32]]>) 
 }
 
 /// What one upload left in the bucket.
-struct Uploaded {
-    key: String,
-    version: String,
-    size: u64,
-    sha256: String,
-    parts: usize,
-}
-
-/// `upload`: `source` (a file, a folder, or the id of an earlier step of this SOP whose
-/// artifacts to send) → `target` (an S3 target), under `key` (optional: one file's object
-/// key, or the prefix for several; default the file names, or paths inside a folder).
-///
-/// Each file is hashed once before sending (whole content and each part) so that its
-/// SHA-256 can be stored as `sopkit-sha256` metadata and every request carries a SHA-256
-/// checksum the server checks. Files up to `part_size` (default 16MiB) go in one PUT,
-/// larger ones as a multipart upload streamed from disk, a few parts at a time; a failed
-/// multipart upload is aborted so that no partial object remains. An upload that gets no
-/// version id back (the bucket has no versioning enabled) comes with a warning: a later
-/// upload replaces the object for good.
-pub fn upload(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let source_arg = string_arg(args, "source")?;
-    let key_arg = opt_string(args, "key")?;
-    let part_size = part_size_arg(args)?;
-    let mut files = sources(&source_arg, cx)?;
-    if let Some(glob) = opt_string(args, "pattern")? {
-        let matcher = globset::Glob::new(&glob)
-            .map_err(|e| Error::Argument {
-                name: "pattern",
-                message: e.to_string(),
-            })?
-            .compile_matcher();
-        files.retain(|f| f.file_name().is_some_and(|n| matcher.is_match(n)));
-    }
-    if files.is_empty() {
-        return Err(Error::Argument {
-            name: "source",
-            message: format!("{source_arg}: no files to upload"),
-        });
-    }
-    // Names relative to the folder named as the source; artifacts and single files by
-    // their file name.
-    let base = resolve(cx.root, &source_arg);
-    let from_folder = !cx.earlier.contains_key(&source_arg) && base.is_dir();
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            let rel = if from_folder {
-                f.strip_prefix(&base).unwrap_or(f.as_path())
-            } else {
-                Path::new(f.file_name().unwrap_or(f.as_os_str()))
-            };
-            rel.to_string_lossy().replace('\\', "/")
-        })
-        .collect();
-    let keys = upload_keys(&names, key_arg.as_deref())?
-        .iter()
-        .map(|k| remote.key(k))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut out = Output::default();
-    remote.rt.block_on(preflight(&remote))?;
-    let mut done: Vec<String> = Vec::new();
-    let mut unversioned = false;
-    for (file, key) in files.iter().zip(&keys) {
-        let result = remote
-            .rt
-            .block_on(upload_one(&remote, file, key, part_size));
-        let u = match result {
-            Ok(u) => u,
-            Err(e) if done.is_empty() => return Err(e),
-            Err(e) => {
-                return Err(Error::Failed(format!(
-                    "{e} (uploaded before the failure: {})",
-                    done.join(", ")
-                )));
-            }
-        };
-        let _ = writeln!(
-            cx.log,
-            "uploaded {} to {} version {} ({} bytes in {} part{}, sha256 {})",
-            file.display(),
-            remote.url(&u.key),
-            u.version,
-            u.size,
-            u.parts,
-            if u.parts == 1 { "" } else { "s" },
-            u.sha256
-        );
-        out.verification.push(format!(
-            "ok: uploaded {} version {} ({} bytes, sha256 {})",
-            remote.url(&u.key),
-            u.version,
-            u.size,
-            u.sha256
-        ));
-        done.push(format!("{} version {}", remote.url(&u.key), u.version));
-        unversioned |= u.version == "null";
-    }
-    // A versioned bucket gives every new object a version id; S3 says `null` (or nothing)
-    // when versioning is off or suspended. (Read from the uploads themselves rather than
-    // GetBucketVersioning, whose answer some S3-compatible servers shape differently.)
-    if unversioned {
-        let w = format!(
-            "warning: bucket {} (target `{}`) has no versioning enabled: a later upload to the same key replaces the object for good, and no earlier version can be restored",
-            remote.bucket, remote.name
-        );
-        let _ = writeln!(cx.log, "{w}");
-        out.verification.insert(0, w);
-    }
-    Ok(out)
+pub(crate) struct Uploaded {
+    pub(crate) key: String,
+    pub(crate) version: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    pub(crate) parts: usize,
 }
 
 /// Can we reach the bucket? (HeadBucket: cheap, and a wrong bucket, wrong credentials or an
 /// unreachable server show here, before a large file is hashed.)
-async fn preflight(remote: &Remote) -> Result<(), Error> {
+pub(crate) async fn preflight(remote: &Remote) -> Result<(), Error> {
     match remote
         .client
         .head_bucket()
@@ -613,19 +459,19 @@ async fn preflight(remote: &Remote) -> Result<(), Error> {
 }
 
 /// A file as hashed before it is sent.
-struct Hashed<'a> {
-    path: &'a Path,
-    len: u64,
-    part_size: u64,
+pub(crate) struct Hashed<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) len: u64,
+    pub(crate) part_size: u64,
     /// One digest per part (one in all for a single PUT).
-    parts: Vec<[u8; 32]>,
+    pub(crate) parts: Vec<[u8; 32]>,
     /// The whole content's SHA-256, hex.
-    sha256: String,
-    whole: [u8; 32],
+    pub(crate) sha256: String,
+    pub(crate) whole: [u8; 32],
 }
 
 /// The SHA-256 of each `part_size` part of the bytes received on `chunks`.
-fn hash_parts<B: AsRef<[u8]>>(
+pub(crate) fn hash_parts<B: AsRef<[u8]>>(
     chunks: std::sync::mpsc::Receiver<B>,
     part_size: u64,
 ) -> Vec<[u8; 32]> {
@@ -640,7 +486,7 @@ fn hash_parts<B: AsRef<[u8]>>(
 /// reading the file (from the page cache, in the common case of a file just written), since
 /// one SHA-256 stream cannot be split; this halves the wait before the first byte is sent.
 /// A file whose size or modification time changes meanwhile is refused.
-fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
+pub(crate) fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
     let stamp = || -> Result<(u64, Option<std::time::SystemTime>), Error> {
         let m = std::fs::metadata(path).map_err(io(path))?;
         Ok((m.len(), m.modified().ok()))
@@ -649,7 +495,7 @@ fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
     let hash_with = |mut h: PartHasher| -> Result<PartHasher, Error> {
         let mut f = std::fs::File::open(path).map_err(io(path))?;
         let mut buf = Vec::new();
-        while pipeline::fill(&mut f, &mut buf).map_err(io(path))? > 0 {
+        while stream::fill(&mut f, &mut buf).map_err(io(path))? > 0 {
             h.update(&buf);
         }
         Ok(h)
@@ -686,7 +532,7 @@ fn hash_file(path: &Path, part_size: u64) -> Result<Hashed<'_>, Error> {
     })
 }
 
-async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Error> {
+pub(crate) async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Error> {
     ByteStream::read_from()
         .path(path)
         .offset(offset)
@@ -700,7 +546,7 @@ async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Err
         })
 }
 
-async fn upload_one(
+pub(crate) async fn upload_one(
     remote: &Remote,
     path: &Path,
     key: &str,
@@ -805,7 +651,7 @@ async fn upload_one(
 
 /// Sends the parts (a few at a time) and completes the upload: the version id and the
 /// checksum the server reports.
-async fn send_parts(
+pub(crate) async fn send_parts(
     remote: &Remote,
     key: &str,
     upload_id: &str,
@@ -925,7 +771,7 @@ pub struct Version {
 }
 
 /// Every version and delete marker under `prefix`, newest first within each key.
-async fn list_versions(remote: &Remote, prefix: &str) -> Result<Vec<Version>, Error> {
+pub(crate) async fn list_versions(remote: &Remote, prefix: &str) -> Result<Vec<Version>, Error> {
     let mut out = Vec::new();
     let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
     loop {
@@ -979,7 +825,7 @@ async fn list_versions(remote: &Remote, prefix: &str) -> Result<Vec<Version>, Er
 /// The keys a `key` argument names: the object itself when one exists there, otherwise every
 /// current object under it as a prefix (where `upload` puts several files), in key order.
 /// Nothing there at all is an error naming the key.
-async fn keys_named(remote: &Remote, key: &str) -> Result<Vec<String>, Error> {
+pub(crate) async fn keys_named(remote: &Remote, key: &str) -> Result<Vec<String>, Error> {
     let all = list_versions(remote, key).await?;
     let current = |v: &&Version| v.latest && !v.delete_marker;
     if all.iter().filter(current).any(|v| v.key == key) {
@@ -1003,7 +849,7 @@ async fn keys_named(remote: &Remote, key: &str) -> Result<Vec<String>, Error> {
 }
 
 /// The object versions (no delete markers) of exactly `key`, newest first.
-async fn versions_of(remote: &Remote, key: &str) -> Result<Vec<Version>, Error> {
+pub(crate) async fn versions_of(remote: &Remote, key: &str) -> Result<Vec<Version>, Error> {
     let mut all = list_versions(remote, key).await?;
     all.retain(|v| v.key == key && !v.delete_marker);
     all.sort_by(|a, b| b.time.cmp(&a.time).then(b.latest.cmp(&a.latest)));
@@ -1011,20 +857,20 @@ async fn versions_of(remote: &Remote, key: &str) -> Result<Vec<Version>, Error> 
 }
 
 /// What a download of one version showed.
-struct Downloaded {
-    version: String,
-    size: u64,
-    sha256: String,
+pub(crate) struct Downloaded {
+    pub(crate) version: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
     /// Problems found, empty when the content matches everything stored with it.
-    problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     /// What matched, for the record.
-    checked: Vec<&'static str>,
+    pub(crate) checked: Vec<&'static str>,
 }
 
 /// Downloads one version (the latest when `version` is `None`), passes every chunk to
 /// `sink`, and compares the content with the `sopkit-sha256` metadata, the size and the
 /// stored SHA-256 checksum.
-async fn download(
+pub(crate) async fn download(
     remote: &Remote,
     key: &str,
     version: Option<&str>,
@@ -1138,343 +984,14 @@ async fn download(
     })
 }
 
-/// `verify` of an object: `target`, `key`, and `version` (an id; default the latest) or
-/// `all_versions: true`. Each version is downloaded and hashed as it streams, and its
-/// content compared with the `sopkit-sha256` metadata stored at upload, its size, and the
-/// stored SHA-256 checksum (the plain one of a single-part object, the composite one of a
-/// multipart object uploaded by sopkit). Any mismatch fails, naming the key and version.
-pub fn verify(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let key = remote.key(&string_arg(args, "key")?)?;
-    let version = opt_string(args, "version")?;
-    let all = bool_arg(args, "all_versions")?;
-    if all && version.is_some() {
-        return Err(Error::Argument {
-            name: "version",
-            message: "give either `version` or `all_versions: true`, not both".into(),
-        });
-    }
-    let mut out = Output::default();
-    let mut failures = Vec::new();
-    remote.rt.block_on(async {
-        // The key `upload` took: one object, or the prefix it put several files under.
-        let keys = keys_named(&remote, &key).await?;
-        if keys.len() > 1 && version.is_some() {
-            return Err(Error::Argument {
-                name: "version",
-                message: format!(
-                    "`{key}` names {} objects (a prefix); a version id names one",
-                    keys.len()
-                ),
-            });
-        }
-        for key in keys {
-            let versions: Vec<Option<String>> = if all {
-                let v = versions_of(&remote, &key).await?;
-                if v.is_empty() {
-                    return Err(Error::Failed(format!(
-                        "{}: no versions to verify",
-                        remote.url(&key)
-                    )));
-                }
-                v.into_iter().map(|v| Some(v.id)).collect()
-            } else {
-                vec![version.clone()]
-            };
-            for v in versions {
-                let d = download(
-                    &remote,
-                    &key,
-                    v.as_deref(),
-                    &mut std::io::sink(),
-                    Path::new("-"),
-                )
-                .await?;
-                let name = format!("{} version {}", remote.url(&key), d.version);
-                if d.problems.is_empty() {
-                    let _ = writeln!(
-                        cx.log,
-                        "verified {name}: {} bytes, sha256 {} matches {}",
-                        d.size,
-                        d.sha256,
-                        d.checked.join(" and ")
-                    );
-                    out.verification.push(format!(
-                        "ok: {name} ({} bytes, sha256 {}) matches {}",
-                        d.size,
-                        d.sha256,
-                        d.checked.join(" and ")
-                    ));
-                } else {
-                    let msg = format!("{name}: {}", d.problems.join("; "));
-                    let _ = writeln!(cx.log, "FAILED: {msg}");
-                    failures.push(msg);
-                }
-            }
-        }
-        Ok::<(), Error>(())
-    })?;
-    if !failures.is_empty() {
-        return Err(Error::Failed(failures.join("; ")));
-    }
-    Ok(out)
-}
-
-/// `restore`: `target`, `key`, `version` (an id) or `versions_back` (0 = the latest, 1 =
-/// the one before, ...; delete markers do not count, so 0 after a deletion is the last
-/// content written), and `dest` (a folder, where the file takes the key's last segment as
-/// its name, or a file path). The download goes to a temporary file beside the
-/// destination, hashed as it streams; only when it matches the `sopkit-sha256` metadata
-/// (and size and stored checksum) is it synced and renamed into place. The restored file is
-/// the step's artifact.
-pub fn restore(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let key = remote.key(&string_arg(args, "key")?)?;
-    let version = opt_string(args, "version")?;
-    let back = match args.get("versions_back") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or(Error::Argument {
-            name: "versions_back",
-            message: "expected a whole number (0 = the latest version)".into(),
-        })?),
-    };
-    if version.is_some() && back.is_some() {
-        return Err(Error::Argument {
-            name: "version",
-            message: "give either `version` or `versions_back`, not both".into(),
-        });
-    }
-    let dest_arg = string_arg(args, "dest")?;
-    let dest_path = resolve(cx.root, &dest_arg);
-    // The key `upload` took: one object, or the prefix it put several files under.
-    let keys = remote.rt.block_on(keys_named(&remote, &key))?;
-    let mut out = Output::default();
-    if keys.len() == 1 && keys[0] == key {
-        let dest = if dest_path.is_dir() || dest_arg.ends_with('/') {
-            let name = key.rsplit('/').next().unwrap_or(&key);
-            dest_path.join(name)
-        } else {
-            dest_path
-        };
-        restore_one(&remote, &key, version, back, &dest, cx, &mut out)?;
-        return Ok(out);
-    }
-    if version.is_some() {
-        return Err(Error::Argument {
-            name: "version",
-            message: format!(
-                "`{key}` is a prefix of {} objects; a version id names one (use versions_back)",
-                keys.len()
-            ),
-        });
-    }
-    // Each object under the prefix, to the same path under `dest` (a folder).
-    let prefix = format!("{}/", key.trim_end_matches('/'));
-    for k in &keys {
-        let rel = k.strip_prefix(&prefix).unwrap_or(k);
-        object_key("", rel)?; // no `..` or empty segments on the way into `dest`
-        restore_one(&remote, k, None, back, &dest_path.join(rel), cx, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Restores one object's version (`version`, or `versions_back`, or the latest) into the
-/// file `dest`: downloaded to a temporary file beside it, hashed as it streams, and renamed
-/// into place only when it matches what was stored with it.
-fn restore_one(
-    remote: &Remote,
-    key: &str,
-    version: Option<String>,
-    back: Option<u64>,
-    dest: &Path,
-    cx: &mut Context<'_>,
-    out: &mut Output,
-) -> Result<(), Error> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-
-    let (d, tmp) = remote.rt.block_on(async {
-        let version = match (version, back) {
-            (Some(v), _) => Some(v),
-            (None, None) | (None, Some(0)) => None,
-            (None, Some(n)) => {
-                let all = versions_of(remote, key).await?;
-                let v = all.get(n as usize).ok_or_else(|| {
-                    Error::Failed(format!(
-                        "{}: versions_back {n} asked for, but it has {} version{}",
-                        remote.url(key),
-                        all.len(),
-                        if all.len() == 1 { "" } else { "s" }
-                    ))
-                })?;
-                Some(v.id.clone())
-            }
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".sopkit-restore-")
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?;
-        let mut w = std::io::BufWriter::with_capacity(BUF, tmp.as_file());
-        let d = download(remote, key, version.as_deref(), &mut w, dest).await?;
-        w.flush().map_err(io(dest))?;
-        drop(w);
-        Ok::<_, Error>((d, tmp))
-    })?;
-    let name = format!("{} version {}", remote.url(key), d.version);
-    if !d.problems.is_empty() {
-        // `tmp` is removed when dropped: nothing partial is left.
-        drop(tmp);
-        return Err(Error::Failed(format!(
-            "{name}: {}; nothing was restored",
-            d.problems.join("; ")
-        )));
-    }
-    tmp.as_file().sync_all().map_err(io(dest))?;
-    tmp.persist(dest).map_err(|e| Error::Io {
-        path: dest.to_path_buf(),
-        message: e.error.to_string(),
-    })?;
-    if let Ok(f) = std::fs::File::open(&dir) {
-        let _ = f.sync_all();
-    }
-    let said = format!(
-        "restored {name} into {} ({} bytes, sha256 {} matches {})",
-        dest.display(),
-        d.size,
-        d.sha256,
-        d.checked.join(" and ")
-    );
-    let _ = writeln!(cx.log, "{said}");
-    out.artifacts.push(dest.to_path_buf());
-    out.hashed
-        .insert(dest.to_path_buf(), (d.size, d.sha256.clone()));
-    out.verification.push(format!("ok: {said}"));
-    Ok(())
-}
-
-/// The rules of a prune, from its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rules {
-    pub retention: crate::duration::Duration,
-    pub keep_daily: usize,
-    pub keep_weekly: usize,
-    pub keep_monthly: usize,
-    /// Whether the latest version of a key follows the retention too.
-    pub expire_latest: bool,
-}
-
-fn count(args: &Args, name: &'static str) -> Result<usize, Error> {
-    match args.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(0),
-        Some(v) => v.as_u64().map(|n| n as usize).ok_or(Error::Argument {
-            name,
-            message: "expected a whole number".into(),
-        }),
-    }
-}
-
-impl Rules {
-    pub fn from_args(args: &Args) -> Result<Rules, Error> {
-        Ok(Rules {
-            retention: string_arg(args, "retention")?
-                .parse()
-                .map_err(|e| Error::Argument {
-                    name: "retention",
-                    message: format!("{e}"),
-                })?,
-            keep_daily: count(args, "keep_daily")?,
-            keep_weekly: count(args, "keep_weekly")?,
-            keep_monthly: count(args, "keep_monthly")?,
-            expire_latest: bool_arg(args, "expire_latest")?,
-        })
-    }
-}
-
-/// What the retention rules alone decide for each version and delete marker (`None`:
-/// delete; otherwise why it stays). Object lock is checked afterwards, only for the
-/// versions these rules would delete.
-///
-/// The choice an auditor can rely on:
-/// - A version younger than `retention` (counted from when it was written) stays.
-/// - The newest version of each day, ISO week and month stays while `keep_daily`,
-///   `keep_weekly`, `keep_monthly` allow (counting from the newest, across all keys under
-///   the prefix, like the local `prune`).
-/// - The latest version of a key is what the key holds now: it stays whatever its age,
-///   so a backup job that stopped running never lets `prune` empty the store. Only with
-///   `expire_latest: true` (for layouts where every backup is a key of its own, which
-///   otherwise would never be pruned) does it follow the rules above, and even then the
-///   newest object version under the prefix stays.
-/// - Delete markers stay: they record that someone deleted the object.
-pub fn plan(versions: &[Version], rules: &Rules, now: i64) -> Vec<(Version, Option<String>)> {
-    let mut order: Vec<&Version> = versions.iter().collect();
-    order.sort_by(|a, b| {
-        b.time
-            .cmp(&a.time)
-            .then(b.latest.cmp(&a.latest))
-            .then(a.key.cmp(&b.key))
-            .then(a.id.cmp(&b.id))
-    });
-    let periods = [
-        ("daily", rules.keep_daily, "[year]-[month]-[day]"),
-        (
-            "weekly",
-            rules.keep_weekly,
-            "[year]-W[week_number repr:iso]",
-        ),
-        ("monthly", rules.keep_monthly, "[year]-[month]"),
-    ];
-    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); 3];
-    let mut newest_object_seen = false;
-    let mut out = Vec::new();
-    for v in order {
-        if v.delete_marker {
-            out.push((
-                v.clone(),
-                Some("delete marker (it records the deletion)".to_string()),
-            ));
-            continue;
-        }
-        let mut keep = None;
-        if !newest_object_seen {
-            newest_object_seen = true;
-            keep = Some("newest version under the prefix".to_string());
-        }
-        if v.latest && !rules.expire_latest {
-            keep = Some("latest version of the key".to_string());
-        }
-        if now.saturating_sub(v.time) < i64::try_from(rules.retention.seconds).unwrap_or(i64::MAX) {
-            keep.get_or_insert_with(|| format!("within retention {}", rules.retention));
-        }
-        let dt = time::OffsetDateTime::from_unix_timestamp(v.time)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        for (i, (label, n, fmt)) in periods.iter().enumerate() {
-            let Ok(desc) = time::format_description::parse_borrowed::<2>(fmt) else {
-                continue;
-            };
-            let period = dt.format(&desc).unwrap_or_default();
-            if *n > 0 && !seen[i].contains(&period) && seen[i].len() < *n {
-                seen[i].insert(period.clone());
-                keep.get_or_insert_with(|| format!("newest of {period} (keep_{label})"));
-            }
-        }
-        out.push((v.clone(), keep));
-    }
-    out.sort_by(|a, b| {
-        a.0.key
-            .cmp(&b.0.key)
-            .then(b.0.time.cmp(&a.0.time))
-            .then(a.0.id.cmp(&b.0.id))
-    });
-    out
-}
-
 /// Why object lock keeps this version, if it does: a legal hold, or a retention whose
 /// retain-until date is after `now`. Errors that leave the answer unknown fail: a version
 /// is never deleted unchecked.
-async fn lock_reason(remote: &Remote, v: &Version, now: i64) -> Result<Option<String>, Error> {
+pub(crate) async fn lock_reason(
+    remote: &Remote,
+    v: &Version,
+    now: i64,
+) -> Result<Option<String>, Error> {
     const NONE: &[&str] = &[
         "NoSuchObjectLockConfiguration",
         "ObjectLockConfigurationNotFoundError",
@@ -1569,7 +1086,7 @@ async fn lock_reason(remote: &Remote, v: &Version, now: i64) -> Result<Option<St
 
 /// Can versions in this bucket be locked at all? (Saves two requests per version when
 /// they cannot. A server that cannot say is taken to allow locks.)
-async fn lock_possible(remote: &Remote) -> Result<bool, Error> {
+pub(crate) async fn lock_possible(remote: &Remote) -> Result<bool, Error> {
     match remote
         .client
         .get_object_lock_configuration()
@@ -1587,170 +1104,9 @@ async fn lock_possible(remote: &Remote) -> Result<bool, Error> {
     }
 }
 
-/// The full plan: rules, then object lock for what the rules would delete.
-async fn full_plan(
-    remote: &Remote,
-    args: &Args,
-    now: i64,
-) -> Result<Vec<(Version, Option<String>)>, Error> {
-    let rules = Rules::from_args(args)?;
-    let sub = opt_string(args, "prefix")?.unwrap_or_default();
-    let sub = sub.trim_matches('/');
-    let prefix = match (remote.prefix.is_empty(), sub.is_empty()) {
-        (true, true) => String::new(),
-        (true, false) => sub.to_string(),
-        (false, true) => format!("{}/", remote.prefix),
-        (false, false) => format!("{}/{sub}", remote.prefix),
-    };
-    let versions = list_versions(remote, &prefix).await?;
-    let mut decisions = plan(&versions, &rules, now);
-    if decisions.iter().any(|d| d.1.is_none()) && lock_possible(remote).await? {
-        for d in decisions.iter_mut().filter(|d| d.1.is_none()) {
-            d.1 = lock_reason(remote, &d.0, now).await?;
-        }
-    }
-    Ok(decisions)
-}
-
-fn describe_line(v: &Version, keep: &Option<String>, dry: bool) -> String {
-    let what = if v.delete_marker {
-        "delete marker"
-    } else {
-        "version"
-    };
-    let verb = |d: &str, k: &str| if dry { d.to_string() } else { k.to_string() };
-    match keep {
-        None => format!(
-            "{} {} {what} {} (written {})",
-            verb("would delete", "delete"),
-            v.key,
-            v.id,
-            crate::time::rfc3339(v.time)
-        ),
-        Some(why) => format!(
-            "{} {} {what} {}: {why}",
-            verb("would keep", "keep"),
-            v.key,
-            v.id
-        ),
-    }
-}
-
-/// `prune` of objects: `target`, `prefix` (optional, under the target's prefix),
-/// `retention` (e.g. `35d`), optional `keep_daily` / `keep_weekly` / `keep_monthly`
-/// counts, `expire_latest` (default false) and `dry_run`. Deletes the object versions that
-/// [`plan`] gives up, except any under a legal hold or an object lock retention whose
-/// retain-until date is in the future (checked per version with GetObjectLegalHold and
-/// GetObjectRetention). Each deletion is one request for one version id; the ones that
-/// fail are named and fail the step after the others were tried.
-pub fn prune(args: &Args, cx: &mut Context<'_>) -> Result<Output, Error> {
-    let remote = Remote::connect(args, cx.targets)?;
-    let dry = bool_arg(args, "dry_run")?;
-    let now = crate::time::now();
-    let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
-    let mut out = Output::default();
-    let mut deleted = 0usize;
-    let mut failed = Vec::new();
-    for (v, keep) in &decisions {
-        let line = describe_line(v, keep, dry);
-        if keep.is_some() || dry {
-            let _ = writeln!(cx.log, "{line}");
-            if dry && keep.is_none() {
-                out.verification.push(format!("ok: {line}"));
-            }
-            continue;
-        }
-        let r = remote.rt.block_on(
-            remote
-                .client
-                .delete_object()
-                .bucket(&remote.bucket)
-                .key(&v.key)
-                .version_id(&v.id)
-                .send(),
-        );
-        match r {
-            Ok(_) => {
-                deleted += 1;
-                let _ = writeln!(cx.log, "deleted {} version {}", v.key, v.id);
-                out.verification
-                    .push(format!("ok: deleted {} version {}", v.key, v.id));
-            }
-            Err(e) => {
-                let msg = format!("{} version {}: {}", v.key, v.id, remote.explain(&e));
-                let _ = writeln!(cx.log, "FAILED to delete {}", remote.mask(&msg));
-                failed.push(remote.mask(&msg));
-            }
-        }
-    }
-    let kept = decisions.iter().filter(|d| d.1.is_some()).count();
-    if !failed.is_empty() {
-        return Err(Error::Failed(format!(
-            "{} of {} deletions failed ({deleted} done): {}",
-            failed.len(),
-            failed.len() + deleted,
-            failed.join("; ")
-        )));
-    }
-    out.verification.push(if dry {
-        format!(
-            "ok: dry run: {} would be deleted, {kept} kept",
-            decisions.len() - kept
-        )
-    } else {
-        format!("ok: {kept} kept, {deleted} deleted")
-    });
-    Ok(out)
-}
-
-/// For `--dry-run`: one line per object version, what `prune` would do with it ("would
-/// delete KEY version V (written ...)", "would keep KEY version V: legal hold", ...).
-/// Reads the bucket; deletes nothing.
-pub fn describe_prune(
-    args: &Args,
-    targets: &BTreeMap<String, crate::config::Target>,
-) -> Result<Vec<String>, Error> {
-    let remote = Remote::connect(args, targets)?;
-    let now = crate::time::now();
-    let decisions = remote.rt.block_on(full_plan(&remote, args, now))?;
-    Ok(decisions
-        .iter()
-        .map(|(v, keep)| describe_line(v, keep, true))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const DAY: i64 = 86_400;
-
-    fn v(key: &str, id: &str, age_days: i64, latest: bool, now: i64) -> Version {
-        Version {
-            key: key.into(),
-            id: id.into(),
-            time: now - age_days * DAY,
-            latest,
-            delete_marker: false,
-        }
-    }
-
-    fn rules(retention: &str) -> Rules {
-        Rules {
-            retention: retention.parse().unwrap(),
-            keep_daily: 0,
-            keep_weekly: 0,
-            keep_monthly: 0,
-            expire_latest: false,
-        }
-    }
-
-    fn deleted(p: &[(Version, Option<String>)]) -> Vec<String> {
-        p.iter()
-            .filter(|d| d.1.is_none())
-            .map(|d| d.0.id.clone())
-            .collect()
-    }
 
     #[test]
     fn keys_go_under_the_prefix_and_reject_dot_segments() {
@@ -1780,6 +1136,7 @@ mod tests {
 
     #[test]
     fn sizes_and_part_sizes() {
+        use crate::corpus::step::args::parse_size;
         assert_eq!(parse_size("5MiB"), Some(5 << 20));
         assert_eq!(parse_size("64MiB"), Some(64 << 20));
         assert_eq!(parse_size("8MB"), Some(8_000_000));
@@ -1790,11 +1147,14 @@ mod tests {
         // 1 TiB at 5 MiB parts would be 209,716 parts: raised to fit 10,000.
         let raised = part_size_for(5 << 20, 1 << 40);
         assert!((1u64 << 40).div_ceil(raised) <= MAX_PARTS, "{raised}");
-        let mut a = Args::new();
-        a.insert("part_size".into(), serde_json::json!("1MiB"));
-        assert!(part_size_arg(&a).is_err(), "below S3's 5 MiB minimum");
-        a.insert("part_size".into(), serde_json::json!(6 << 20));
-        assert_eq!(part_size_arg(&a).unwrap(), 6 << 20);
+        let part = |yaml: &str| {
+            crate::corpus::step::args::Arguments::parse("upload", &format!("source: a\n{yaml}"))
+        };
+        assert!(
+            part("part_size: 1MiB\n").is_err(),
+            "below S3's 5 MiB minimum"
+        );
+        assert!(part("part_size: 6291456\n").is_ok());
     }
 
     #[test]
@@ -1857,69 +1217,5 @@ mod tests {
         );
         assert_eq!(checksum_matches("AAAA-3", &whole_a, None), None);
         assert_eq!(checksum_matches(&b64(&whole_a), &whole_a, None), Some(true));
-    }
-
-    #[test]
-    fn prune_keeps_the_latest_version_and_recent_ones() {
-        let now = 1_800_000_000;
-        let versions = vec![
-            v("db/dump.sql", "v4", 1, true, now),
-            v("db/dump.sql", "v3", 10, false, now),
-            v("db/dump.sql", "v2", 40, false, now),
-            v("db/dump.sql", "v1", 100, false, now),
-            // A key written once, long ago: its only version is its latest.
-            v("db/old.sql", "o1", 400, true, now),
-        ];
-        let p = plan(&versions, &rules("35d"), now);
-        assert_eq!(deleted(&p), ["v2", "v1"]);
-        let why = |id: &str| p.iter().find(|d| d.0.id == id).unwrap().1.clone().unwrap();
-        assert_eq!(why("o1"), "latest version of the key");
-        assert_eq!(why("v3"), "within retention 35d");
-    }
-
-    #[test]
-    fn expire_latest_prunes_old_keys_but_never_the_newest_backup() {
-        let now = 1_800_000_000;
-        let mut r = rules("35d");
-        r.expire_latest = true;
-        // Every backup a key of its own, and the job stopped 50 days ago.
-        let versions = vec![
-            v("b/2026-01-01", "a", 50, true, now),
-            v("b/2025-12-01", "b", 80, true, now),
-            v("b/2025-11-01", "c", 110, true, now),
-        ];
-        let p = plan(&versions, &r, now);
-        assert_eq!(deleted(&p), ["c", "b"]);
-        assert!(p.iter().any(|d| d.0.id == "a" && d.1.is_some()));
-    }
-
-    #[test]
-    fn keep_rules_keep_the_newest_of_each_period_and_markers_stay() {
-        let now = 1_800_000_000; // 2027-01-15T08:00:00Z
-        let mut versions: Vec<Version> = (0..12)
-            .map(|i| v("k", &format!("v{i:02}"), 40 + i, i == 0, now))
-            .collect();
-        versions[0].latest = false;
-        versions.push(Version {
-            key: "k".into(),
-            id: "dm".into(),
-            time: now - 30 * DAY,
-            latest: true,
-            delete_marker: true,
-        });
-        let mut r = rules("35d");
-        r.keep_daily = 3;
-        let p = plan(&versions, &r, now);
-        let kept: Vec<&str> = p
-            .iter()
-            .filter(|d| d.1.is_some())
-            .map(|d| d.0.id.as_str())
-            .collect();
-        // The delete marker, the newest object version, and the newest of 3 days (the
-        // newest version's own day counts first).
-        assert!(kept.contains(&"dm"), "{kept:?}");
-        assert!(kept.contains(&"v00") && kept.contains(&"v01") && kept.contains(&"v02"));
-        assert_eq!(kept.len(), 4, "{p:?}");
-        assert_eq!(deleted(&p).len(), 9);
     }
 }
