@@ -141,12 +141,6 @@ pub struct Corpus {
     pub problems: Vec<Diagnostic>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Tree(#[from] tree::Error),
-}
-
 fn is_markdown(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     lower.ends_with(".md") || lower.ends_with(".markdown")
@@ -251,10 +245,6 @@ fn read_text(
 
 impl Corpus {
     /// Reads and parses everything in `tree`.
-    pub fn load(tree: Tree) -> Result<Corpus, Error> {
-        Ok(Corpus::read(tree))
-    }
-
     /// Reads every Markdown file, the config and the people of `tree` into a corpus. Nothing
     /// here fails: what cannot be read is a finding in [`Corpus::problems`].
     pub fn read(tree: Tree) -> Corpus {

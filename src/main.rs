@@ -151,12 +151,12 @@ fn findings_report(
 
 fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
     let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
-    match sopkit::approval::approve::approve(
-        &ws,
-        &args.sops,
-        &args.meaning,
-        args.comment.as_deref(),
-    ) {
+    let request = sopkit::approval::approve::Request {
+        sops: &args.sops,
+        meaning: &args.meaning,
+        comment: args.comment.as_deref(),
+    };
+    match sopkit::approval::approve::approve(&ws.root, &ws.corpus, ws.policy_config()?, &request) {
         Ok(signed) => {
             let what: Vec<String> = signed
                 .sops
@@ -358,12 +358,8 @@ fn run_steps(args: RunArgs) -> anyhow::Result<Exit> {
         target: args.target.clone(),
         allow_draft: args.allow_draft,
     };
-    let plan = match run::plan(&args.path, &args.sop, &opts) {
-        Ok(p) => p,
-        Err(e) => {
-            return Err(e.into());
-        }
-    };
+    let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
+    let plan = run::plan(&ws, &args.sop, &opts)?;
     if args.dry_run {
         print!("{}", run::describe(&plan));
         return Ok(Exit::Clean);

@@ -21,19 +21,17 @@ use std::time::{Duration, Instant};
 
 use crate::approval::history;
 use crate::config::{Target, TargetKind};
-use crate::corpus::Corpus;
 use crate::corpus::step::Step;
 use crate::corpus::step::args::Arguments;
 use crate::digest::sha256_hex;
 use crate::evidence::{self, FileRef, Kind, Outcome, Record, Writer};
+use crate::workspace::Workspace;
 use redact::Redactor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
-    #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
     #[error(transparent)]
     History(#[from] history::Error),
     #[error(transparent)]
@@ -136,17 +134,18 @@ fn env_names(target: &Target) -> Vec<&str> {
 }
 
 /// Resolves SOP, revision, steps, targets and environment; runs nothing.
-pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
+pub fn plan(ws: &Workspace, sop: &str, opts: &Options) -> Result<Plan, Error> {
     // Absolute, so that the paths recorded in evidence mean the same from anywhere.
-    let root = &root.canonicalize().map_err(io_err(root))?;
-    let corpus = Corpus::load(crate::tree::Tree::open_dir(root)?)?;
+    let root = &ws.root.canonicalize().map_err(io_err(&ws.root))?;
+    let corpus = &ws.corpus;
     let s = corpus.find_sop(sop)?;
     let doc = &corpus.docs[s.doc];
     let content_sha256 = sha256_hex(doc.file.text.as_bytes());
-    let (history, unread) = match history::load_if_in_git(root, None, &corpus.config) {
+    let unread_history = history::History::default();
+    let (history, unread) = match ws.history() {
         Ok(h) => (h, None),
         Err(e) if e.is_shallow() => return Err(e.into()),
-        Err(e) => (history::History::default(), Some(e)),
+        Err(e) => (&unread_history, Some(e)),
     };
     // Targets and notifications are policy: as the timeline trusts them at HEAD.
     let config = if history.head.is_some() {
@@ -214,7 +213,7 @@ pub fn plan(root: &Path, sop: &str, opts: &Options) -> Result<Plan, Error> {
         targets: config.targets.clone(),
         notify: config.notify.clone(),
         recipients: crate::notify::recipients(
-            &corpus,
+            corpus,
             &s.id,
             crate::time::date_of(crate::time::now()),
         ),

@@ -35,8 +35,6 @@ pub enum Error {
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
-    Corpus(#[from] crate::corpus::Error),
-    #[error(transparent)]
     History(#[from] history::Error),
     #[error(transparent)]
     Evidence(#[from] crate::evidence::Error),

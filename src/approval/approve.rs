@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::trailer::{self, Approval, Approved};
+use crate::config::Config;
+use crate::corpus::Corpus;
 use crate::digest::sha256_hex;
-use crate::workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,8 +43,6 @@ pub enum Error {
          roles/people.yaml"
     )]
     SigningFailed(String),
-    #[error(transparent)]
-    History(#[from] super::history::Error),
     // git2's message alone: its Display adds class and code numbers (see tree::Error).
     #[error("git: {}", .0.message())]
     Git(git2::Error),
@@ -75,16 +74,29 @@ pub struct Signed {
     pub sops: Vec<(String, String)>,
 }
 
+/// What an approver asks for: the SOPs (ids or paths), the meaning, a comment.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub sops: &'a [String],
+    pub meaning: &'a str,
+    pub comment: Option<&'a str>,
+}
+
 /// Creates the approval commit.
+///
+/// `corpus` is the working tree at `root`; `policy` the config the policy timeline trusts
+/// (meanings and the policy paths are policy, never what an unsigned `sopkit.toml` says).
 pub fn approve(
-    ws: &Workspace,
-    sops: &[String],
-    meaning: &str,
-    comment: Option<&str>,
+    root: &Path,
+    corpus: &Corpus,
+    policy: &Config,
+    request: &Request<'_>,
 ) -> Result<Signed, Error> {
-    let (root, corpus) = (ws.root.as_path(), &ws.corpus);
-    // Meanings and the policy paths are policy: as the timeline trusts them.
-    let policy = ws.policy_config()?;
+    let Request {
+        sops,
+        meaning,
+        comment,
+    } = *request;
     let allowed = &policy.approval.meanings;
     if !allowed.iter().any(|m| m == meaning) {
         return Err(Error::UnknownMeaning {

@@ -446,15 +446,6 @@ impl Error {
     }
 }
 
-/// [`load`], where a folder outside git simply has no history (nothing is approved there);
-/// every other failure stays an error, never to be taken for "nothing approved".
-pub fn load_if_in_git(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, Error> {
-    match load(dir, rev, config) {
-        Err(e) if e.outside_git() => Ok(History::default()),
-        other => other,
-    }
-}
-
 /// How much a signature's own date may run ahead of the commit that brings it into the main
 /// line: git stamps the commit and the signer's clock stamps the signature a moment apart.
 const CLOCK_SKEW: i64 = 300;

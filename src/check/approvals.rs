@@ -150,8 +150,3 @@ pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
     }
     out
 }
-
-/// The time `check` judges reviews against (see [`crate::time::review_now`]).
-pub fn now() -> i64 {
-    crate::time::review_now()
-}

@@ -286,7 +286,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("a.md"), prose).unwrap();
-        let corpus = Corpus::load(crate::tree::Tree::open_dir(dir.path()).unwrap()).unwrap();
+        let corpus = Corpus::read(crate::tree::Tree::open_dir(dir.path()).unwrap());
         let matcher = TermMatcher::new(&corpus);
         let doc = corpus.doc("a.md").unwrap();
         let text = |uses: Vec<(usize, Span)>| -> Vec<String> {

@@ -20,8 +20,6 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Config(#[from] crate::corpus::Error),
-    #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
     History(#[from] crate::approval::history::Error),

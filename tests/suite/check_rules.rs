@@ -655,7 +655,7 @@ fn unreadable_file() {
     r.write("notes/gone.md", "# Gone\n");
     let tree = sopkit::tree::Tree::open_dir(r.path()).unwrap();
     std::fs::remove_file(r.path().join("notes/gone.md")).unwrap();
-    let corpus = sopkit::corpus::Corpus::load(tree).unwrap();
+    let corpus = sopkit::corpus::Corpus::read(tree);
     let diagnostics = sopkit::check::check(&corpus);
     let found: Vec<(&str, &str, &str)> = diagnostics
         .iter()

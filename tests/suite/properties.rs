@@ -45,8 +45,7 @@ proptest! {
 #[test]
 fn link_resolution_never_leaves_the_repository() {
     let r = crate::support::Repo::clean();
-    let corpus =
-        sopkit::corpus::Corpus::load(sopkit::tree::Tree::open_dir(r.path()).unwrap()).unwrap();
+    let corpus = sopkit::corpus::Corpus::read(sopkit::tree::Tree::open_dir(r.path()).unwrap());
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(
