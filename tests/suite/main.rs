@@ -9,6 +9,7 @@ compile_error!(
 mod support;
 
 mod approvals;
+mod architecture;
 mod base;
 mod check_rules;
 mod ecosystem;
