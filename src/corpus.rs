@@ -248,148 +248,21 @@ impl Corpus {
     /// Reads every Markdown file, the config and the people of `tree` into a corpus. Nothing
     /// here fails: what cannot be read is a finding in [`Corpus::problems`].
     pub fn read(tree: Tree) -> Corpus {
-        let mut problems = Vec::new();
-        for e in tree.escapes() {
-            let (rule, what) = if e.dangling {
-                (
-                    Rule::BrokenSymlink,
-                    "which does not resolve (missing, or a loop)",
-                )
-            } else {
-                (Rule::SymlinkOutsideRepository, "outside the repository")
-            };
-            problems.push(Diagnostic::new(
-                rule,
-                &e.path,
-                None,
-                format!(
-                    "{} is a symbolic link to `{}`, {what}; it is not followed",
-                    e.path, e.target
-                ),
-            ));
-        }
+        let mut problems = escape_findings(&tree);
 
-        let mut config_valid = true;
-        let (config, config_file, mode) = if tree.is_file(config::FILE_NAME) {
-            let text =
-                read_text(&tree, config::FILE_NAME, 1 << 20, &mut problems).unwrap_or_default();
-            let file = SourceFile::new(config::FILE_NAME, text);
-            let (cfg, p) = Config::parse(&file);
-            config_valid = cfg.is_some();
-            let cfg = cfg.unwrap_or_default();
-            problems.extend(p);
-            (cfg, Some(file), Mode::Configured)
-        } else if tree.is_dir(&Config::default().paths.procedures) {
-            (Config::default(), None, Mode::DefaultLayout)
-        } else {
-            (Config::default(), None, Mode::ZeroConfig)
-        };
+        let (config, config_file, mode, config_valid) = read_config(&tree, &mut problems);
 
-        let exclude = {
-            let mut b = globset::GlobSetBuilder::new();
-            for pat in &config.links.exclude {
-                match globset::Glob::new(pat) {
-                    Ok(g) => {
-                        b.add(g);
-                    }
-                    Err(e) => problems.push(Diagnostic::new(
-                        Rule::InvalidConfig,
-                        config::FILE_NAME,
-                        None,
-                        format!("links.exclude: `{pat}` is not a valid glob: {e}"),
-                    )),
-                }
-            }
-            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
-        };
-        for u in tree
-            .unreadable()
-            .iter()
-            .filter(|u| !exclude.is_match(&u.path))
-        {
-            problems.push(Diagnostic::new(
-                Rule::UnreadableFile,
-                &u.path,
-                None,
-                if u.folder {
-                    format!(
-                        "the folder {} could not be read: {}; nothing in it was checked",
-                        u.path, u.reason
-                    )
-                } else {
-                    format!("{} could not be read: {}", u.path, u.reason)
-                },
-            ));
-        }
+        let exclude = excluded(&tree, &config, &mut problems);
 
         let paths = &config.paths;
-        let kind_of = |path: &str| -> DocKind {
-            match mode {
-                Mode::ZeroConfig => {
-                    if file_name(path).eq_ignore_ascii_case("glossary.md") {
-                        DocKind::Glossary
-                    } else {
-                        DocKind::Other
-                    }
-                }
-                _ if is_sop_path(path, &paths.procedures) => DocKind::Sop,
-                _ if under(path, &paths.glossary) => DocKind::Glossary,
-                _ if tree.is_dir(&paths.roles) && under(path, &paths.roles) && !is_index(path) => {
-                    DocKind::Role
-                }
-                _ => DocKind::Other,
-            }
-        };
-        let md_paths: Vec<(String, DocKind)> = tree
-            .files()
-            .filter(|p| is_markdown(p) && !exclude.is_match(p))
-            .filter(|p| mode == Mode::ZeroConfig || !under(p, &paths.templates))
-            .map(|p| (p.to_string(), kind_of(p)))
-            .collect();
-
-        let parsed: Vec<(Option<Document>, Vec<Diagnostic>)> = md_paths
-            .par_iter()
-            .map(|(path, kind)| {
-                let mut problems = Vec::new();
-                let doc = read_text(&tree, path, MAX_MARKDOWN, &mut problems).map(|text| {
-                    parse_document(SourceFile::new(path.clone(), text), *kind, &mut problems)
-                });
-                (doc, problems)
-            })
-            .collect();
-        let mut docs = Vec::with_capacity(parsed.len());
-        for (doc, p) in parsed {
-            problems.extend(p);
-            docs.extend(doc);
-        }
+        let docs = parse_documents(&tree, &config, mode, &exclude, &mut problems);
         let doc_index = docs
             .iter()
             .enumerate()
             .map(|(i, d)| (d.file.path.clone(), i))
             .collect();
 
-        let sops = docs
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.kind == DocKind::Sop)
-            .map(|(i, d)| {
-                let meta = d.sop.as_ref();
-                let id = meta
-                    .and_then(|m| m.id.as_ref())
-                    .map_or_else(|| id_from_file_name(d.path()), |v| v.value.clone());
-                let title = meta
-                    .and_then(|m| m.title.as_ref())
-                    .map(|t| t.value.clone())
-                    .or_else(|| {
-                        d.markdown
-                            .headings
-                            .first()
-                            .map(|h| h.text.trim().to_string())
-                    })
-                    .unwrap_or_else(|| id.clone());
-                Sop { doc: i, id, title }
-            })
-            .collect();
+        let sops = sops_of(&docs);
 
         let (terms, term_index) = collect_terms(&docs);
         let roles = collect_roles(&tree, &config, &docs, &mut problems);
@@ -438,19 +311,35 @@ impl Corpus {
     /// The one SOP named by an id or a repository path. Two SOPs carrying one id are never
     /// resolved to either: signing or running "the other file" must not happen silently.
     pub fn find_sop(&self, name: &str) -> Result<&Sop, FindSop> {
+        self.find_sop_index(name).map(|i| &self.sops[i])
+    }
+
+    /// [`Corpus::find_sop`], as an index into [`Corpus::sops`]: the one way every command
+    /// finds an SOP. A path matches whole, or as the end of an SOP's path (`IT-245.md` for
+    /// `procedures/IT-245.md`) where no SOP has that text as its id.
+    pub fn find_sop_index(&self, name: &str) -> Result<usize, FindSop> {
         let wanted = name.trim_start_matches("./").replace('\\', "/");
-        if let Some(s) = self.sops.iter().find(|s| self.docs[s.doc].path() == wanted) {
-            return Ok(s);
+        let path_of = |s: &Sop| self.docs[s.doc].path();
+        if let Some(i) = self.sops.iter().position(|s| path_of(s) == wanted) {
+            return Ok(i);
         }
-        let found: Vec<&Sop> = self.sops.iter().filter(|s| s.id == name).collect();
+        let found: Vec<usize> = (0..self.sops.len())
+            .filter(|&i| self.sops[i].id == name)
+            .collect();
         match found.as_slice() {
-            [] => Err(FindSop::Unknown(name.to_string())),
-            [one] => Ok(one),
+            [] => {
+                let suffix = format!("/{wanted}");
+                self.sops
+                    .iter()
+                    .position(|s| path_of(s).ends_with(&suffix))
+                    .ok_or_else(|| FindSop::Unknown(name.to_string()))
+            }
+            [one] => Ok(*one),
             many => Err(FindSop::Ambiguous {
                 id: name.to_string(),
                 paths: many
                     .iter()
-                    .map(|s| self.docs[s.doc].path().to_string())
+                    .map(|&i| path_of(&self.sops[i]).to_string())
                     .collect(),
             }),
         }
@@ -466,6 +355,170 @@ impl Corpus {
             .flatten()
             .find(|f| f.path == path)
     }
+}
+
+/// A finding for each symbolic link that is not followed (dangling, or out of the tree).
+fn escape_findings(tree: &Tree) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    for e in tree.escapes() {
+        let (rule, what) = if e.dangling {
+            (
+                Rule::BrokenSymlink,
+                "which does not resolve (missing, or a loop)",
+            )
+        } else {
+            (Rule::SymlinkOutsideRepository, "outside the repository")
+        };
+        problems.push(Diagnostic::new(
+            rule,
+            &e.path,
+            None,
+            format!(
+                "{} is a symbolic link to `{}`, {what}; it is not followed",
+                e.path, e.target
+            ),
+        ));
+    }
+    problems
+}
+
+/// `sopkit.toml` (or the defaults) and the mode it puts the corpus in; whether it parsed.
+fn read_config(
+    tree: &Tree,
+    problems: &mut Vec<Diagnostic>,
+) -> (Config, Option<SourceFile>, Mode, bool) {
+    if tree.is_file(config::FILE_NAME) {
+        let text = read_text(tree, config::FILE_NAME, 1 << 20, problems).unwrap_or_default();
+        let file = SourceFile::new(config::FILE_NAME, text);
+        let (cfg, p) = Config::parse(&file);
+        let valid = cfg.is_some();
+        problems.extend(p);
+        (cfg.unwrap_or_default(), Some(file), Mode::Configured, valid)
+    } else if tree.is_dir(&Config::default().paths.procedures) {
+        (Config::default(), None, Mode::DefaultLayout, true)
+    } else {
+        (Config::default(), None, Mode::ZeroConfig, true)
+    }
+}
+
+/// The `[links] exclude` globs (an invalid one is a finding), and a finding for each file or
+/// folder that could not be read and is not excluded.
+fn excluded(tree: &Tree, config: &Config, problems: &mut Vec<Diagnostic>) -> globset::GlobSet {
+    let exclude = {
+        let mut b = globset::GlobSetBuilder::new();
+        for pat in &config.links.exclude {
+            match globset::Glob::new(pat) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => problems.push(Diagnostic::new(
+                    Rule::InvalidConfig,
+                    config::FILE_NAME,
+                    None,
+                    format!("links.exclude: `{pat}` is not a valid glob: {e}"),
+                )),
+            }
+        }
+        b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+    };
+    for u in tree
+        .unreadable()
+        .iter()
+        .filter(|u| !exclude.is_match(&u.path))
+    {
+        problems.push(Diagnostic::new(
+            Rule::UnreadableFile,
+            &u.path,
+            None,
+            if u.folder {
+                format!(
+                    "the folder {} could not be read: {}; nothing in it was checked",
+                    u.path, u.reason
+                )
+            } else {
+                format!("{} could not be read: {}", u.path, u.reason)
+            },
+        ));
+    }
+    exclude
+}
+
+/// Every Markdown file the corpus reads, parsed in parallel, as the kind of document its
+/// place makes it; what could not be read or parsed is a finding.
+fn parse_documents(
+    tree: &Tree,
+    config: &Config,
+    mode: Mode,
+    exclude: &globset::GlobSet,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Document> {
+    let paths = &config.paths;
+    let kind_of = |path: &str| -> DocKind {
+        match mode {
+            Mode::ZeroConfig => {
+                if file_name(path).eq_ignore_ascii_case("glossary.md") {
+                    DocKind::Glossary
+                } else {
+                    DocKind::Other
+                }
+            }
+            _ if is_sop_path(path, &paths.procedures) => DocKind::Sop,
+            _ if under(path, &paths.glossary) => DocKind::Glossary,
+            _ if tree.is_dir(&paths.roles) && under(path, &paths.roles) && !is_index(path) => {
+                DocKind::Role
+            }
+            _ => DocKind::Other,
+        }
+    };
+    let md_paths: Vec<(String, DocKind)> = tree
+        .files()
+        .filter(|p| is_markdown(p) && !exclude.is_match(p))
+        .filter(|p| mode == Mode::ZeroConfig || !under(p, &paths.templates))
+        .map(|p| (p.to_string(), kind_of(p)))
+        .collect();
+
+    let parsed: Vec<(Option<Document>, Vec<Diagnostic>)> = md_paths
+        .par_iter()
+        .map(|(path, kind)| {
+            let mut problems = Vec::new();
+            let doc = read_text(tree, path, MAX_MARKDOWN, &mut problems).map(|text| {
+                parse_document(SourceFile::new(path.clone(), text), *kind, &mut problems)
+            });
+            (doc, problems)
+        })
+        .collect();
+    let mut docs = Vec::with_capacity(parsed.len());
+    for (doc, p) in parsed {
+        problems.extend(p);
+        docs.extend(doc);
+    }
+    docs
+}
+
+/// The SOPs among `docs`: id and title from front matter, else from the file name and the
+/// first heading.
+fn sops_of(docs: &[Document]) -> Vec<Sop> {
+    docs.iter()
+        .enumerate()
+        .filter(|(_, d)| d.kind == DocKind::Sop)
+        .map(|(i, d)| {
+            let meta = d.sop.as_ref();
+            let id = meta
+                .and_then(|m| m.id.as_ref())
+                .map_or_else(|| id_from_file_name(d.path()), |v| v.value.clone());
+            let title = meta
+                .and_then(|m| m.title.as_ref())
+                .map(|t| t.value.clone())
+                .or_else(|| {
+                    d.markdown
+                        .headings
+                        .first()
+                        .map(|h| h.text.trim().to_string())
+                })
+                .unwrap_or_else(|| id.clone());
+            Sop { doc: i, id, title }
+        })
+        .collect()
 }
 
 fn invalid_front_matter(path: &str, p: front_matter::Problem) -> Diagnostic {

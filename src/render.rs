@@ -213,25 +213,10 @@ impl Snapshot {
         Ok((found, notes.get(found).cloned()))
     }
 
-    /// The SOP named by an id (`IT-245`) or a repository path; an id two files carry is
-    /// refused, naming both.
+    /// The SOP named by an id (`IT-245`) or a repository path (see
+    /// [`Corpus::find_sop_index`]); an id two files carry is refused, naming both.
     pub fn find_sop(&self, name: &str) -> Result<usize, Error> {
-        let wanted = name.trim_start_matches("./").replace('\\', "/");
-        if let Some(i) = self.corpus.sops.iter().position(|s| {
-            self.corpus.docs[s.doc]
-                .path()
-                .ends_with(&format!("/{wanted}"))
-        }) && !self.corpus.sops.iter().any(|s| s.id == name)
-        {
-            return Ok(i);
-        }
-        let sop = self.corpus.find_sop(name)?;
-        Ok(self
-            .corpus
-            .sops
-            .iter()
-            .position(|s| std::ptr::eq(s, sop))
-            .expect("found in this corpus"))
+        Ok(self.corpus.find_sop_index(name)?)
     }
 }
 
