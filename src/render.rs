@@ -450,131 +450,22 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
     let sop_history = snap.history.sops.get(&sop.id);
     let revision: Option<&Revision> =
         sop_history.and_then(|h| h.revision_of(doc.file.text.as_bytes()));
-    let version = revision.and_then(|r| r.version);
-    let retired = meta.status == Status::Retired;
-    let effective = version.is_some() && !snap.uncommitted && !retired;
-    let version_label = match (version, sop_history.and_then(|h| h.last_effective())) {
-        (Some(v), _) => format!("Version {v}"),
-        (None, Some(last)) => format!("Draft (after version {})", last.version.unwrap_or_default()),
-        (None, None) => "Draft".to_string(),
-    };
-    let status_label = if retired {
-        "Retired".to_string()
-    } else if effective {
-        "Effective".to_string()
-    } else if snap.uncommitted {
-        "Draft (uncommitted changes)".to_string()
-    } else {
-        "Draft (not approved)".to_string()
-    };
-    let effective_date = revision
-        .and_then(|r| r.effective_time)
-        .filter(|_| version.is_some())
-        .map(date);
+    let Standing {
+        version,
+        retired,
+        effective,
+        version_label,
+        status_label,
+        effective_date,
+    } = standing(snap, sop_history, revision, &meta);
 
-    let mut history_rows = Vec::new();
-    let mut previous_path: Option<&str> = None;
-    for r in sop_history.map_or(&[][..], |h| &h.revisions[..]) {
-        // Where this content was before: the previous revision's path, and any renames of
-        // this revision itself.
-        let mut was: Vec<&str> = previous_path.filter(|p| *p != r.path).into_iter().collect();
-        was.extend(r.renamed_from.iter().map(String::as_str));
-        was.dedup();
-        history_rows.push(HistoryRow {
-            number: r.number,
-            date: crate::approval::utc(r.time),
-            commit: r.commit.clone(),
-            commit_short: short(&r.commit),
-            author: r.author.clone(),
-            author_name: r
-                .author
-                .split_once(" <")
-                .map_or_else(|| r.author.clone(), |(n, _)| n.to_string()),
-            summary: r.summary.clone(),
-            path: r.path.clone(),
-            renamed_from: (!was.is_empty()).then(|| was.join(", ")),
-            version: r.version,
-            effective_date: r.effective_time.map(date),
-        });
-        previous_path = Some(&r.path);
-    }
-    let signatures: Vec<SignatureRow> = revision
-        .map_or(&[][..], |r| &r.signatures[..])
-        .iter()
-        .map(|s| SignatureRow {
-            name: s
-                .name
-                .clone()
-                .or_else(|| s.signer.clone())
-                .unwrap_or_else(|| "unknown".into()),
-            role: s.role.clone().unwrap_or_else(|| "none".into()),
-            meaning: s.meaning.clone(),
-            time: crate::approval::utc(s.time),
-            fingerprint: s.fingerprint.clone().unwrap_or_else(|| "-".into()),
-            status: s.status.as_str().to_string(),
-            valid: s.status == SigStatus::Valid,
-        })
-        .collect();
+    let history_rows = history_rows(sop_history);
+    let signatures = signature_rows(revision);
     let missing_roles = revision.map(|r| r.missing_roles()).unwrap_or_default();
 
-    // Glossary terms the SOP links to or uses.
-    let mut used: BTreeSet<usize> = BTreeSet::new();
-    for l in &doc.markdown.links {
-        if let Target::Path {
-            path,
-            fragment: Some(f),
-            ..
-        } = links::resolve(corpus, doc.path(), &l.dest)
-            && let Some(g) = corpus.doc_id(&path)
-            && let Some(t) = corpus.term_index_at(g, &f)
-        {
-            used.insert(t);
-        }
-    }
-    used.extend(snap.matcher.first_uses(doc).into_iter().map(|(t, _)| t));
-    let mut terms: Vec<TermView> = used
-        .into_iter()
-        .map(|t| {
-            let term = &corpus.terms[t];
-            TermView {
-                name: term.name.clone(),
-                acronym: term.acronym.clone(),
-                definition: term_definition(snap, t),
-            }
-        })
-        .collect();
-    terms.sort_by_key(|t| t.name.to_lowercase());
+    let terms = used_terms(snap, doc);
 
-    // Roles it names: owner, approvers, and links into the roles folder.
-    let mut named: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-    if let Some(o) = &meta.owner {
-        named.entry(o.value.clone()).or_default().insert("owner");
-    }
-    for a in meta.approvers.iter().flat_map(|a| a.value.iter()) {
-        named.entry(a.value.clone()).or_default().insert("approver");
-    }
-    for l in &doc.markdown.links {
-        if let Target::Path { path, .. } = links::resolve(corpus, doc.path(), &l.dest)
-            && let Some(role) = corpus.roles.values().find(|r| r.path == path)
-        {
-            named
-                .entry(role.id.clone())
-                .or_default()
-                .insert("referenced");
-        }
-    }
-    let roles: Vec<RoleView> = named
-        .into_iter()
-        .map(|(id, how)| {
-            let (title, acronym) = role_title(corpus, &id);
-            RoleView {
-                id,
-                title,
-                acronym,
-                named_as: how.into_iter().collect::<Vec<_>>().join(", "),
-            }
-        })
-        .collect();
+    let roles = named_roles(corpus, doc, &meta);
 
     let role_ref = |id: &str| {
         let (title, _) = role_title(corpus, id);
@@ -658,6 +549,175 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
         effective_date,
         draft,
     })
+}
+
+/// How an SOP stands in a snapshot: its version, whether it is effective or retired, and
+/// what the title page says of it.
+struct Standing {
+    version: Option<u32>,
+    retired: bool,
+    effective: bool,
+    version_label: String,
+    status_label: String,
+    effective_date: Option<String>,
+}
+
+fn standing(
+    snap: &Snapshot,
+    sop_history: Option<&history::SopHistory>,
+    revision: Option<&Revision>,
+    meta: &crate::corpus::front_matter::SopMeta,
+) -> Standing {
+    let version = revision.and_then(|r| r.version);
+    let retired = meta.status == Status::Retired;
+    let effective = version.is_some() && !snap.uncommitted && !retired;
+    let version_label = match (version, sop_history.and_then(|h| h.last_effective())) {
+        (Some(v), _) => format!("Version {v}"),
+        (None, Some(last)) => format!("Draft (after version {})", last.version.unwrap_or_default()),
+        (None, None) => "Draft".to_string(),
+    };
+    let status_label = if retired {
+        "Retired".to_string()
+    } else if effective {
+        "Effective".to_string()
+    } else if snap.uncommitted {
+        "Draft (uncommitted changes)".to_string()
+    } else {
+        "Draft (not approved)".to_string()
+    };
+    let effective_date = revision
+        .and_then(|r| r.effective_time)
+        .filter(|_| version.is_some())
+        .map(date);
+    Standing {
+        version,
+        retired,
+        effective,
+        version_label,
+        status_label,
+        effective_date,
+    }
+}
+
+/// The change history of an SOP, one row per revision.
+fn history_rows(sop_history: Option<&history::SopHistory>) -> Vec<HistoryRow> {
+    let mut history_rows = Vec::new();
+    let mut previous_path: Option<&str> = None;
+    for r in sop_history.map_or(&[][..], |h| &h.revisions[..]) {
+        // Where this content was before: the previous revision's path, and any renames of
+        // this revision itself.
+        let mut was: Vec<&str> = previous_path.filter(|p| *p != r.path).into_iter().collect();
+        was.extend(r.renamed_from.iter().map(String::as_str));
+        was.dedup();
+        history_rows.push(HistoryRow {
+            number: r.number,
+            date: crate::approval::utc(r.time),
+            commit: r.commit.clone(),
+            commit_short: short(&r.commit),
+            author: r.author.clone(),
+            author_name: r
+                .author
+                .split_once(" <")
+                .map_or_else(|| r.author.clone(), |(n, _)| n.to_string()),
+            summary: r.summary.clone(),
+            path: r.path.clone(),
+            renamed_from: (!was.is_empty()).then(|| was.join(", ")),
+            version: r.version,
+            effective_date: r.effective_time.map(date),
+        });
+        previous_path = Some(&r.path);
+    }
+    history_rows
+}
+
+/// The signatures of the revision rendered.
+fn signature_rows(revision: Option<&Revision>) -> Vec<SignatureRow> {
+    revision
+        .map_or(&[][..], |r| &r.signatures[..])
+        .iter()
+        .map(|s| SignatureRow {
+            name: s
+                .name
+                .clone()
+                .or_else(|| s.signer.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            role: s.role.clone().unwrap_or_else(|| "none".into()),
+            meaning: s.meaning.clone(),
+            time: crate::approval::utc(s.time),
+            fingerprint: s.fingerprint.clone().unwrap_or_else(|| "-".into()),
+            status: s.status.as_str().to_string(),
+            valid: s.status == SigStatus::Valid,
+        })
+        .collect()
+}
+
+/// The glossary terms the SOP links to or uses, by name.
+fn used_terms(snap: &Snapshot, doc: &Document) -> Vec<TermView> {
+    let corpus = &snap.corpus;
+    let mut used: BTreeSet<usize> = BTreeSet::new();
+    for l in &doc.markdown.links {
+        if let Target::Path {
+            path,
+            fragment: Some(f),
+            ..
+        } = links::resolve(corpus, doc.path(), &l.dest)
+            && let Some(g) = corpus.doc_id(&path)
+            && let Some(t) = corpus.term_index_at(g, &f)
+        {
+            used.insert(t);
+        }
+    }
+    used.extend(snap.matcher.first_uses(doc).into_iter().map(|(t, _)| t));
+    let mut terms: Vec<TermView> = used
+        .into_iter()
+        .map(|t| {
+            let term = &corpus.terms[t];
+            TermView {
+                name: term.name.clone(),
+                acronym: term.acronym.clone(),
+                definition: term_definition(snap, t),
+            }
+        })
+        .collect();
+    terms.sort_by_key(|t| t.name.to_lowercase());
+    terms
+}
+
+/// The roles the SOP names: owner, approvers, and links into the roles folder.
+fn named_roles(
+    corpus: &Corpus,
+    doc: &Document,
+    meta: &crate::corpus::front_matter::SopMeta,
+) -> Vec<RoleView> {
+    let mut named: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    if let Some(o) = &meta.owner {
+        named.entry(o.value.clone()).or_default().insert("owner");
+    }
+    for a in meta.approvers.iter().flat_map(|a| a.value.iter()) {
+        named.entry(a.value.clone()).or_default().insert("approver");
+    }
+    for l in &doc.markdown.links {
+        if let Target::Path { path, .. } = links::resolve(corpus, doc.path(), &l.dest)
+            && let Some(role) = corpus.roles.values().find(|r| r.path == path)
+        {
+            named
+                .entry(role.id.clone())
+                .or_default()
+                .insert("referenced");
+        }
+    }
+    named
+        .into_iter()
+        .map(|(id, how)| {
+            let (title, acronym) = role_title(corpus, &id);
+            RoleView {
+                id,
+                title,
+                acronym,
+                named_as: how.into_iter().collect::<Vec<_>>().join(", "),
+            }
+        })
+        .collect()
 }
 
 /// The definition of term `t`: the glossary text below its heading, as typst markup.
