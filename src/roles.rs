@@ -456,6 +456,7 @@ fn duty_of(unit: &Unit) -> Option<(Duty, bool)> {
 }
 
 /// Every section of `doc` (an SOP) with duties of `role`.
+// One walk over the headings and the blocks below each, sharing the section being filled.
 fn sop_duties(corpus: &Corpus, doc: &Document, role: &Role, shared: bool) -> Vec<SectionDuties> {
     let body = doc.file.text.get(doc.body_start..).unwrap_or("");
     let numbers = markup::section_numbers(body);

@@ -913,6 +913,7 @@ fn ledger(root: &Path, rel: &str, evidence_dir: &Path, corpus: &Corpus) -> (Ledg
 }
 
 /// The human table: compact, one line per item, problems marked.
+// The table is written section by section in the order it is read.
 pub fn human(s: &Status, colour: bool) -> String {
     let paint = |code: &str, text: &str| {
         if colour {

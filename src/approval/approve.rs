@@ -86,6 +86,8 @@ pub struct Request<'a> {
 ///
 /// `corpus` is the working tree at `root`; `policy` the config the policy timeline trusts
 /// (meanings and the policy paths are policy, never what an unsigned `sopkit.toml` says).
+// The refusals come first and in the order a user fixes them, then the one commit: kept
+// together so that nothing is committed before every refusal was considered.
 pub fn approve(
     root: &Path,
     corpus: &Corpus,

@@ -1339,6 +1339,8 @@ struct Signed<'a> {
     content_matches: bool,
 }
 
+// One ordered list of rules, each ending in a verdict, read top to bottom as an auditor
+// would check them: splitting it would scatter the order that decides the outcome.
 fn judge_signature(
     a: &Signed<'_>,
     judge: Option<&Trusted>,

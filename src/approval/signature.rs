@@ -342,6 +342,8 @@ impl Keyring {
         Ok(())
     }
 
+    // Each way a certificate can fail to load is its own message for the person fixing the
+    // key file; they share the parsed certificate.
     fn add_openpgp(
         &mut self,
         owner: &str,

@@ -22,6 +22,8 @@ fn id_span(corpus: &Corpus, sop: &Sop) -> Option<Span> {
 }
 
 /// `now` is seconds since the epoch.
+// Per SOP, the findings in the order an author meets them (draft, signatures, review due),
+// sharing the SOP's history entry and front matter.
 pub fn check(corpus: &Corpus, history: &History, now: i64) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for sop in &corpus.sops {

@@ -140,6 +140,8 @@ fn scan_html(html: &str, start: usize, md: &mut Markdown) {
 }
 
 /// Parses `text[offset..]` (the body after any front matter); spans are into `text`.
+// One pass over pulldown-cmark's events, whose arms share the parser state (the heading,
+// code block, link and image being read): it stays one loop rather than a state object.
 pub fn parse(text: &str, offset: usize) -> Markdown {
     let body = &text[offset..];
     let at = |r: std::ops::Range<usize>| Span::new(r.start + offset, r.end + offset);
@@ -351,6 +353,26 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
         }
     }
 
+    undefined_footnotes(&mut md, body, offset, &footnotes_defined, footnote_refs);
+    md.undefined_references.extend(broken.into_inner());
+
+    definitions(&mut md, &defs, &used);
+    if body.contains("]:") {
+        md.duplicate_definitions = duplicate_definitions(body, offset, &defs, &leaf_blocks);
+    }
+    md.links.sort_by_key(|l| l.span);
+    md
+}
+
+/// Footnote references with no definition: those the parser saw, and those it left as
+/// literal text in the prose.
+fn undefined_footnotes(
+    md: &mut Markdown,
+    body: &str,
+    offset: usize,
+    footnotes_defined: &HashSet<String>,
+    mut footnote_refs: Vec<Reference>,
+) {
     // An undefined footnote reference stays literal text; find it in the prose.
     if body.contains("[^") {
         for m in FOOTNOTE_REF.captures_iter(body) {
@@ -374,9 +396,16 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
             });
         }
     }
-    md.undefined_references.extend(broken.into_inner());
+}
 
-    for (label, dest, span) in &defs {
+/// Every reference definition as a link (with its label); one that no link uses is also
+/// reported as unused.
+fn definitions(
+    md: &mut Markdown,
+    defs: &[(String, String, Span)],
+    used: &HashMap<String, LinkKind>,
+) {
+    for (label, dest, span) in defs {
         match used.get(label) {
             Some(kind) => md.links.push(Link {
                 kind: *kind,
@@ -398,11 +427,6 @@ pub fn parse(text: &str, offset: usize) -> Markdown {
             }
         }
     }
-    if body.contains("]:") {
-        md.duplicate_definitions = duplicate_definitions(body, offset, &defs, &leaf_blocks);
-    }
-    md.links.sort_by_key(|l| l.span);
-    md
 }
 
 fn record_link(

@@ -269,6 +269,8 @@ fn check_record(
 }
 
 /// Verifies one writer's folder (named `name`); returns the names of the files in it.
+// One pass over the chain in order: each record is checked against the one before it, so
+// the checks share the running state (previous hash, time, open runs).
 fn verify_writer(
     dir: &Path,
     name: &str,

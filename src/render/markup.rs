@@ -391,6 +391,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
         self.text(html);
     }
 
+    // One arm per Markdown tag: a match that maps each to its typst opening.
     fn start(&mut self, tag: Tag<'_>) {
         match tag {
             Tag::Paragraph => self.stack.push(Frame::Close("\n\n", false)),

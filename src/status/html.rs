@@ -101,6 +101,7 @@ fn chart(title: &str, runs: &[(i64, f64, &Row)], label: &dyn Fn(f64) -> String) 
 }
 
 /// The dashboard page.
+// The page is written top to bottom as it reads; its parts share the escaping and layout.
 pub fn render(s: &Status, rows: &[Row]) -> String {
     let mut o = String::new();
     let _ = write!(
