@@ -117,6 +117,17 @@ impl Snapshot {
         })
     }
 
+    /// Template `name` (an override the policy trusts, else the built-in one) rendered with
+    /// `ctx`.
+    pub fn render_template(&self, name: &str, ctx: minijinja::Value) -> Result<String, Error> {
+        template::render(
+            self.template_overrides(),
+            &self.policy_config().paths.templates,
+            name,
+            ctx,
+        )
+    }
+
     /// The findings of this snapshot, from the check pipeline that `check` runs.
     pub fn check(&self) -> crate::check::Checked {
         let history = self.in_git.then_some(&self.history);
@@ -516,12 +527,7 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
         terms => terms_value,
         roles => serde_value(&roles),
     };
-    let body = template::render(
-        snap.template_overrides(),
-        &snap.policy_config().paths.templates,
-        "sop.typ.j2",
-        ctx,
-    )?;
+    let body = snap.render_template("sop.typ.j2", ctx)?;
     let source_text = format!(
         "{}\n{body}",
         template::prelude(
@@ -766,12 +772,7 @@ pub fn render_index(snap: &Snapshot, entries: &[(Rendered, String)]) -> Result<V
         source => serde_value(&source),
         sops => serde_value(&sops),
     };
-    let body = template::render(
-        snap.template_overrides(),
-        &snap.policy_config().paths.templates,
-        "index.typ.j2",
-        ctx,
-    )?;
+    let body = snap.render_template("index.typ.j2", ctx)?;
     let commit = snap.commit.clone().unwrap_or_else(|| "none".into());
     let kw = vec![
         format!("{}index", pdf_meta::SOP),

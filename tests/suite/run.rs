@@ -667,6 +667,9 @@ fn copy_and_git_mirror_leave_verified_artifacts() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// An SOP that prunes `*.tar.zst` in `$BACKUP_DIR` after 35 days.
+const PRUNE_SOP: &str = "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n";
+
 #[test]
 fn prune_lists_on_a_dry_run_and_never_deletes_a_legal_hold() {
     let backups = tempfile::tempdir().unwrap();
@@ -694,10 +697,7 @@ fn prune_lists_on_a_dry_run_and_never_deletes_a_legal_hold() {
     )
     .unwrap();
     let r = Repo::empty();
-    r.write(
-        "procedures/BK-003-prune.md",
-        "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n",
-    );
+    r.write("procedures/BK-003-prune.md", PRUNE_SOP);
     r.commit("prune SOP");
     let go = |extra: &[&str]| run_backup(&r, "BK-003", backups.path(), extra);
     let out = go(&["--dry-run"]);
@@ -782,10 +782,7 @@ fn local_prune_reads_the_one_clock() {
     let today = backups.path().join("today.tar.zst");
     std::fs::write(&today, "x").unwrap();
     let r = Repo::empty();
-    r.write(
-        "procedures/BK-003-prune.md",
-        "---\nid: BK-003\ntitle: Prune\n---\n\n# Prune\n\n```sopkit {step=prune action=prune}\npath: ${BACKUP_DIR}\npattern: \"*.tar.zst\"\nretention: 35d\n```\n",
-    );
+    r.write("procedures/BK-003-prune.md", PRUNE_SOP);
     r.commit("prune SOP");
     let later = sopkit::time::rfc3339(sopkit::time::now() + 90 * 86_400);
     let go = |extra: &[&str]| {
