@@ -245,8 +245,9 @@ class Generator:
             if k in step_at:
                 sid, tgt = step_ids[step_at.index(k)], rng.choice(list(TARGETS))
                 if rng.random() < 0.15:
+                    # Arguments `verify` takes (check rejects unknown ones): an object in a bucket.
                     sec.append(f"```sopkit {{step={sid} action=verify}}\ntarget: {tgt}\n"
-                               f"keep: {rng.randint(3, 30)}\n```")
+                               f"key: {sid}/backup-{rng.randint(3, 30)}.tar.zst\n```")
                 else:
                     extra = " timeout=30m" if rng.random() < 0.5 else ""
                     extra += " env=BACKUP_PASSPHRASE" if rng.random() < 0.2 else ""
