@@ -97,20 +97,19 @@ impl Workspace {
                 ));
             }
             (Revision::WorkingTree, _) => (Tree::open_dir(&root)?, head, true, None),
-            (Revision::Published, _) => {
-                let disk = Tree::open_dir(&root)?;
-                let clean = match (&repo, &head) {
-                    (Some(r), Some(_)) => {
-                        let prefix = crate::git::prefix_in(r, &root);
-                        !working_tree_dirty(r, &prefix, &Config::of_tree(&disk).paths)
-                    }
-                    _ => false,
-                };
-                match &head {
-                    Some((id, _)) if clean => (Tree::open_revision(&root, id)?, head, false, None),
-                    _ => (disk, head, true, None),
+            (Revision::Published, Some(r)) if head.is_some() => {
+                let id = head.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+                let committed = Tree::open_revision(&root, &id)?;
+                // The folders that matter are the committed config's: a changed `sopkit.toml`
+                // is itself a change to a tracked file.
+                let prefix = crate::git::prefix_in(r, &root);
+                if working_tree_dirty(r, &prefix, &Config::of_tree(&committed).paths) {
+                    (Tree::open_dir(&root)?, head, true, None)
+                } else {
+                    (committed, head, false, None)
                 }
             }
+            (Revision::Published, _) => (Tree::open_dir(&root)?, head, true, None),
         };
         let (commit, commit_time) = commit.map_or((None, 0), |(id, t)| (Some(id), t));
         Ok(Workspace {
