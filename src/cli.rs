@@ -25,6 +25,12 @@ pub enum Command {
     Approve(ApproveArgs),
     /// List an SOP's revisions with every signature and whether it counts.
     History(HistoryArgs),
+    /// Show what changed in an SOP between two revisions, section by section and word by
+    /// word: for a terminal, as Markdown for a pull request, or as a redline PDF.
+    ///
+    /// FROM and TO are each `vN` (an approved version), a commit or other git revision, or
+    /// `worktree`. By default FROM is the last effective version and TO the working tree.
+    Diff(DiffArgs),
     /// Render one SOP to PDF as it stood at a revision (default: HEAD, or the working tree
     /// when it has uncommitted changes).
     Render(RenderArgs),
@@ -109,6 +115,34 @@ pub struct ApproveArgs {
     /// A comment recorded in the commit message.
     #[arg(long)]
     pub comment: Option<String>,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Human,
+    Md,
+    Pdf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The SOP: its id (IT-245) or its path.
+    #[arg(value_name = "SOP")]
+    pub sop: String,
+    /// Compare from here (default: the last effective version).
+    #[arg(value_name = "FROM")]
+    pub from: Option<String>,
+    /// Compare to here (default: the working tree).
+    #[arg(value_name = "TO")]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
+    pub format: DiffFormat,
+    /// Write to this file instead of standard output (needed for `--format pdf`).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// The repository (its root folder).
     #[arg(long, short = 'C', default_value = ".")]
     pub path: PathBuf,

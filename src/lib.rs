@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod corpus;
 pub mod diagnostic;
+pub mod diff;
 pub mod digest;
 pub mod duration;
 pub mod evidence;

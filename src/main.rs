@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use cli::{
-    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, EvidenceCommand, EvidenceLogArgs, HistoryArgs,
-    HistoryFormat, JdArgs, LogFormat, RenderArgs, RolesCommand, RunArgs, ScheduleArgs, StatusArgs,
-    StatusFormat, VerifyPdfArgs,
+    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, EvidenceCommand,
+    EvidenceLogArgs, HistoryArgs, HistoryFormat, JdArgs, LogFormat, RenderArgs, RolesCommand,
+    RunArgs, ScheduleArgs, StatusArgs, StatusFormat, VerifyPdfArgs,
 };
 use sopkit::exit::Exit;
 use sopkit::report::{self, Format};
@@ -60,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => check(args),
         Command::Approve(args) => approve(args),
         Command::History(args) => history(args),
+        Command::Diff(args) => diff(args),
         Command::Render(args) => render(args),
         Command::Build(args) => build(args),
         Command::VerifyPdf(args) => verify_pdf(args),
@@ -190,6 +191,42 @@ fn history(args: HistoryArgs) -> anyhow::Result<Exit> {
             writeln!(out)?;
         }
         HistoryFormat::Human => write!(out, "{}", sopkit::approval::render_history(sop))?,
+    }
+    Ok(Exit::Clean)
+}
+
+fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
+    use sopkit::diff;
+    if args.format == DiffFormat::Pdf && args.output.is_none() {
+        anyhow::bail!("--format pdf needs an output file: add -o FILE.pdf");
+    }
+    let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
+    let d = diff::diff(&ws, &args.sop, args.from.as_deref(), args.to.as_deref())?;
+    let bytes = match args.format {
+        DiffFormat::Human => diff::human(
+            &d,
+            report::colour(args.output.is_none() && std::io::stdout().is_terminal()),
+        )
+        .into_bytes(),
+        DiffFormat::Md => diff::markdown(&d).into_bytes(),
+        DiffFormat::Pdf => diff::redline::pdf(&d)?,
+    };
+    match &args.output {
+        Some(path) => {
+            sopkit::fs_atomic::write(path, &bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{} changed section(s) of {} -> {}",
+                d.changed_sections().count(),
+                d.sop,
+                path.display()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
     }
     Ok(Exit::Clean)
 }

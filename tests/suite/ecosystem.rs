@@ -86,6 +86,61 @@ fn github_workflow_parses_and_its_check_step_runs() {
     assert_eq!(run(&head).status.code(), Some(0));
 }
 
+/// The pull-request workflow that comments each SOP's changes: its script, run as the runner
+/// would on a pull request that edits one SOP and adds another.
+#[test]
+fn github_diff_workflow_describes_each_changed_sop() {
+    let wf = yaml(&project_root().join(".github/workflows/sop-diff.yml"));
+    assert_eq!(wf["permissions"]["pull-requests"], "write");
+    let steps = wf["jobs"]["diff"]["steps"]
+        .as_array()
+        .expect("jobs.diff.steps");
+    let describe = steps
+        .iter()
+        .find(|s| s["name"] == "Describe the changes")
+        .expect("a 'Describe the changes' step");
+    let script = describe["run"].as_str().unwrap();
+    let comment = steps
+        .iter()
+        .find(|s| s["name"] == "Comment on the pull request")
+        .expect("a comment step");
+    assert!(
+        comment["run"]
+            .as_str()
+            .unwrap()
+            .contains("--body-file sop-changes.md")
+    );
+
+    let r = Repo::clean();
+    let base = r.git(&["rev-parse", "HEAD"]);
+    r.replace(SOP, "is one day", "is four hours");
+    r.write(
+        "procedures/QA-002-new.md",
+        "---\nid: QA-002\ntitle: New\nowner: operator\napprovers: [qa-lead]\n---\n\n# New\n\nText.\n",
+    );
+    r.commit("pull request");
+    let out = Command::new("bash")
+        .args(["-e", "-o", "pipefail", "-c", script])
+        .current_dir(r.path())
+        .env("PATH", path_with_sopkit())
+        .env("BASE", base.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let body = r.read("sop-changes.md");
+    assert!(body.contains("<!-- sopkit-diff -->"), "{body}");
+    assert!(body.contains("### QA-001 Demo: changes"), "{body}");
+    assert!(body.contains("| Scope | changed | 2 | 2 |"), "{body}");
+    assert!(
+        body.contains("<del>one</del><ins>four</ins> <del>day;</del><ins>hours;</ins>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("procedures/QA-002-new.md") && body.contains("New in this pull request"),
+        "{body}"
+    );
+}
+
 #[test]
 fn pre_commit_hooks_parse_and_their_entry_runs() {
     let hooks = yaml(&project_root().join(".pre-commit-hooks.yaml"));

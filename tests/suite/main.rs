@@ -12,6 +12,7 @@ mod approvals;
 mod architecture;
 mod base;
 mod check_rules;
+mod diff;
 mod ecosystem;
 mod formats;
 mod notify;

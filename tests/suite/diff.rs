@@ -1,0 +1,121 @@
+//! `sopkit diff` over a real history: an SOP approved as version 1 with real SSH keys, then
+//! edited (a word changed, a section renamed, one added, one moved); compared as text, as
+//! Markdown and as a redline PDF read back with `pdftotext`.
+
+use std::process::Command;
+
+use crate::approvals::{Keys, approve_ok, author_commit, signed_fixture};
+use crate::support::{Repo, SOP, stderr, stdout};
+
+const V1: &str = "---\nid: QA-001\ntitle: Demo\nowner: operator\napprovers: [qa-lead]\n---\n\n# Demo\n\n## Purpose\n\nKeep every backup safe and tested each week by the operator on duty.\n\n## Scope\n\nAll servers in the data centre.\n\n## Records\n\nThe evidence stays in git.\n";
+
+const V2: &str = "---\nid: QA-001\ntitle: Demo\nowner: operator\napprovers: [qa-lead]\n---\n\n# Demo\n\n## Records\n\nThe evidence stays in git.\n\n## Aim\n\nKeep every backup safe and tested each day by the operator on duty.\n\n## Scope\n\nAll servers in the data centre.\n\n## Escalation\n\nCall the QA lead when a restore test fails.\n";
+
+/// The fixture with QA-001 at V1 approved (version 1), then edited to V2 and committed.
+fn edited() -> (Keys, Repo) {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    r.write(SOP, V1);
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "version 1 text", Some(&bob));
+    approve_ok(&r, "ann", &ann);
+    r.write(SOP, V2);
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "rework", Some(&bob));
+    (keys, r)
+}
+
+#[test]
+fn diff_shows_word_changes_renames_moves_and_additions_since_the_effective_version() {
+    let (_keys, r) = edited();
+    let out = r.sopkit(&["diff", "QA-001"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("from version 1 (commit"), "{text}");
+    assert!(text.contains("to the working tree"), "{text}");
+    assert!(
+        text.contains("[-week-]") && text.contains("{+day+}"),
+        "{text}"
+    );
+    assert!(text.contains("Aim (was: Purpose)"), "{text}");
+    assert!(
+        text.contains("Escalation") && text.contains("added"),
+        "{text}"
+    );
+    assert!(text.contains("moved"), "{text}");
+    // Unchanged in text and place: not listed.
+    assert!(!text.contains("== Scope"), "{text}");
+
+    // Markdown for a pull request: a summary table and marked words.
+    let out = r.sopkit(&["diff", "QA-001", "v1", "HEAD", "--format", "md"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(
+        md.contains("| Aim (was: Purpose) | changed, renamed"),
+        "{md}"
+    );
+    assert!(
+        md.contains("<del>week</del>") && md.contains("<ins>day</ins>"),
+        "{md}"
+    );
+    assert!(md.contains("| Escalation | added | 9 | 0 |"), "{md}");
+
+    // Between two commits the same change; between a revision and itself, none.
+    let out = r.sopkit(&["diff", "QA-001", "HEAD", "HEAD"]);
+    assert!(stdout(&out).contains("no changes"), "{}", stdout(&out));
+    let out = r.sopkit(&["diff", "QA-001", "v7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no version 7; its versions: v1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_redline_pdf_marks_insertions_and_deletions_and_is_reproducible() {
+    let (_keys, r) = edited();
+    let a = r.path().join("a.pdf");
+    let b = r.path().join("b.pdf");
+    for f in [&a, &b] {
+        let out = r.sopkit(&[
+            "diff",
+            "QA-001",
+            "v1",
+            "HEAD",
+            "--format",
+            "pdf",
+            "-o",
+            f.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let bytes = std::fs::read(&a).unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    assert_eq!(
+        bytes,
+        std::fs::read(&b).unwrap(),
+        "the same revisions give the same bytes"
+    );
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&a)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is needed");
+    let text = stdout(&out);
+    for want in [
+        "QA-001 Demo: changes",
+        "version 1",
+        "week",
+        "day",
+        "Escalation",
+        "Call the QA lead when a restore test fails.",
+        "Was: Purpose",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    // A PDF needs a file to go to.
+    let out = r.sopkit(&["diff", "QA-001", "--format", "pdf"]);
+    assert_eq!(out.status.code(), Some(2));
+}
