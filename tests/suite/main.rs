@@ -16,6 +16,7 @@ mod ecosystem;
 mod formats;
 mod notify;
 mod properties;
+mod regulatory;
 mod render;
 mod roles;
 mod run;
