@@ -17,6 +17,7 @@ mod ecosystem;
 mod formats;
 mod notify;
 mod properties;
+mod regulatory;
 mod render;
 mod roles;
 mod run;
