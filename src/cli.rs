@@ -54,6 +54,11 @@ pub enum Command {
     /// The evidence ledger: verify it, or print the log of executed steps.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Everything an auditor asks for about a period, in one folder and one zip: the PDF of
+    /// every SOP revision effective in it with its redline, the signatures, the evidence log,
+    /// the training matrix, open findings and alerts, and a manifest of SHA-256 hashes
+    /// (signed with --sign). `sopkit audit verify DIR` checks a package.
+    Audit(AuditArgs),
     /// Is the system of procedures being followed? Per SOP: version, effective or draft,
     /// pending approvals and who could sign, next review; per SLO: last success, due,
     /// overdue; 3-2-1-1-0 per backup set; retention; training; ledger integrity.
@@ -234,6 +239,44 @@ pub struct RunArgs {
     /// The repository (its root folder).
     #[arg(long, short = 'C', default_value = ".")]
     pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// The first day of the period (YYYY-MM-DD, UTC); default: from the start.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// The last day of the period (YYYY-MM-DD, UTC, included); default: up to now.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Only this SOP (an id); may be given more than once.
+    #[arg(long = "sop", value_name = "ID")]
+    pub sops: Vec<String>,
+    /// The package folder (new or empty); DIR.zip is written beside it.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Sign MANIFEST.sha256 with your git signing key (`gpg.format`, `user.signingkey`).
+    #[arg(long)]
+    pub sign: bool,
+    /// The repository (its root folder).
+    #[arg(long, short = 'C', default_value = ".")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a package against its MANIFEST.sha256, and the manifest's signature against the
+    /// repository's keys; exit 1 naming each changed, missing or unlisted file.
+    Verify {
+        /// The package folder.
+        dir: PathBuf,
+        /// The repository whose keys the signature is checked against.
+        #[arg(long, short = 'C', default_value = ".")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -412,7 +412,7 @@ fn side(
 }
 
 /// A revision of the approval history, read from its git blob.
-fn revision_side(
+pub fn revision_side(
     ws: &Workspace,
     rev: &crate::approval::history::Revision,
     what: &str,

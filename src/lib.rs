@@ -6,6 +6,7 @@
 //! in the formats people and CI systems read.
 
 pub mod approval;
+pub mod audit;
 pub mod check;
 pub mod config;
 pub mod corpus;

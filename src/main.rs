@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use cli::{
-    ApproveArgs, BuildArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, EvidenceCommand,
-    EvidenceLogArgs, HistoryArgs, HistoryFormat, JdArgs, LogFormat, RenderArgs, RolesCommand,
-    RunArgs, ScheduleArgs, StatusArgs, StatusFormat, VerifyPdfArgs,
+    ApproveArgs, AuditArgs, AuditCommand, BuildArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat,
+    EvidenceCommand, EvidenceLogArgs, HistoryArgs, HistoryFormat, JdArgs, LogFormat, RenderArgs,
+    RolesCommand, RunArgs, ScheduleArgs, StatusArgs, StatusFormat, VerifyPdfArgs,
 };
 use sopkit::exit::Exit;
 use sopkit::report::{self, Format};
@@ -61,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Approve(args) => approve(args),
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
+        Command::Audit(args) => audit(args),
         Command::Render(args) => render(args),
         Command::Build(args) => build(args),
         Command::VerifyPdf(args) => verify_pdf(args),
@@ -191,6 +192,71 @@ fn history(args: HistoryArgs) -> anyhow::Result<Exit> {
             writeln!(out)?;
         }
         HistoryFormat::Human => write!(out, "{}", sopkit::approval::render_history(sop))?,
+    }
+    Ok(Exit::Clean)
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
+    use sopkit::audit;
+    if let Some(AuditCommand::Verify { dir, path }) = &args.command {
+        let v = audit::verify(dir, path)?;
+        for p in &v.problems {
+            println!("{}: {p}", dir.display());
+        }
+        match &v.signature {
+            Some((_, detail)) => println!("{}/MANIFEST.sha256: {detail}", dir.display()),
+            None => println!("{}: the manifest is not signed", dir.display()),
+        }
+        println!(
+            "{} files match the manifest; {}",
+            v.files,
+            if v.ok() {
+                "the package is intact".to_string()
+            } else {
+                format!("{} problem(s)", v.problems.len())
+            }
+        );
+        return Ok(Exit::findings_unless(v.ok()));
+    }
+    let Some(out) = args.out.clone() else {
+        anyhow::bail!("name the package folder: --out DIR (or check one: sopkit audit verify DIR)");
+    };
+    let req = audit::Request {
+        since: args
+            .since
+            .as_deref()
+            .map(|d| audit::day_bound("since", d, false))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|d| audit::day_bound("until", d, true))
+            .transpose()?,
+        sops: args.sops.clone(),
+        out,
+        sign: args.sign,
+    };
+    let ws = Workspace::open(&args.path, Revision::WorkingTree)?;
+    let total = audit::effective_in(ws.history()?, &req)?.len() as u64;
+    let bar = progress_bar(total, "{bar:40} {pos}/{len} SOP revisions  {msg}");
+    let made = audit::make(&ws, &req, &|what: &str| {
+        bar.set_message(what.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} SOP revision(s), {} run(s), {} finding(s), {} alert(s), {} ledger problem(s); {} files -> {} and {}",
+        made.revisions,
+        made.runs,
+        made.findings,
+        made.alerts,
+        made.evidence_problems,
+        made.files,
+        made.dir.display(),
+        made.zip.display()
+    );
+    if let Some(sig) = &made.signature {
+        println!("manifest signature -> {}", sig.display());
     }
     Ok(Exit::Clean)
 }

@@ -241,15 +241,18 @@ pub fn since_bound(given: &str) -> Option<String> {
     utc.format(form).ok()
 }
 
+/// One CSV field, quoted as RFC 4180 asks where it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// The rows as CSV (RFC 4180 quoting).
 pub fn csv(rows: &[Row]) -> String {
-    fn q(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    }
+    let q = csv_field;
     let mut s = String::from(
         "started,ended,sop,version,step,target,operator,host,size,result,exit_status,signed_by,issues\n",
     );

@@ -28,12 +28,18 @@ pub enum Error {
 /// Signs `pdf` with the signing key git would use in the repository at `dir`; writes
 /// `PDF.sig` (SSH) or `PDF.asc` (OpenPGP) atomically and returns its path.
 pub fn sign(dir: &Path, pdf: &Path) -> Result<PathBuf, Error> {
+    sign_in(dir, pdf, SSH_NAMESPACE)
+}
+
+/// [`sign`] for any file, in SSH signature namespace `namespace` (`sopkit-audit` for an
+/// audit package's manifest).
+pub fn sign_in(dir: &Path, pdf: &Path, namespace: &str) -> Result<PathBuf, Error> {
     let signer = crate::signing::Signer::from_git(dir)?;
     let bytes = std::fs::read(pdf).map_err(|source| Error::Write {
         path: pdf.to_path_buf(),
         source,
     })?;
-    let sig = signer.sign(&bytes, SSH_NAMESPACE)?;
+    let sig = signer.sign(&bytes, namespace)?;
     let mut out = pdf.as_os_str().to_owned();
     out.push(format!(".{}", signer.extension()));
     let out = PathBuf::from(out);
@@ -61,6 +67,17 @@ pub fn verify(
     pdf: &Path,
     bytes: &[u8],
 ) -> Result<Option<Checked>, Error> {
+    verify_in(dir, commit, pdf, bytes, SSH_NAMESPACE)
+}
+
+/// [`verify`] for any file signed in SSH signature namespace `namespace`.
+pub fn verify_in(
+    dir: &Path,
+    commit: &str,
+    pdf: &Path,
+    bytes: &[u8],
+    namespace: &str,
+) -> Result<Option<Checked>, Error> {
     let candidates = ["sig", "asc"].map(|ext| {
         let mut p = pdf.as_os_str().to_owned();
         p.push(format!(".{ext}"));
@@ -84,7 +101,7 @@ pub fn verify(
         }));
     };
     let policy = &trusted.policy;
-    let v = signature::verify_in(&policy.keyring, &signature, bytes, SSH_NAMESPACE);
+    let v = signature::verify_in(&policy.keyring, &signature, bytes, namespace);
     let who = v
         .owner
         .as_deref()
@@ -94,7 +111,7 @@ pub fn verify(
     // the signature must also hold, for the same person, under the policy in force now.
     let still = match crate::approval::history::policy_at(dir, "HEAD")? {
         Some(now) => {
-            let w = signature::verify_in(&now.policy.keyring, &signature, bytes, SSH_NAMESPACE);
+            let w = signature::verify_in(&now.policy.keyring, &signature, bytes, namespace);
             w.status == Status::Valid && w.owner == v.owner
         }
         None => false,

@@ -10,6 +10,7 @@ mod support;
 
 mod approvals;
 mod architecture;
+mod audit;
 mod base;
 mod check_rules;
 mod diff;
