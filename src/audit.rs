@@ -258,7 +258,7 @@ fn add_revisions(
             let d = crate::diff::compare(&e.sop, &rendered.title, from, to);
             pkg.add(
                 format!("sops/{}-v{}-changes.pdf", e.sop, e.version),
-                crate::diff::redline::pdf(&d)?,
+                crate::render::redline::pdf(&d)?,
             );
         }
     }

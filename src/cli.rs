@@ -188,6 +188,10 @@ pub struct RenderArgs {
     /// signing key (`gpg.format`, `user.signingkey`).
     #[arg(long)]
     pub sign: bool,
+    /// Append the redline against the effective version before this one (for a draft under
+    /// approval: the last effective version).
+    #[arg(long)]
+    pub with_changes: bool,
     /// The repository (its root folder).
     #[arg(long, short = 'C', default_value = ".")]
     pub path: PathBuf,

@@ -4,9 +4,7 @@
 //! changed but whose text stayed mostly the same is paired as renamed, and a paired section
 //! that changed places is marked moved. Inside each pair the change is word by word.
 //! Printed for people (`human`), for a pull-request comment (`md`), or as a redline PDF
-//! (`pdf`, in [`redline`]).
-
-pub mod redline;
+//! (`pdf`, typeset by [`crate::render::redline`]).
 
 use similar::{Algorithm, ChangeTag};
 
@@ -38,8 +36,6 @@ pub enum Error {
     NotAt { sop: String, at: String },
     #[error("reading {what}: {}", .source.message())]
     Git { what: String, source: git2::Error },
-    #[error(transparent)]
-    Redline(#[from] crate::render::Error),
 }
 
 /// One side of a comparison: the SOP's text as it stood somewhere.
@@ -417,7 +413,16 @@ pub fn revision_side(
     rev: &crate::approval::history::Revision,
     what: &str,
 ) -> Result<Side, Error> {
-    let repo = crate::git::discover(&ws.root)?;
+    blob_side(&ws.root, rev, what)
+}
+
+/// [`revision_side`] in the repository containing `root`.
+pub fn blob_side(
+    root: &std::path::Path,
+    rev: &crate::approval::history::Revision,
+    what: &str,
+) -> Result<Side, Error> {
+    let repo = crate::git::discover(root)?;
     let git = |source| Error::Git {
         what: format!("{what} ({})", rev.path),
         source,

@@ -275,7 +275,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
         )
         .into_bytes(),
         DiffFormat::Md => diff::markdown(&d).into_bytes(),
-        DiffFormat::Pdf => diff::redline::pdf(&d)?,
+        DiffFormat::Pdf => sopkit::render::redline::pdf(&d)?,
     };
     match &args.output {
         Some(path) => {
@@ -311,7 +311,7 @@ fn render(args: RenderArgs) -> anyhow::Result<Exit> {
             return Err(e.into());
         }
     };
-    let rendered = render::render(&snap, index)?;
+    let rendered = render::render_with(&snap, index, args.with_changes)?;
     let out = args
         .output
         .unwrap_or_else(|| std::path::PathBuf::from(render::pdf_name(&rendered.id)));

@@ -7,6 +7,7 @@
 
 pub mod markup;
 pub mod pdf_meta;
+pub mod redline;
 pub mod sign;
 pub mod template;
 pub mod typeset;
@@ -39,6 +40,8 @@ pub enum Error {
     Git(git2::Error),
     #[error("{0} (give an id such as IT-245 or a path under the procedures folder)")]
     UnknownSop(#[from] crate::corpus::FindSop),
+    #[error("the changes for the appendix: {0}")]
+    Changes(#[from] crate::diff::Error),
     #[error("template {name}: {message}")]
     Template { name: String, message: String },
     #[error("{sop}: {error}")]
@@ -435,6 +438,12 @@ fn keywords(sop: &str, path: &str, snap: &Snapshot, sha256: &str) -> Vec<String>
 
 /// Renders SOP number `index` (into `snap.corpus.sops`) to PDF.
 pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
+    render_with(snap, index, false)
+}
+
+/// [`render`]; with `with_changes`, the redline against the effective version before this
+/// one (for a draft: the last effective version) follows as an appendix.
+pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<Rendered, Error> {
     let corpus = &snap.corpus;
     let sop = &corpus.sops[index];
     let doc = &corpus.docs[sop.doc];
@@ -527,13 +536,21 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
         terms => terms_value,
         roles => serde_value(&roles),
     };
-    let body = snap.render_template("sop.typ.j2", ctx)?;
+    let mut body = snap.render_template("sop.typ.j2", ctx)?;
+    let mut kw = keywords(&sop.id, &path, snap, &sha256);
+    if with_changes {
+        body.push_str(&redline::appendix(&changes(
+            snap,
+            sop,
+            doc,
+            sop_history,
+            revision,
+        )?));
+        kw.push(format!("{}yes", pdf_meta::WITH_CHANGES));
+    }
     let source_text = format!(
         "{}\n{body}",
-        template::prelude(
-            &format!("{} {}", sop.id, sop.title),
-            &keywords(&sop.id, &path, snap, &sha256)
-        )
+        template::prelude(&format!("{} {}", sop.id, sop.title), &kw)
     );
     let pdf = typeset::pdf(typeset::Job {
         source: source_text,
@@ -555,6 +572,45 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
         effective_date,
         draft,
     })
+}
+
+/// The changes of this text of `sop` since the effective version before it (for a draft,
+/// the last effective version; none when there is none).
+fn changes(
+    snap: &Snapshot,
+    sop: &crate::corpus::Sop,
+    doc: &Document,
+    sop_history: Option<&history::SopHistory>,
+    revision: Option<&Revision>,
+) -> Result<crate::diff::Diff, Error> {
+    let revisions = sop_history.map_or(&[][..], |h| &h.revisions[..]);
+    let base = match revision.and_then(|r| r.version) {
+        Some(v) => revisions.iter().rev().find(|r| r.version == Some(v - 1)),
+        None => revisions.iter().rev().find(|r| r.version.is_some()),
+    };
+    let to = crate::diff::Side {
+        label: match revision.and_then(|r| r.version) {
+            Some(v) => format!("version {v} (this document)"),
+            None => "this document".to_string(),
+        },
+        text: doc.file.text.clone(),
+        commit: snap.commit.clone(),
+        time: snap.time,
+    };
+    let from = match base {
+        Some(b) => {
+            let v = b.version.unwrap_or_default();
+            crate::diff::blob_side(&snap.root, b, &format!("version {v}"))?
+        }
+        // Nothing effective before it: everything is new.
+        None => crate::diff::Side {
+            label: "nothing (no earlier effective version)".into(),
+            text: String::new(),
+            commit: None,
+            time: snap.time,
+        },
+    };
+    Ok(crate::diff::compare(&sop.id, &sop.title, from, to))
 }
 
 /// How an SOP stands in a snapshot: its version, whether it is effective or retired, and
@@ -988,7 +1044,7 @@ pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
             Some(Ok(i)) => i,
             _ => snap.find_sop(&p.sop)?,
         };
-        render(&snap, index)?.pdf
+        render_with(&snap, index, p.with_changes)?.pdf
     };
     if rebuilt == pdf {
         return Ok(Verdict::Identical {

@@ -8,6 +8,8 @@ pub const PATH: &str = "sopkit-path=";
 pub const COMMIT: &str = "sopkit-commit=";
 pub const SHA256: &str = "sopkit-sha256=";
 pub const VERSION: &str = "sopkit-version=";
+/// Present (`yes`) when the redline against the version before follows as an appendix.
+pub const WITH_CHANGES: &str = "sopkit-with-changes=";
 
 /// What a sopkit PDF says about where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,7 @@ pub struct Provenance {
     pub commit: String,
     pub sha256: Option<String>,
     pub version: String,
+    pub with_changes: bool,
 }
 
 impl Provenance {
@@ -59,5 +62,6 @@ pub fn read(pdf: &[u8]) -> Option<Provenance> {
         commit: find(pdf, COMMIT)?,
         sha256: find(pdf, SHA256),
         version: find(pdf, VERSION)?,
+        with_changes: find(pdf, WITH_CHANGES).is_some_and(|v| v == "yes"),
     })
 }

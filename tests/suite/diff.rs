@@ -119,3 +119,39 @@ fn the_redline_pdf_marks_insertions_and_deletions_and_is_reproducible() {
     let out = r.sopkit(&["diff", "QA-001", "--format", "pdf"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `render --with-changes` of a draft under approval appends its redline against the last
+/// effective version, and `verify-pdf` rebuilds that PDF byte for byte.
+#[test]
+fn a_render_with_changes_appends_the_redline_and_still_verifies() {
+    let (_keys, r) = edited();
+    let pdf = r.path().join("QA-001.pdf");
+    let out = r.sopkit(&[
+        "render",
+        "QA-001",
+        "--with-changes",
+        "-o",
+        pdf.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(
+        &Command::new("pdftotext")
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .expect("pdftotext"),
+    );
+    assert!(text.contains("Appendix: changes to QA-001 Demo"), "{text}");
+    assert!(
+        text.contains("version 1") && text.contains("week") && text.contains("day"),
+        "{text}"
+    );
+    let out = r.sopkit(&["verify-pdf", pdf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("identical"), "{}", stdout(&out));
+    // Without the appendix the PDF is a different one, and says so when checked against it.
+    let plain = r.path().join("plain.pdf");
+    let out = r.sopkit(&["render", "QA-001", "-o", plain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(std::fs::read(&plain).unwrap(), std::fs::read(&pdf).unwrap());
+}

@@ -6,17 +6,20 @@
 
 use similar::ChangeTag;
 
-use super::{Diff, Kind, SectionDiff};
-use crate::render::markup::escape;
-use crate::render::{Error, template, typeset};
+use super::markup::escape;
+use super::{Error, template, typeset};
+use crate::diff::{Diff, Kind, SectionDiff};
 
-/// The typst definitions the redline uses.
-const PREAMBLE: &str = r##"#set page(paper: "a4", margin: (left: 2.6cm, right: 2cm, y: 2cm),
+/// The page of a redline of its own.
+const PAGE: &str = r##"#set page(paper: "a4", margin: (left: 2.6cm, right: 2cm, y: 2cm),
   footer: context align(center, text(size: 8pt, fill: luma(110))[#counter(page).display("1 / 1", both: true)]))
 #set text(size: 10pt)
 #set par(justify: false, leading: 0.6em)
 #set heading(numbering: none)
-#let ins(body) = underline(stroke: 0.8pt + rgb("#1a5fb4"), text(fill: rgb("#1a5fb4"), body))
+"##;
+
+/// The typst definitions the redline uses.
+const DEFINITIONS: &str = r##"#let ins(body) = underline(stroke: 0.8pt + rgb("#1a5fb4"), text(fill: rgb("#1a5fb4"), body))
 #let del(body) = strike(stroke: 0.8pt + rgb("#c01c28"), text(fill: rgb("#c01c28"), body))
 #let changed(body) = block(width: 100%, breakable: true, stroke: (left: 2.5pt + rgb("#e5a50a")),
   outset: (left: 14pt), inset: (left: 0pt), body)
@@ -119,14 +122,40 @@ pub fn source(d: &Diff) -> String {
         &keywords,
     ));
     src.push('\n');
-    src.push_str(PREAMBLE);
+    src.push_str(PAGE);
+    src.push_str(DEFINITIONS);
     src.push_str(&format!(
-        "\n#text(size: 16pt, weight: \"bold\")[{} {}: changes]\n\n#table(columns: (auto, 1fr), stroke: none, inset: 3pt,\n  [From:], [{}],\n  [To:], [{}],\n)\n\n",
+        "\n#text(size: 16pt, weight: \"bold\")[{} {}: changes]\n\n",
         escape(&d.sop),
         escape(&d.title),
+    ));
+    src.push_str(&body(d));
+    src
+}
+
+/// The redline of `d` as an appendix after an SOP's own text: a new page, its own
+/// definitions, headings left out of the numbering and the outline.
+pub fn appendix(d: &Diff) -> String {
+    let mut src =
+        String::from("\n#pagebreak()\n#[\n#set heading(numbering: none, outlined: false)\n");
+    src.push_str(DEFINITIONS);
+    src.push_str(&format!(
+        "\n#text(size: 14pt, weight: \"bold\")[Appendix: changes to {} {}]\n\n",
+        escape(&d.sop),
+        escape(&d.title)
+    ));
+    src.push_str(&body(d));
+    src.push_str("\n]\n");
+    src
+}
+
+/// From and to, the legend, the table of changed sections, then every section marked.
+fn body(d: &Diff) -> String {
+    let mut src = format!(
+        "#table(columns: (auto, 1fr), stroke: none, inset: 3pt,\n  [From:], [{}],\n  [To:], [{}],\n)\n\n",
         escape(&d.from.label),
         escape(&d.to.label)
-    ));
+    );
     src.push_str("Insertions are #ins[underlined], deletions #del[struck through]; a bar in the margin marks each changed section.\n\n");
     let changed: Vec<&SectionDiff> = d.changed_sections().collect();
     if changed.is_empty() {
