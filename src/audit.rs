@@ -310,30 +310,13 @@ fn add_evidence(ws: &Workspace, req: &Request, pkg: &mut Package) -> Result<(usi
     pkg.add("evidence.csv", log::csv(&rows));
     pkg.add("evidence.pdf", evidence_pdf(&rows, ws.commit_time)?);
     let report = ledger.verify()?;
-    let mut text = String::new();
-    for p in &report.problems {
-        text.push_str(&format!("PROBLEM {}: {}\n", p.path.display(), p.message));
-    }
+    let mut text = report.text();
     for p in &read.unreadable {
-        text.push_str(&format!("UNREADABLE {}\n", p.display()));
-    }
-    for a in &report.attributed {
         text.push_str(&format!(
-            "{}: {} records by {}\n",
-            a.writer, a.records, a.by
+            "{}: could not be read as an evidence record\n",
+            p.display()
         ));
     }
-    text.push_str(&format!(
-        "{} writers, {} records, {} logs: {}\n",
-        report.writers,
-        report.records,
-        report.logs,
-        if report.problems.is_empty() {
-            "intact".to_string()
-        } else {
-            format!("{} problems", report.problems.len())
-        }
-    ));
     pkg.add("evidence-verify.txt", text);
     Ok((rows.len(), report.problems.len() + read.unreadable.len()))
 }

@@ -557,23 +557,7 @@ fn evidence_stamp(path: &std::path::Path) -> anyhow::Result<Exit> {
 
 fn evidence_verify(path: &std::path::Path) -> anyhow::Result<Exit> {
     let report = ledger_of(path)?.verify()?;
-    for p in &report.problems {
-        println!("{}: {}", p.path.display(), p.message);
-    }
-    for a in &report.attributed {
-        println!("{}: {} records by {}", a.writer, a.records, a.by);
-    }
-    println!(
-        "{} writers, {} records, {} logs: {}",
-        report.writers,
-        report.records,
-        report.logs,
-        if report.problems.is_empty() {
-            "intact".to_string()
-        } else {
-            format!("{} problems", report.problems.len())
-        }
-    );
+    print!("{}", report.text());
     Ok(Exit::findings_unless(report.problems.is_empty()))
 }
 

@@ -28,6 +28,35 @@ pub struct Report {
     pub attributed: Vec<Attributed>,
 }
 
+impl Report {
+    /// The report as `evidence verify` prints it: each problem, who wrote each writer's
+    /// records, then the counts and the verdict.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for p in &self.problems {
+            out.push_str(&format!("{}: {}\n", p.path.display(), p.message));
+        }
+        for a in &self.attributed {
+            out.push_str(&format!(
+                "{}: {} records by {}\n",
+                a.writer, a.records, a.by
+            ));
+        }
+        out.push_str(&format!(
+            "{} writers, {} records, {} logs: {}\n",
+            self.writers,
+            self.records,
+            self.logs,
+            if self.problems.is_empty() {
+                "intact".to_string()
+            } else {
+                format!("{} problems", self.problems.len())
+            }
+        ));
+        out
+    }
+}
+
 /// How many counted records of one writer folder one signer wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Attributed {
