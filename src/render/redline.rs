@@ -64,9 +64,27 @@ fn marked(s: &SectionDiff) -> String {
             if k > 0 {
                 out.push_str("\n\n");
             }
-            if para.is_empty() {
+            // A line break at a piece's edge separates words but starts no line of its own
+            // (at a paragraph's edge it is the blank line around it).
+            let trimmed = para.trim_matches(['\n', '\r']);
+            let (lead, tail) = (
+                if trimmed.len() < para.len() && para.starts_with(['\n', '\r']) {
+                    " "
+                } else {
+                    ""
+                },
+                if trimmed.len() < para.len() && para.ends_with(['\n', '\r']) {
+                    " "
+                } else {
+                    ""
+                },
+            );
+            if trimmed.is_empty() {
+                out.push_str(lead);
                 continue;
             }
+            out.push_str(lead);
+            let para = trimmed;
             // Source lines stay lines: front matter, lists and tables read as written.
             let text = para
                 .split('\n')
@@ -78,6 +96,7 @@ fn marked(s: &SectionDiff) -> String {
                 ChangeTag::Insert => out.push_str(&format!("#ins[{text}]")),
                 ChangeTag::Delete => out.push_str(&format!("#del[{text}]")),
             }
+            out.push_str(tail);
         }
     }
     out
@@ -214,6 +233,40 @@ pub fn pdf(d: &Diff) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn side(text: &str) -> crate::diff::Side {
+        crate::diff::Side {
+            label: "x".into(),
+            text: text.into(),
+            commit: None,
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn insertions_and_deletions_are_marked_and_changed_sections_barred() {
+        let old = "# T\n\n## A\n\nTested each week.\n\n## B\n\nSame.\n";
+        let new = "# T\n\n## A\n\nTested each day.\n\nA new paragraph.\n\n## B\n\nSame.\n";
+        let d = crate::diff::compare("QA-1", "T", side(old), side(new));
+        let src = source(&d);
+        assert!(src.contains("#del[week\\.]#ins[day\\.]"), "{src}");
+        assert!(src.contains("#ins[A new paragraph\\.]"), "{src}");
+        assert!(
+            src.contains("#changed[\n Tested each"),
+            "no stray line break: {src}"
+        );
+        // A is changed and barred; B is not.
+        let a = src.find("=== A").unwrap();
+        let b = src.find("=== B").unwrap();
+        assert!(src[a..b].contains("#changed["), "{src}");
+        assert!(!src[b..].contains("#changed["), "{src}");
+        // The appendix form keeps its definitions to itself.
+        let app = appendix(&d);
+        assert!(
+            app.starts_with("\n#pagebreak()\n#[") && app.trim_end().ends_with(']'),
+            "{app}"
+        );
+    }
 
     #[test]
     fn paragraphs_split_at_blank_lines_only() {
