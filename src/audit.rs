@@ -5,7 +5,7 @@
 //!   `sops/ID-vN-changes.pdf`, its redline against the version before it;
 //! - `signatures.csv`: every signature on those revisions, with signer, role, meaning, time,
 //!   key and status;
-//! - `evidence.csv` and `evidence.pdf`: the runs of the period with who signed each, and
+//! - `evidence.csv` and `evidence/log-NNNN.pdf`: the runs of the period with who signed each, and
 //!   `evidence-verify.txt`: what `evidence verify` finds in the whole ledger;
 //! - `training.csv`: per effective revision, who acknowledged it and who has not yet;
 //! - `check.txt`, `status.txt` and `status.json`: the open findings and alerts;
@@ -16,7 +16,6 @@
 //! nothing half-made; `audit verify` checks a package against its manifest and signature.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::approval::history::{History, Revision, SopHistory, Status as SigStatus};
@@ -160,21 +159,114 @@ pub struct Made {
     pub signature: Option<PathBuf>,
 }
 
-/// The files of a package being made, by path inside it.
-#[derive(Default)]
+/// A package being made: its files are written as they come into a folder beside its final
+/// place, and only their hashes are kept.
 struct Package {
-    files: BTreeMap<String, Vec<u8>>,
+    dir: tempfile::TempDir,
+    hashes: BTreeMap<String, String>,
 }
 
 impl Package {
-    fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) {
-        self.files.insert(path.into(), bytes.into());
+    fn new(out: &Path) -> Result<Package, Error> {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "audit".into());
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(parent)
+            .map_err(io(parent))?;
+        Ok(Package {
+            dir,
+            hashes: BTreeMap::new(),
+        })
+    }
+
+    fn add(&mut self, path: impl Into<String>, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
+        let path = path.into();
+        let file = self.dir.path().join(&path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        crate::fs_atomic::write(&file, bytes.as_ref()).map_err(io(&file))?;
+        self.hashes
+            .insert(path, crate::digest::sha256_hex(bytes.as_ref()));
+        Ok(())
+    }
+
+    /// Writes the manifest and moves the folder to `out` (an empty folder of that name, made
+    /// by hand, is replaced; a non-empty one was refused before anything was made).
+    fn finish(mut self, out: &Path) -> Result<(PathBuf, usize), Error> {
+        let manifest: String = self
+            .hashes
+            .iter()
+            .map(|(path, hash)| format!("{hash}  {path}\n"))
+            .collect();
+        self.add(MANIFEST, manifest)?;
+        if out.is_dir() {
+            std::fs::remove_dir(out).map_err(io(out))?;
+        }
+        let kept = self.dir.keep();
+        std::fs::rename(&kept, out).map_err(io(out))?;
+        Ok((out.to_path_buf(), self.hashes.len()))
+    }
+}
+
+/// Files a job made: path in the package, bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Runs `job(0..n)` on as many plain threads as there are cores, adding the files each job
+/// makes. Plain threads, not rayon: typst runs its own work on rayon's pool (see
+/// `render::build`).
+fn in_parallel(
+    n: usize,
+    pkg: &std::sync::Mutex<&mut Package>,
+    job: &(dyn Fn(usize) -> Result<Files, Error> + Sync),
+) -> Result<(), Error> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .min(n.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n || failed.lock().map_or(true, |f| f.is_some()) {
+                        break;
+                    }
+                    let made = job(i).and_then(|files| {
+                        let mut pkg = pkg.lock().unwrap_or_else(|p| p.into_inner());
+                        files.into_iter().try_for_each(|(p, b)| pkg.add(p, b))
+                    });
+                    if let Err(e) = made
+                        && let Ok(mut f) = failed.lock()
+                    {
+                        f.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
 /// Makes the package of `req` for the repository `ws` read. `progress` is told each SOP
 /// revision as it is rendered.
-pub fn make(ws: &Workspace, req: &Request, progress: &dyn Fn(&str)) -> Result<Made, Error> {
+pub fn make(
+    ws: &Workspace,
+    req: &Request,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Made, Error> {
     if std::fs::read_dir(&req.out).is_ok_and(|mut d| d.next().is_some()) {
         return Err(Error::NotEmpty {
             path: req.out.clone(),
@@ -182,12 +274,12 @@ pub fn make(ws: &Workspace, req: &Request, progress: &dyn Fn(&str)) -> Result<Ma
     }
     let history = ws.history()?;
     let effective = effective_in(history, req)?;
-    let mut pkg = Package::default();
+    let mut pkg = Package::new(&req.out)?;
     add_revisions(ws, &effective, &mut pkg, progress)?;
-    pkg.add("signatures.csv", signatures_csv(&effective));
+    pkg.add("signatures.csv", signatures_csv(&effective))?;
     let (runs, evidence_problems) = add_evidence(ws, req, &mut pkg)?;
     let (findings, alerts) = add_findings_and_status(ws, &effective, &mut pkg)?;
-    pkg.add("regulatory-map.md", regulatory_map());
+    pkg.add("regulatory-map.md", regulatory_map())?;
     pkg.add(
         "README.txt",
         readme(
@@ -199,10 +291,8 @@ pub fn make(ws: &Workspace, req: &Request, progress: &dyn Fn(&str)) -> Result<Ma
             findings,
             alerts,
         ),
-    );
-    let manifest = manifest(&pkg);
-    pkg.add(MANIFEST, manifest);
-    let dir = write_folder(&pkg, &req.out)?;
+    )?;
+    let (dir, files) = pkg.finish(&req.out)?;
     let signature = if req.sign {
         Some(crate::render::sign::sign_in(
             &ws.root,
@@ -214,7 +304,7 @@ pub fn make(ws: &Workspace, req: &Request, progress: &dyn Fn(&str)) -> Result<Ma
     };
     let zip = write_zip(&dir)?;
     Ok(Made {
-        files: pkg.files.len() + usize::from(signature.is_some()),
+        files: files + usize::from(signature.is_some()),
         dir,
         zip,
         revisions: effective.len(),
@@ -226,43 +316,50 @@ pub fn make(ws: &Workspace, req: &Request, progress: &dyn Fn(&str)) -> Result<Ma
     })
 }
 
-/// Each effective revision's PDF, and its redline against the version before it.
+/// Each effective revision's PDF, and its redline against the version before it, made in
+/// parallel.
 fn add_revisions(
     ws: &Workspace,
     effective: &[Effective],
     pkg: &mut Package,
-    progress: &dyn Fn(&str),
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), Error> {
     // One snapshot per commit: revisions made effective by one approval share it.
-    let mut snapshots: BTreeMap<String, crate::render::Snapshot> = BTreeMap::new();
-    for e in effective {
-        progress(&format!("{} v{}", e.sop, e.version));
-        let commit = e
-            .revision
+    let commit_of = |e: &Effective| {
+        e.revision
             .effective_commit
             .clone()
-            .unwrap_or_else(|| e.revision.commit.clone());
-        if !snapshots.contains_key(&commit) {
-            let snap = crate::render::Snapshot::open(&ws.root, Some(&commit))?;
-            snapshots.insert(commit.clone(), snap);
+            .unwrap_or_else(|| e.revision.commit.clone())
+    };
+    let mut snapshots: BTreeMap<String, crate::render::Snapshot> = BTreeMap::new();
+    for e in effective {
+        let commit = commit_of(e);
+        if let std::collections::btree_map::Entry::Vacant(slot) = snapshots.entry(commit) {
+            let snap = crate::render::Snapshot::open(&ws.root, Some(slot.key()))?;
+            slot.insert(snap);
         }
-        let snap = &snapshots[&commit];
-        let index = snap.find_sop(&e.sop)?;
-        let rendered = crate::render::render(snap, index)?;
-        pkg.add(format!("sops/{}-v{}.pdf", e.sop, e.version), rendered.pdf);
+    }
+    crate::render::typeset::warm_up();
+    let job = |i: usize| -> Result<Files, Error> {
+        let e = &effective[i];
+        let snap = &snapshots[&commit_of(e)];
+        let rendered = crate::render::render(snap, snap.find_sop(&e.sop)?)?;
+        let mut files = vec![(format!("sops/{}-v{}.pdf", e.sop, e.version), rendered.pdf)];
         if let Some(prev) = &e.previous {
             let pv = prev.version.unwrap_or_default();
             let from = crate::diff::revision_side(ws, prev, &format!("version {pv}"))?;
             let to =
                 crate::diff::revision_side(ws, &e.revision, &format!("version {}", e.version))?;
             let d = crate::diff::compare(&e.sop, &rendered.title, from, to);
-            pkg.add(
+            files.push((
                 format!("sops/{}-v{}-changes.pdf", e.sop, e.version),
                 crate::render::redline::pdf(&d)?,
-            );
+            ));
         }
-    }
-    Ok(())
+        progress(&format!("{} v{}", e.sop, e.version));
+        Ok(files)
+    };
+    in_parallel(effective.len(), &std::sync::Mutex::new(pkg), &job)
 }
 
 /// Every signature on the effective revisions.
@@ -307,8 +404,31 @@ fn add_evidence(ws: &Workspace, req: &Request, pkg: &mut Package) -> Result<(usi
             req.since.is_none_or(|s| t >= s) && req.until.is_none_or(|u| t < u)
         })
         .collect();
-    pkg.add("evidence.csv", log::csv(&rows));
-    pkg.add("evidence.pdf", evidence_pdf(&rows, ws.commit_time)?);
+    pkg.add("evidence.csv", log::csv(&rows))?;
+    // Typesetting a table costs memory for every row at once (about 180 KiB a row, measured):
+    // the log is cut into PDFs of RUNS_PER_PDF runs, each typeset on its own.
+    let chunks: Vec<&[log::Row]> = rows.chunks(RUNS_PER_PDF).collect();
+    let total = rows.len();
+    let time = ws.commit_time;
+    let job = |i: usize| -> Result<Files, Error> {
+        let first = i * RUNS_PER_PDF + 1;
+        let title = format!(
+            "Evidence log: runs {first} to {} of {total}",
+            first + chunks[i].len() - 1
+        );
+        Ok(vec![(
+            format!("evidence/log-{:04}.pdf", i + 1),
+            evidence_pdf(&title, chunks[i], time)?,
+        )])
+    };
+    if rows.is_empty() {
+        pkg.add(
+            "evidence/log-0001.pdf",
+            evidence_pdf("Evidence log: no runs", &[], time)?,
+        )?;
+    } else {
+        in_parallel(chunks.len(), &std::sync::Mutex::new(&mut *pkg), &job)?;
+    }
     let report = ledger.verify()?;
     let mut text = report.text();
     for p in &read.unreadable {
@@ -317,14 +437,21 @@ fn add_evidence(ws: &Workspace, req: &Request, pkg: &mut Package) -> Result<(usi
             p.display()
         ));
     }
-    pkg.add("evidence-verify.txt", text);
+    pkg.add("evidence-verify.txt", text)?;
     Ok((rows.len(), report.problems.len() + read.unreadable.len()))
 }
 
-/// The runs as a PDF table, typeset like every sopkit PDF.
-fn evidence_pdf(rows: &[log::Row], time: i64) -> Result<Vec<u8>, Error> {
-    let mut src = String::from(
-        "#set page(paper: \"a4\", flipped: true, margin: 1.2cm)\n#set text(size: 7pt)\n= Evidence log\n\n#table(columns: (auto, auto, auto, auto, auto, auto, auto, 1fr), inset: 3pt, stroke: 0.3pt + luma(170),\n  table.header([*Started*], [*SOP*], [*Version*], [*Step*], [*Target*], [*Result*], [*Signed by*], [*Issues*]),\n",
+/// Runs per PDF of the evidence log: about 180 MiB of memory to typeset one.
+const RUNS_PER_PDF: usize = 1_000;
+
+/// Runs as a PDF table titled `title`, typeset like every sopkit PDF.
+fn evidence_pdf(title: &str, rows: &[log::Row], time: i64) -> Result<Vec<u8>, Error> {
+    let mut src = format!(
+        "#set page(paper: \"a4\", flipped: true, margin: 1.2cm)\n#set text(size: 7pt)\n= {}\n\n#table(",
+        escape(title)
+    );
+    src.push_str(
+        "columns: (auto, auto, auto, auto, auto, auto, auto, 1fr), inset: 3pt, stroke: 0.3pt + luma(170),\n  table.header([*Started*], [*SOP*], [*Version*], [*Step*], [*Target*], [*Result*], [*Signed by*], [*Issues*]),\n",
     );
     for r in rows {
         let cells = [
@@ -349,7 +476,7 @@ fn evidence_pdf(rows: &[log::Row], time: i64) -> Result<Vec<u8>, Error> {
         source: src,
         files: Default::default(),
         time,
-        ident: "evidence-log".into(),
+        ident: format!("evidence-log:{title}"),
     })
     .map_err(|error| {
         crate::render::Error::Typeset {
@@ -381,15 +508,15 @@ fn add_findings_and_status(
         let mut buf = Vec::new();
         // Writing into memory cannot fail.
         let _ = crate::report::write(format, &findings, &cx, &mut buf);
-        pkg.add(name, buf);
+        pkg.add(name, buf)?;
     }
     let status = crate::status::status(ws)?;
-    pkg.add("status.txt", crate::status::human(&status, false));
+    pkg.add("status.txt", crate::status::human(&status, false))?;
     pkg.add(
         "status.json",
         serde_json::to_vec_pretty(&status).unwrap_or_default(),
-    );
-    pkg.add("training.csv", training_csv(effective, &status));
+    )?;
+    pkg.add("training.csv", training_csv(effective, &status))?;
     Ok((checked.diagnostics.len(), status.alerts.len()))
 }
 
@@ -467,7 +594,7 @@ fn readme(
     format!(
         "sopkit audit package\n\nRepository commit: {}\nPeriod: {} to {} (UTC)\nSOPs: {}\nMade by sopkit {} at {}\n\n\
          {revisions} SOP revision(s) effective in the period (sops/, each with its redline against the version before)\n\
-         {runs} run(s) in the evidence log of the period (evidence.csv, evidence.pdf)\n\
+         {runs} run(s) in the evidence log of the period (evidence.csv, evidence/log-NNNN.pdf)\n\
          {evidence_problems} problem(s) found in the evidence ledger (evidence-verify.txt){}\n\
          {findings} open finding(s) of check (check.txt, check.json)\n\
          {alerts} alert(s) of status (status.txt, status.json)\n\n\
@@ -493,45 +620,6 @@ fn readme(
     )
 }
 
-/// `sha256sum` lines for every file, sorted by path.
-fn manifest(pkg: &Package) -> String {
-    pkg.files
-        .iter()
-        .map(|(path, bytes)| format!("{}  {path}\n", crate::digest::sha256_hex(bytes)))
-        .collect()
-}
-
-/// Writes the package into a new folder beside `out` and renames it into place.
-fn write_folder(pkg: &Package, out: &Path) -> Result<PathBuf, Error> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "audit".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(parent)
-        .map_err(io(parent))?;
-    for (path, bytes) in &pkg.files {
-        let file = tmp.path().join(path);
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        crate::fs_atomic::write(&file, bytes).map_err(io(&file))?;
-    }
-    // An empty folder of that name (made by hand) is replaced; a non-empty one was refused.
-    if out.is_dir() {
-        std::fs::remove_dir(out).map_err(io(out))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, out).map_err(io(out))?;
-    Ok(out.to_path_buf())
-}
-
 /// `DIR.zip` of the folder, its files in path order with a fixed date, so the same package
 /// gives the same zip.
 fn write_zip(dir: &Path) -> Result<PathBuf, Error> {
@@ -553,23 +641,26 @@ fn write_zip(dir: &Path) -> Result<PathBuf, Error> {
         .map(|e| e.path().to_path_buf())
         .collect();
     files.sort();
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buf);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .last_modified_time(zip::DateTime::default())
-            .unix_permissions(0o644);
-        for f in &files {
-            let rel = crate::git::repo_path(f.strip_prefix(dir).unwrap_or(f));
-            zip.start_file(format!("{top}/{rel}"), options)
-                .map_err(|e| zip_err(&e))?;
-            let bytes = std::fs::read(f).map_err(io(f))?;
-            zip.write_all(&bytes).map_err(io(f))?;
-        }
-        zip.finish().map_err(|e| zip_err(&e))?;
+    let parent = zip_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
+    let mut zip = zip::ZipWriter::new(tmp);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644);
+    for f in &files {
+        let rel = crate::git::repo_path(f.strip_prefix(dir).unwrap_or(f));
+        zip.start_file(format!("{top}/{rel}"), options)
+            .map_err(|e| zip_err(&e))?;
+        let mut file = std::fs::File::open(f).map_err(io(f))?;
+        std::io::copy(&mut file, &mut zip).map_err(io(f))?;
     }
-    crate::fs_atomic::write(&zip_path, buf.get_ref()).map_err(io(&zip_path))?;
+    let tmp = zip.finish().map_err(|e| zip_err(&e))?;
+    tmp.as_file().sync_all().map_err(io(&zip_path))?;
+    tmp.persist(&zip_path).map_err(|e| zip_err(&e.error))?;
     Ok(zip_path)
 }
 

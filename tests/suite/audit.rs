@@ -72,7 +72,7 @@ fn the_package_holds_every_effective_version_its_redline_signatures_and_the_evid
         "sops/QA-001-v1.pdf",
         "sops/QA-001-v2.pdf",
         "sops/QA-001-v2-changes.pdf",
-        "evidence.pdf",
+        "evidence/log-0001.pdf",
     ] {
         assert!(
             std::fs::read(pkg.join(f)).unwrap().starts_with(b"%PDF-"),
