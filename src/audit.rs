@@ -671,20 +671,34 @@ pub struct Verified {
     pub problems: Vec<String>,
     /// The manifest's signature, when there is one: whether it is valid, and what it says.
     pub signature: Option<(bool, String)>,
+    /// Whether a package without a signature may pass (hashes checked alone).
+    pub unsigned_allowed: bool,
 }
 
 impl Verified {
+    /// Every file as the manifest says, and the manifest validly signed. Without a
+    /// signature anyone who can write the folder can rewrite the manifest to match (or strip
+    /// the signature of a signed package), so an unsigned one passes only when allowed.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty() && self.signature.as_ref().is_none_or(|(valid, _)| *valid)
+        self.problems.is_empty()
+            && match &self.signature {
+                Some((valid, _)) => *valid,
+                None => self.unsigned_allowed,
+            }
     }
 }
 
 /// Checks the package in `dir` against its manifest, and the manifest's signature against
-/// the keys the repository at `repo` trusts at `HEAD`.
-pub fn verify(dir: &Path, repo: &Path) -> Result<Verified, Error> {
+/// the keys the repository at `repo` trusts at `HEAD`. A package holds plain files only: a
+/// symbolic link (which could show content from outside it) is a problem.
+pub fn verify(dir: &Path, repo: &Path, unsigned_allowed: bool) -> Result<Verified, Error> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
-    let mut out = Verified::default();
+    let root = dir.canonicalize().map_err(io(dir))?;
+    let mut out = Verified {
+        unsigned_allowed,
+        ..Verified::default()
+    };
     let mut listed = std::collections::BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let Some((hash, path)) = line.split_once("  ") else {
@@ -701,6 +715,16 @@ pub fn verify(dir: &Path, repo: &Path) -> Result<Verified, Error> {
             ));
             continue;
         }
+        // Reached through a link, the file's canonical path is not its place in the package.
+        if file
+            .canonicalize()
+            .is_ok_and(|real| real != root.join(path))
+        {
+            out.problems.push(format!(
+                "{path}: a symbolic link, not a file of the package"
+            ));
+            continue;
+        }
         match crate::digest::sha256_file(&file) {
             Ok((_, got)) if got == hash => out.files += 1,
             Ok(_) => out.problems.push(format!(
@@ -713,10 +737,17 @@ pub fn verify(dir: &Path, repo: &Path) -> Result<Verified, Error> {
         .into_iter()
         .filter_map(Result::ok)
     {
+        let rel = crate::git::repo_path(entry.path().strip_prefix(dir).unwrap_or(entry.path()));
+        if entry.file_type().is_symlink() {
+            if !listed.contains(&rel) {
+                out.problems
+                    .push(format!("{rel}: a symbolic link, not a file of the package"));
+            }
+            continue;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
-        let rel = crate::git::repo_path(entry.path().strip_prefix(dir).unwrap_or(entry.path()));
         let is_manifest =
             rel == MANIFEST || rel == format!("{MANIFEST}.sig") || rel == format!("{MANIFEST}.asc");
         if !is_manifest && !listed.contains(&rel) {

@@ -277,6 +277,10 @@ pub enum AuditCommand {
     Verify {
         /// The package folder.
         dir: PathBuf,
+        /// Check the hashes of a package whose manifest is not signed (without a signature,
+        /// anyone who can write the folder can rewrite the manifest to match).
+        #[arg(long)]
+        allow_unsigned: bool,
         /// The repository whose keys the signature is checked against.
         #[arg(long, short = 'C', default_value = ".")]
         path: PathBuf,

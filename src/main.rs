@@ -118,15 +118,7 @@ fn check(args: CheckArgs) -> anyhow::Result<Exit> {
     let checked = sopkit::check::run(&ws, args.base.as_deref())?;
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let buf = findings_report(&ws.corpus, &checked, args.format, to_terminal)?;
-    match &args.output {
-        Some(path) => sopkit::fs_atomic::write(path, &buf)
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&buf)?;
-            out.flush()?;
-        }
-    }
+    emit(args.output.as_deref(), &buf)?;
     let exit = Exit::findings_unless(checked.summary.errors == 0);
     // The process ends here: returning the corpus's memory piece by piece would only cost time.
     std::mem::forget(ws);
@@ -198,20 +190,34 @@ fn history(args: HistoryArgs) -> anyhow::Result<Exit> {
 
 fn audit(args: AuditArgs) -> anyhow::Result<Exit> {
     use sopkit::audit;
-    if let Some(AuditCommand::Verify { dir, path }) = &args.command {
-        let v = audit::verify(dir, path)?;
+    if let Some(AuditCommand::Verify {
+        dir,
+        path,
+        allow_unsigned,
+    }) = &args.command
+    {
+        let v = audit::verify(dir, path, *allow_unsigned)?;
         for p in &v.problems {
             println!("{}: {p}", dir.display());
         }
         match &v.signature {
             Some((_, detail)) => println!("{}/MANIFEST.sha256: {detail}", dir.display()),
-            None => println!("{}: the manifest is not signed", dir.display()),
+            None if v.unsigned_allowed => {
+                println!("{}: the manifest is not signed", dir.display())
+            }
+            None => println!(
+                "{}: the manifest is NOT signed, so anyone who can write the folder can rewrite \
+                 it to match (--allow-unsigned checks the hashes alone)",
+                dir.display()
+            ),
         }
         println!(
             "{} files match the manifest; {}",
             v.files,
             if v.ok() {
                 "the package is intact".to_string()
+            } else if v.problems.is_empty() {
+                "the package cannot be trusted".to_string()
             } else {
                 format!("{} problem(s)", v.problems.len())
             }
@@ -277,22 +283,14 @@ fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
         DiffFormat::Md => diff::markdown(&d).into_bytes(),
         DiffFormat::Pdf => sopkit::render::redline::pdf(&d)?,
     };
-    match &args.output {
-        Some(path) => {
-            sopkit::fs_atomic::write(path, &bytes)
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "{} changed section(s) of {} -> {}",
-                d.changed_sections().count(),
-                d.sop,
-                path.display()
-            );
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
+    emit(args.output.as_deref(), &bytes)?;
+    if let Some(path) = &args.output {
+        eprintln!(
+            "{} changed section(s) of {} -> {}",
+            d.changed_sections().count(),
+            d.sop,
+            path.display()
+        );
     }
     Ok(Exit::Clean)
 }
@@ -392,6 +390,20 @@ fn build(args: BuildArgs) -> anyhow::Result<Exit> {
     Ok(Exit::findings_unless(
         summary.errors == 0 && built.failures.is_empty(),
     ))
+}
+
+/// `bytes` into `output` (written whole or not at all), or to standard output.
+fn emit(output: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match output {
+        Some(path) => sopkit::fs_atomic::write(path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// A progress bar on standard error when it is a terminal, else one that draws nothing.
@@ -526,11 +538,7 @@ fn evidence_export(
         serde_json::to_writer(&mut bundle, &envelope)?;
         bundle.push(b'\n');
     }
-    match output {
-        Some(file) => sopkit::fs_atomic::write(file, &bundle)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
-        None => std::io::stdout().lock().write_all(&bundle)?,
-    }
+    emit(output, &bundle)?;
     Ok(Exit::Clean)
 }
 
@@ -636,11 +644,7 @@ fn status(args: StatusArgs) -> anyhow::Result<Exit> {
             report::colour(args.out.is_none() && std::io::stdout().is_terminal()),
         ),
     };
-    match &args.out {
-        Some(file) => sopkit::fs_atomic::write(file, text.as_bytes())
-            .with_context(|| format!("writing {}", file.display()))?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
+    emit(args.out.as_deref(), text.as_bytes())?;
     if let Some(dir) = &args.html {
         // Each run with who signed it, when the ledger's policy can be read.
         let ledger = sopkit::evidence::repository::Ledger::of(&ws).ok();
@@ -736,22 +740,14 @@ fn roles_jd(args: JdArgs) -> anyhow::Result<Exit> {
         Format::Md => roles::markdown(&jd).into_bytes(),
         Format::Pdf => roles::pdf(&snap, &jd)?,
     };
-    match &args.output {
-        Some(path) => {
-            sopkit::fs_atomic::write(path, &bytes)
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "job description of {} ({}) -> {}",
-                jd.role.title,
-                jd.role.id,
-                path.display()
-            );
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
+    emit(args.output.as_deref(), &bytes)?;
+    if let Some(path) = &args.output {
+        eprintln!(
+            "job description of {} ({}) -> {}",
+            jd.role.title,
+            jd.role.id,
+            path.display()
+        );
     }
     Ok(Exit::Clean)
 }

@@ -141,7 +141,12 @@ fn the_package_holds_every_effective_version_its_redline_signatures_and_the_evid
         "{names}"
     );
 
+    // Unsigned, the hashes alone prove nothing against whoever can write the folder: the
+    // check passes only when asked to check the hashes alone.
     let out = r.sopkit(&["audit", "verify", "pkg"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("NOT signed"), "{}", stdout(&out));
+    let out = r.sopkit(&["audit", "verify", "pkg", "--allow-unsigned"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("the package is intact"),
@@ -154,7 +159,7 @@ fn the_package_holds_every_effective_version_its_redline_signatures_and_the_evid
     )
     .unwrap();
     std::fs::write(pkg.join("extra.txt"), "slipped in").unwrap();
-    let out = r.sopkit(&["audit", "verify", "pkg"]);
+    let out = r.sopkit(&["audit", "verify", "pkg", "--allow-unsigned"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let said = stdout(&out);
     assert!(said.contains("signatures.csv: changed"), "{said}");
@@ -188,6 +193,44 @@ fn a_signed_package_verifies_against_the_repositorys_keys_and_the_period_narrows
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("signature NOT valid"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An insider who edits a file, rewrites the manifest to match and strips the signature
+    // gets a package that is consistent, and unsigned: refused.
+    std::fs::write(dir.join("MANIFEST.sha256"), &manifest).unwrap();
+    let csv = read(&dir, "signatures.csv").replace(",valid,", ",VALID,");
+    std::fs::write(dir.join("signatures.csv"), &csv).unwrap();
+    let rewritten: String = manifest
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, "signatures.csv")) => format!(
+                "{}  signatures.csv\n",
+                sopkit::digest::sha256_hex(csv.as_bytes())
+            ),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(dir.join("MANIFEST.sha256"), rewritten).unwrap();
+    std::fs::remove_file(dir.join("MANIFEST.sha256.sig")).unwrap();
+    let out = r.sopkit(&["audit", "verify", "signed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("NOT signed"), "{}", stdout(&out));
+
+    // A file swapped for a link to an outside copy with the same bytes is no file of the
+    // package, though its hash matches.
+    let out = r.sopkit(&["audit", "--out", "linked", "--sign"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let linked = r.path().join("linked");
+    let outside = r.path().join("outside-readme.txt");
+    std::fs::copy(linked.join("README.txt"), &outside).unwrap();
+    std::fs::remove_file(linked.join("README.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, linked.join("README.txt")).unwrap();
+    let out = r.sopkit(&["audit", "verify", "linked"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("README.txt: a symbolic link"),
         "{}",
         stdout(&out)
     );
