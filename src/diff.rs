@@ -52,8 +52,7 @@ pub struct Side {
 }
 
 /// How a section changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Unchanged,
     Changed,

@@ -28,10 +28,22 @@ fn run(r: &Repo, args: &[&str]) -> std::process::Output {
 
 /// `sopkit run SOP --allow-draft --yes EXTRA...` with `$BACKUP_DIR` set to `backups`.
 fn run_backup(r: &Repo, sop: &str, backups: &Path, extra: &[&str]) -> std::process::Output {
+    run_backup_env(r, sop, backups, extra, &[])
+}
+
+/// [`run_backup`] with more environment variables (`SOPKIT_TEST_NOW`, say).
+fn run_backup_env(
+    r: &Repo,
+    sop: &str,
+    backups: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     Command::new(crate::support::sopkit_bin())
         .args(["run", sop, "--allow-draft", "--yes"])
         .args(extra)
         .env("BACKUP_DIR", backups)
+        .envs(env.iter().copied())
         .current_dir(r.path())
         .output()
         .unwrap()
@@ -786,14 +798,13 @@ fn local_prune_reads_the_one_clock() {
     r.commit("prune SOP");
     let later = sopkit::time::rfc3339(sopkit::time::now() + 90 * 86_400);
     let go = |extra: &[&str]| {
-        Command::new(crate::support::sopkit_bin())
-            .args(["run", "BK-003", "--allow-draft", "--yes"])
-            .args(extra)
-            .env("BACKUP_DIR", backups.path())
-            .env("SOPKIT_TEST_NOW", &later)
-            .current_dir(r.path())
-            .output()
-            .unwrap()
+        run_backup_env(
+            &r,
+            "BK-003",
+            backups.path(),
+            extra,
+            &[("SOPKIT_TEST_NOW", &later)],
+        )
     };
     let out = go(&["--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
