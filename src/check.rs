@@ -233,9 +233,7 @@ pub fn findings(
 
 /// The approval history that [`findings`] judges `ws` by: only in git, and only where a
 /// `sopkit.toml` says what an SOP is.
-fn approvals_history(
-    ws: &Workspace,
-) -> Result<Option<&crate::approval::history::History>, Error> {
+fn approvals_history(ws: &Workspace) -> Result<Option<&crate::approval::history::History>, Error> {
     if ws.corpus.mode == crate::corpus::Mode::ZeroConfig || !ws.in_git() {
         return Ok(None);
     }
