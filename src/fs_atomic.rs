@@ -36,6 +36,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`write`] without flushing to the disk: a reader still sees the old file or the new one,
+/// but after a crash the new one may be empty or torn. Only for files that check themselves
+/// (a cache with a digest).
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// A file written from start to end whose pages are handed to the disk as it grows (every
 /// 32 MiB, with `sync_file_range`), so that the `fsync` ending it has little left to wait for
 /// and the disk works while the writer computes.

@@ -581,17 +581,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         ..History::default()
     };
 
-    // Every signed commit that enters the main line after the root, verified in parallel
-    // against the keys in force just before it entered.
     let judge_of = |oid: git2::Oid| timeline.entry_of(oid).and_then(|i| timeline.before(i));
-    let mut signed: Vec<(git2::Oid, Vec<u8>, Vec<u8>)> = Vec::new();
-    for &oid in &order {
-        if judge_of(oid).is_some()
-            && let Ok((sig, payload)) = repo.extract_signature(&oid, None)
-        {
-            signed.push((oid, sig.to_vec(), payload.to_vec()));
-        }
-    }
     let verified = verify_signed(&repo, &order, &judge_of, &config)?;
     let (mut walk, head_paths) = Walk::resume(h, saved);
     // First what the commits hold (the costly half), then what the policy makes of it.
@@ -605,7 +595,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         &strip,
     )?;
     // In order: revisions (following renames) and approvals.
-    for mut step in std::mem::take(&mut scan.steps) {
+    for oid in &order {
+        let Some(mut step) = scan.steps.remove(oid) else {
+            continue;
+        };
         let verification = verified.get(&step.oid);
         walk.record_changes(
             &mut step,
@@ -633,6 +626,9 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
         let head_paths = scan.paths.remove(&head).unwrap_or_default();
         save_cache(&file, &timeline, &config, head, &mut h, states, head_paths);
     }
+    // libgit2 frees its caches of a long walk one object at a time (a tenth of a cold walk of
+    // 100,000 commits): that happens on a thread of its own, after the answer is ready.
+    std::thread::spawn(move || drop(repo));
     // The timeline's own findings come first, then those of the walk.
     let mut problems: Vec<Problem> = timeline
         .problems
@@ -1024,7 +1020,7 @@ struct Step {
 /// The commits of a walk read, and each SOP file's id per commit whose children are still to
 /// come (the head's is cached).
 struct Scan {
-    steps: Vec<Step>,
+    steps: HashMap<git2::Oid, Step>,
     paths: HashMap<git2::Oid, BTreeMap<String, String>>,
 }
 
@@ -1056,7 +1052,7 @@ fn scan(
         format!("{base}/")
     };
     let parent_tree = |p: git2::Oid| repo.find_commit(p).and_then(|c| c.tree());
-    let mut steps = Vec::with_capacity(order.len());
+    let mut steps = HashMap::with_capacity(order.len());
     for &oid in order {
         let commit = repo.find_commit(oid)?;
         let tree = commit.tree()?;
@@ -1129,24 +1125,27 @@ fn scan(
                 changes_files = repo.find_commit(p)?.tree_id() != tree.id();
             }
         }
-        steps.push(Step {
+        steps.insert(
             oid,
-            time: commit.time().seconds(),
-            summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
-            author_label: format!(
-                "{} <{}>",
-                author.name().unwrap_or(""),
-                author.email().unwrap_or("")
-            ),
-            recommitted: !author
-                .email()
-                .unwrap_or("")
-                .eq_ignore_ascii_case(commit.committer().email().unwrap_or("")),
-            changed,
-            trailers,
-            changes_files,
-            content,
-        });
+            Step {
+                oid,
+                time: commit.time().seconds(),
+                summary: crate::git::summary(&commit),
+                author_label: format!(
+                    "{} <{}>",
+                    author.name().unwrap_or(""),
+                    author.email().unwrap_or("")
+                ),
+                recommitted: !author
+                    .email()
+                    .unwrap_or("")
+                    .eq_ignore_ascii_case(commit.committer().email().unwrap_or("")),
+                changed,
+                trailers,
+                changes_files,
+                content,
+            },
+        );
         sop_paths.insert(oid, map);
     }
     Ok(Scan {

@@ -373,14 +373,13 @@ impl Timeline {
                     // Before the root, each commit is a candidate: its sopkit.toml is parsed
                     // once per distinct blob, not once per commit.
                     let blob = tree.get_path(Path::new(&toml)).ok().map(|e| e.id());
-                    let config = configs
-                        .entry(blob)
-                        .or_insert_with(|| match config_in(repo, &tree, &toml) {
+                    let config = configs.entry(blob).or_insert_with(|| {
+                        match config_in(repo, &tree, &toml) {
                             None => Some(Config::default()),
                             Some(c) => c,
-                        })
-                        .clone();
-                    let root = config.and_then(|config| {
+                        }
+                    });
+                    let root = config.as_ref().and_then(|config| {
                         let roots = policy_roots(&config.paths, prefix);
                         let fp = fingerprint(&tree, &roots);
                         if last_candidate.as_ref() == Some(&fp) {
@@ -394,8 +393,8 @@ impl Timeline {
                         policy.has_signing_admin().then(|| {
                             Arc::new(Trusted {
                                 files,
-                                config,
-                                config_blob: tree.get_path(Path::new(&toml)).ok().map(|e| e.id()),
+                                config: config.clone(),
+                                config_blob: blob,
                                 policy: Arc::new(policy),
                             })
                         })
@@ -480,7 +479,7 @@ impl Timeline {
         self.changes.push(PolicyChange {
             commit: commit.id().to_string(),
             time,
-            summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
+            summary: crate::git::summary(commit),
             authorised,
             detail,
             paths: changed.keys().cloned().collect(),

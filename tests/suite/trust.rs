@@ -566,18 +566,20 @@ fn the_history_cache_gives_what_a_walk_from_the_start_gives() {
         .unwrap()
         .unwrap()
         .path();
-    let text = std::fs::read_to_string(&file).unwrap();
-    let (body, _) = text.trim_end().rsplit_once('\n').unwrap();
-    let body = body.replace("\"summary\":\"more\"", "\"summary\":\"from the cache\"");
-    let sealed = format!(
-        "{body}\nsopkit-history-cache 3 {}\n",
-        crate::support::sha256(body.as_bytes())
-    );
+    // The cache is its digest's line, then postcard: strings are their length, then bytes.
+    let bytes = std::fs::read(&file).unwrap();
+    let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let mut body = bytes[newline + 1..].to_vec();
+    let at = body.windows(5).position(|w| w == b"\x04more").unwrap();
+    body[at + 1..at + 5].copy_from_slice(b"MORE");
+    let mut sealed =
+        format!("sopkit-history-cache 4 {}\n", crate::support::sha256(&body)).into_bytes();
+    sealed.extend_from_slice(&body);
     std::fs::write(&file, sealed).unwrap();
     r.write("notes.md", "# Notes\n");
     r.git(&["add", "-A"]);
     author_commit(&r, "bob", "notes", Some(&bob));
-    assert_eq!(history(&r)["revisions"][1]["summary"], "from the cache");
+    assert_eq!(history(&r)["revisions"][1]["summary"], "MORE");
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(history(&r)["revisions"][1]["summary"], "more");
     // A branch cut from a commit long before the cached head, merged after it.
