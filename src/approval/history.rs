@@ -357,6 +357,7 @@ fn date_of(t: i64) -> time::Date {
 }
 
 /// What an SOP file says about itself at one commit.
+#[derive(Clone)]
 struct SopState {
     id: String,
     /// Equal blob ids are equal content, so nothing needs hashing to see a change.
@@ -585,20 +586,14 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     let verified = verify_signed(&repo, &order, &judge_of, &config)?;
     let (mut walk, head_paths) = Walk::resume(h, saved);
     // First what the commits hold (the costly half), then what the policy makes of it.
+    let mut scan = scan(&repo, &order, &paths.procedures, head_paths, &strip)?;
     let mut reader = SopReader::new();
-    let mut scan = scan(
-        &repo,
-        &order,
-        &paths.procedures,
-        head_paths,
-        &mut reader,
-        &strip,
-    )?;
     // In order: revisions (following renames) and approvals.
     for oid in &order {
         let Some(mut step) = scan.steps.remove(oid) else {
             continue;
         };
+        scan.resolve(&mut step);
         let verification = verified.get(&step.oid);
         walk.record_changes(
             &mut step,
@@ -623,7 +618,7 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     } = walk;
     hash_shown_revisions(&mut h, &repo, &mut reader);
     if let Some(file) = cache_file {
-        let head_paths = scan.paths.remove(&head).unwrap_or_default();
+        let head_paths = scan.ids_at(head, &strip);
         save_cache(&file, &timeline, &config, head, &mut h, states, head_paths);
     }
     // libgit2 frees its caches of a long walk one object at a time (a tenth of a cold walk of
@@ -1007,35 +1002,168 @@ struct Step {
     /// Committed by someone other than its author (a rebase or cherry-pick).
     recommitted: bool,
     /// The SOP files added or changed (path relative to the config's folder), removals left
-    /// out, in the order met.
+    /// out, in the order met; filled by [`Scan::resolve`] from `added`.
     changed: Vec<(String, SopState)>,
+    /// The SOP files added or changed, before their blobs are read: (relative path, blob).
+    added: Vec<(String, git2::Oid)>,
     /// The trailers, when there are any: what they approve, or what is wrong with them.
     trailers: Option<Result<trailer::Approval, String>>,
     /// The commit's tree differs from its first parent's.
     changes_files: bool,
-    /// Per SOP id the trailers name: the blobs of its files in this commit's own tree.
+    /// For a commit with approval trailers: every SOP file in its tree (relative path, blob).
+    files: Vec<(String, git2::Oid)>,
+    /// Per SOP id the trailers name: the blobs of its files in this commit's own tree; filled
+    /// by [`Scan::resolve`] from `files`.
     content: HashMap<String, Vec<git2::Oid>>,
 }
 
-/// The commits of a walk read, and each SOP file's id per commit whose children are still to
-/// come (the head's is cached).
+/// The commits of a walk read, and each SOP file's blob per commit whose children are still
+/// to come (the head's is cached).
 struct Scan {
     steps: HashMap<git2::Oid, Step>,
-    paths: HashMap<git2::Oid, BTreeMap<String, String>>,
+    paths: HashMap<git2::Oid, BTreeMap<String, git2::Oid>>,
+    /// What the SOP files read say about themselves, by (blob, relative path).
+    states: HashMap<(git2::Oid, String), SopState>,
+    /// SOP ids known without reading (the cached head's files), by (blob, relative path).
+    known_ids: HashMap<(git2::Oid, String), String>,
+}
+
+impl Scan {
+    /// The SOP id of a file, when its blob could be read (or it was known).
+    fn id_of(&self, blob: git2::Oid, rel: &str) -> Option<&str> {
+        let key = (blob, rel.to_string());
+        self.states
+            .get(&key)
+            .map(|s| s.id.as_str())
+            .or_else(|| self.known_ids.get(&key).map(String::as_str))
+    }
+
+    /// Gives a step what its files say: its changed files' states and, for an approval, the
+    /// blobs of each SOP it names. A file whose blob could not be read is left out.
+    fn resolve(&self, step: &mut Step) {
+        for (rel, blob) in std::mem::take(&mut step.added) {
+            if let Some(state) = self.states.get(&(blob, rel.clone())) {
+                step.changed.push((rel, state.clone()));
+            }
+        }
+        if let Some(Ok(a)) = &step.trailers {
+            for id in a.approves.iter().map(|x| &x.sop) {
+                let blobs = step
+                    .files
+                    .iter()
+                    .filter(|(rel, blob)| self.id_of(*blob, rel) == Some(id.as_str()))
+                    .map(|(_, blob)| *blob)
+                    .collect();
+                step.content.insert(id.clone(), blobs);
+            }
+        }
+    }
+
+    /// The SOP files of a commit still in `paths` (the head), path → id.
+    fn ids_at(
+        &mut self,
+        commit: git2::Oid,
+        strip: &dyn Fn(&str) -> String,
+    ) -> BTreeMap<String, String> {
+        let files = self.paths.remove(&commit).unwrap_or_default();
+        files
+            .into_iter()
+            .filter_map(|(path, blob)| {
+                Some((path.clone(), self.id_of(blob, &strip(&path))?.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// Asks for SOP files to be read, each (blob, relative path) once, by a thread that has a
+/// handle of its own on the repository: reading every version of every SOP is the costliest
+/// part of a long walk, and libgit2's locks let it run beside the walk of trees.
+struct Reads {
+    to_reader: std::sync::mpsc::Sender<(git2::Oid, String)>,
+    asked: std::collections::HashSet<(git2::Oid, String)>,
+}
+
+impl Reads {
+    fn ask(&mut self, blob: git2::Oid, rel: String) {
+        if self.asked.insert((blob, rel.clone())) {
+            // The reader only stops when this side hangs up.
+            let _ = self.to_reader.send((blob, rel));
+        }
+    }
+}
+
+/// The reading thread's side: each asked file's front matter, until the asking side hangs up.
+fn read_asked(
+    git_dir: &Path,
+    asked: std::sync::mpsc::Receiver<(git2::Oid, String)>,
+) -> Result<HashMap<(git2::Oid, String), SopState>, git2::Error> {
+    let repo = git2::Repository::open(git_dir)?;
+    let mut reader = SopReader::new();
+    let mut states = HashMap::new();
+    for (blob, rel) in asked {
+        // A blob that cannot be read leaves its file out, as a walk without it would.
+        if let Ok(b) = repo.find_blob(blob) {
+            let state = reader.read(&rel, blob, b.content());
+            states.insert((blob, rel), state);
+        }
+    }
+    Ok(states)
 }
 
 /// Reads `order` (parents before children): per commit, which SOP files under `procedures`
 /// it changed, their front matter, and its trailers. `known` is a commit already read (the
-/// cached head) with its SOP files.
+/// cached head) with its SOP files (path → id). The files' blobs are read on a second thread
+/// while the trees are walked.
 fn scan(
     repo: &git2::Repository,
     order: &[git2::Oid],
     procedures: &str,
     known: Option<(git2::Oid, BTreeMap<String, String>)>,
-    reader: &mut SopReader,
-    strip: &dyn Fn(&str) -> String,
+    strip: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Scan, Error> {
-    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, String>> = known.into_iter().collect();
+    let git_dir = repo.path().to_path_buf();
+    let (to_reader, asked) = std::sync::mpsc::channel();
+    let mut reads = Reads {
+        to_reader,
+        asked: Default::default(),
+    };
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| read_asked(&git_dir, asked));
+        let walked = walk_trees(repo, order, procedures, known, strip, &mut reads);
+        drop(reads);
+        let states = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let mut scan = walked?;
+        scan.states = states;
+        Ok(scan)
+    })
+}
+
+/// The tree half of [`scan`]: what each commit changed, with every SOP file's blob asked of
+/// `reads`.
+fn walk_trees(
+    repo: &git2::Repository,
+    order: &[git2::Oid],
+    procedures: &str,
+    known: Option<(git2::Oid, BTreeMap<String, String>)>,
+    strip: &dyn Fn(&str) -> String,
+    reads: &mut Reads,
+) -> Result<Scan, Error> {
+    let mut known_ids = HashMap::new();
+    let mut sop_paths: HashMap<git2::Oid, BTreeMap<String, git2::Oid>> = HashMap::new();
+    if let Some((commit, ids)) = known
+        && let Ok(tree) = repo.find_commit(commit).and_then(|c| c.tree())
+    {
+        let mut files = BTreeMap::new();
+        for (path, id) in ids {
+            if let Ok(e) = tree.get_path(Path::new(&path)) {
+                known_ids.insert((e.id(), strip(&path)), id);
+                files.insert(path, e.id());
+            }
+        }
+        sop_paths.insert(commit, files);
+    }
     // Per commit whose children are still to come: the id of its procedures folder.
     let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
     let base = procedures.trim_end_matches('/');
@@ -1068,7 +1196,7 @@ fn scan(
             Some(p) => {
                 let map = match sop_paths.remove(&p) {
                     Some(m) => m,
-                    None => sops_in(repo, &parent_tree(p)?, procedures, reader, strip),
+                    None => sops_in(repo, &parent_tree(p)?, procedures, strip, reads),
                 };
                 let folder = match folders.remove(&p) {
                     Some(f) => f,
@@ -1093,34 +1221,24 @@ fn scan(
         }
         // Removals first: a file moved within one commit is removed, then added.
         changes.sort_by_key(|(_, new)| new.is_some());
-        let mut changed = Vec::new();
+        let mut added = Vec::new();
         for (path, new) in changes {
             map.remove(&path);
             let Some(new) = new else { continue };
             if !is_sop_path(&path, procedures) {
                 continue;
             }
-            let Ok(blob) = repo.find_blob(new) else {
-                continue;
-            };
             let rel = strip(&path);
-            let state = reader.read(&rel, blob.id(), blob.content());
-            map.insert(path, state.id.clone());
-            changed.push((rel, state));
+            reads.ask(new, rel.clone());
+            map.insert(path, new);
+            added.push((rel, new));
         }
         let author = commit.author();
         let trailers = trailer::parse(commit.message().unwrap_or(""));
-        let mut content: HashMap<String, Vec<git2::Oid>> = HashMap::new();
+        let mut files = Vec::new();
         let mut changes_files = true;
-        if let Some(Ok(a)) = &trailers {
-            for id in a.approves.iter().map(|x| &x.sop) {
-                let blobs = map
-                    .iter()
-                    .filter(|(_, i)| *i == id)
-                    .filter_map(|(p, _)| Some(tree.get_path(Path::new(p)).ok()?.id()))
-                    .collect();
-                content.insert(id.clone(), blobs);
-            }
+        if let Some(Ok(_)) = &trailers {
+            files = map.iter().map(|(p, blob)| (strip(p), *blob)).collect();
             if let Some(p) = parent_id {
                 changes_files = repo.find_commit(p)?.tree_id() != tree.id();
             }
@@ -1140,10 +1258,12 @@ fn scan(
                     .email()
                     .unwrap_or("")
                     .eq_ignore_ascii_case(commit.committer().email().unwrap_or("")),
-                changed,
+                changed: Vec::new(),
+                added,
                 trailers,
                 changes_files,
-                content,
+                files,
+                content: HashMap::new(),
             },
         );
         sop_paths.insert(oid, map);
@@ -1151,6 +1271,8 @@ fn scan(
     Ok(Scan {
         steps,
         paths: sop_paths,
+        states: HashMap::new(),
+        known_ids,
     })
 }
 
@@ -1209,14 +1331,14 @@ fn changed_files(
     }
 }
 
-/// The SOP files (path → id) in a commit's tree.
+/// The SOP files (path → blob) in a commit's tree, each asked of `reads`.
 fn sops_in(
     repo: &git2::Repository,
     tree: &git2::Tree<'_>,
     procedures: &str,
-    reader: &mut SopReader,
     strip: &dyn Fn(&str) -> String,
-) -> BTreeMap<String, String> {
+    reads: &mut Reads,
+) -> BTreeMap<String, git2::Oid> {
     let mut out = BTreeMap::new();
     let folder = if procedures.is_empty() {
         Some(tree.clone())
@@ -1233,12 +1355,9 @@ fn sops_in(
     };
     let _ = folder.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
         let path = format!("{base}{dir}{}", e.name().unwrap_or(""));
-        if e.kind() == Some(git2::ObjectType::Blob)
-            && is_sop_path(&path, procedures)
-            && let Ok(blob) = repo.find_blob(e.id())
-        {
-            let state = reader.read(&strip(&path), blob.id(), blob.content());
-            out.insert(path, state.id);
+        if e.kind() == Some(git2::ObjectType::Blob) && is_sop_path(&path, procedures) {
+            reads.ask(e.id(), strip(&path));
+            out.insert(path, e.id());
         }
         git2::TreeWalkResult::Ok
     });
