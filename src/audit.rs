@@ -343,7 +343,8 @@ fn add_revisions(
     let job = |i: usize| -> Result<Files, Error> {
         let e = &effective[i];
         let snap = &snapshots[&commit_of(e)];
-        let rendered = crate::render::render(snap, snap.find_sop(&e.sop)?)?;
+        let index = snap.find_sop(&e.sop)?;
+        let rendered = crate::render::render(snap, index)?;
         let mut files = vec![(format!("sops/{}-v{}.pdf", e.sop, e.version), rendered.pdf)];
         if let Some(prev) = &e.previous {
             let pv = prev.version.unwrap_or_default();
@@ -353,7 +354,7 @@ fn add_revisions(
             let d = crate::diff::compare(&e.sop, &rendered.title, from, to);
             files.push((
                 format!("sops/{}-v{}-changes.pdf", e.sop, e.version),
-                crate::render::redline::pdf(&d)?,
+                crate::render::render_redline(snap, index, &d)?.pdf,
             ));
         }
         progress(&format!("{} v{}", e.sop, e.version));

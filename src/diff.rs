@@ -4,7 +4,8 @@
 //! changed but whose text stayed mostly the same is paired as renamed, and a paired section
 //! that changed places is marked moved. Inside each pair the change is word by word.
 //! Printed for people (`human`), for a pull-request comment (`md`), or as a redline PDF
-//! (`pdf`, typeset by [`crate::render::redline`]).
+//! (`pdf`: the new revision typeset with the changes marked, by
+//! [`crate::render::render_redline`]).
 
 use similar::{Algorithm, ChangeTag};
 
@@ -83,6 +84,11 @@ pub struct SectionDiff {
     pub pieces: Vec<Piece>,
     /// The heading level (0 for the front matter and the text before the first heading).
     pub level: u8,
+    /// Where the section stands in the new text: the byte offset of its heading (none for the
+    /// two level-0 parts) and of its body; `None` for a removed section.
+    pub at: Option<(Option<usize>, usize)>,
+    /// The front matter, which is no part of the typeset body.
+    pub front_matter: bool,
 }
 
 impl SectionDiff {
@@ -126,14 +132,133 @@ impl Diff {
     pub fn changed_sections(&self) -> impl Iterator<Item = &SectionDiff> {
         self.sections.iter().filter(|s| s.is_change())
     }
+
+    /// Where the changes fall in the new text (`to.text`), for marking it where it is
+    /// typeset. The front matter is left out: it is no part of the body.
+    pub fn marks(&self) -> Marks {
+        let mut m = Marks::default();
+        // A removed section is shown where it stood: before the section that now follows it
+        // (the sections are in that order), or at the end.
+        let mut next = self.to.text.len();
+        let mut removed = Vec::new();
+        for s in self.sections.iter().rev() {
+            match s.at {
+                None if !s.front_matter => removed.push(Deletion {
+                    at: next,
+                    text: s.pieces.iter().map(|p| p.text.as_str()).collect(),
+                    section: Some(s.title.clone()),
+                }),
+                None => {}
+                Some((heading, start)) => next = heading.unwrap_or(start),
+            }
+        }
+        for s in self.sections.iter().filter(|s| !s.front_matter) {
+            let Some((heading, start)) = s.at else {
+                continue;
+            };
+            if let Some(h) = heading
+                && (s.kind == Kind::Added || s.renamed_from.is_some() || s.moved)
+            {
+                m.headings.push(HeadingMark {
+                    at: h,
+                    added: s.kind == Kind::Added,
+                    renamed_from: s.renamed_from.clone(),
+                    moved: s.moved,
+                });
+            }
+            let mut pos = start;
+            for p in &s.pieces {
+                match p.tag {
+                    ChangeTag::Equal => pos += p.text.len(),
+                    ChangeTag::Insert => {
+                        m.inserted.push(pos..pos + p.text.len());
+                        pos += p.text.len();
+                    }
+                    ChangeTag::Delete => m.deleted.push(Deletion {
+                        at: pos,
+                        text: p.text.clone(),
+                        section: None,
+                    }),
+                }
+            }
+        }
+        m.deleted.extend(removed);
+        m.deleted.sort_by_key(|d| d.at);
+        m
+    }
 }
 
-/// A section of one text: its title, level and the text below its heading.
+/// The changes of a [`Diff`] placed in the new text, by byte offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Inserted text, in order.
+    pub inserted: Vec<std::ops::Range<usize>>,
+    /// Deleted text and where it stood, in order.
+    pub deleted: Vec<Deletion>,
+    /// Headings of sections that are new, renamed or moved, by where the heading starts.
+    pub headings: Vec<HeadingMark>,
+}
+
+/// Text of the old revision that the new one no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub at: usize,
+    pub text: String,
+    /// The title of a removed section (its whole text is `text`).
+    pub section: Option<String>,
+}
+
+/// What happened to a section, shown at its heading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadingMark {
+    pub at: usize,
+    pub added: bool,
+    pub renamed_from: Option<String>,
+    pub moved: bool,
+}
+
+impl Marks {
+    /// The marks of the part of the text that starts at `offset` (an SOP's body after its
+    /// front matter), with offsets into that part; marks before it are left out.
+    pub fn from_offset(&self, offset: usize) -> Marks {
+        Marks {
+            inserted: self
+                .inserted
+                .iter()
+                .filter(|r| r.end > offset)
+                .map(|r| r.start.max(offset) - offset..r.end - offset)
+                .collect(),
+            deleted: self
+                .deleted
+                .iter()
+                .filter(|d| d.at >= offset)
+                .map(|d| Deletion {
+                    at: d.at - offset,
+                    ..d.clone()
+                })
+                .collect(),
+            headings: self
+                .headings
+                .iter()
+                .filter(|h| h.at >= offset)
+                .map(|h| HeadingMark {
+                    at: h.at - offset,
+                    ..h.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A section of one text: its title, level and the text below its heading, with the offsets
+/// of its heading and body in the text.
 #[derive(Debug, Clone)]
 struct Section {
     title: String,
     level: u8,
     body: String,
+    heading: Option<usize>,
+    start: usize,
 }
 
 /// The sections of an SOP's text: the front matter, the text before the first heading, and
@@ -147,16 +272,24 @@ fn sections(text: &str) -> Vec<Section> {
         _ => (String::new(), 0),
     };
     let md = crate::corpus::markdown::parse(text, body_start);
+    let front_start = match crate::corpus::front_matter::split(text) {
+        Ok(Some(block)) => block.yaml.start,
+        _ => 0,
+    };
     let mut out = vec![Section {
         title: "Front matter".into(),
         level: 0,
         body: front,
+        heading: None,
+        start: front_start,
     }];
     let first = md.headings.first().map_or(text.len(), |h| h.span.start);
     out.push(Section {
         title: "Before the first heading".into(),
         level: 0,
         body: text[body_start.min(first)..first].to_string(),
+        heading: None,
+        start: body_start.min(first),
     });
     for (i, h) in md.headings.iter().enumerate() {
         let end = md.headings.get(i + 1).map_or(text.len(), |n| n.span.start);
@@ -164,6 +297,8 @@ fn sections(text: &str) -> Vec<Section> {
             title: h.text.trim().to_string(),
             level: h.level,
             body: text[h.span.end.min(end)..end].to_string(),
+            heading: Some(h.span.start),
+            start: h.span.end.min(end),
         });
     }
     out
@@ -292,6 +427,8 @@ pub fn compare(sop: &str, title: &str, from: Side, to: Side) -> Diff {
             words_deleted: del,
             pieces,
             level: old[i].level,
+            at: None,
+            front_matter: i == 0,
         }
     };
     for (j, n) in new.iter().enumerate() {
@@ -319,6 +456,8 @@ pub fn compare(sop: &str, title: &str, from: Side, to: Side) -> Diff {
                     words_deleted: del,
                     pieces,
                     level: n.level,
+                    at: Some((n.heading, n.start)),
+                    front_matter: j == 0,
                 });
             }
             None => {
@@ -332,6 +471,8 @@ pub fn compare(sop: &str, title: &str, from: Side, to: Side) -> Diff {
                     words_deleted: 0,
                     pieces,
                     level: n.level,
+                    at: Some((n.heading, n.start)),
+                    front_matter: j == 0,
                 });
             }
         }
@@ -388,7 +529,12 @@ fn side(
         };
         return revision_side(ws, rev, &format!("version {v}"));
     }
-    let at = Workspace::open(&ws.root, Read::At(name))?;
+    commit_side(&ws.root, sop_id, name)
+}
+
+/// The SOP `sop_id` as it stood at git revision `name` of the repository at `root`.
+pub fn commit_side(root: &std::path::Path, sop_id: &str, name: &str) -> Result<Side, Error> {
+    let at = Workspace::open(root, Read::At(name))?;
     let s = at.corpus.find_sop(sop_id).map_err(|_| Error::NotAt {
         sop: sop_id.to_string(),
         at: name.to_string(),
@@ -655,6 +801,58 @@ mod tests {
             .collect();
         assert_eq!(moved.len(), 1, "{moved:?}");
         assert!(moved[0] == "Scope" || moved[0] == "Aim");
+    }
+
+    #[test]
+    fn marks_fall_on_the_new_text_where_the_changes_are() {
+        let d = compare("QA-1", "T", side(OLD), side(NEW));
+        let m = d.marks();
+        // Every inserted range is inserted text of the new side, in order.
+        let inserted: Vec<&str> = m.inserted.iter().map(|r| &NEW[r.clone()]).collect();
+        assert!(inserted.iter().any(|t| t.contains("day")), "{inserted:?}");
+        assert!(
+            inserted.iter().any(|t| t.contains("Keep the evidence")),
+            "the added section's text: {inserted:?}"
+        );
+        assert!(m.inserted.windows(2).all(|w| w[0].end <= w[1].start));
+        // "week." stood right where "day." now stands.
+        let week = m.deleted.iter().find(|x| x.text.contains("week")).unwrap();
+        let day = m
+            .inserted
+            .iter()
+            .find(|r| NEW[(*r).clone()].contains("day"))
+            .unwrap();
+        assert!(
+            week.at == day.start || week.at == day.end,
+            "{week:?} {day:?}"
+        );
+        assert!(week.section.is_none());
+        // The removed section stands at the end (nothing follows it in the new text), whole.
+        let retired = m.deleted.iter().find(|x| x.section.is_some()).unwrap();
+        assert_eq!(retired.section.as_deref(), Some("Retired"));
+        assert_eq!(retired.at, NEW.len());
+        assert!(retired.text.contains("This goes away."));
+        // New, renamed and moved sections are marked at their headings.
+        let heading_at = |title: &str| NEW.find(&format!("## {title}")).unwrap();
+        let aim = m
+            .headings
+            .iter()
+            .find(|h| h.at == heading_at("Aim"))
+            .unwrap();
+        assert_eq!(aim.renamed_from.as_deref(), Some("Purpose"));
+        let records = m
+            .headings
+            .iter()
+            .find(|h| h.at == heading_at("Records"))
+            .unwrap();
+        assert!(records.added);
+        assert!(m.headings.iter().all(|h| h.at != heading_at("Steps")));
+        // Offsets into the body after the front matter.
+        let body_start = NEW.find("# T").unwrap();
+        let body = m.from_offset(body_start);
+        for (r, b) in m.inserted.iter().zip(&body.inserted) {
+            assert_eq!(&NEW[r.clone()], &NEW[body_start..][b.clone()]);
+        }
     }
 
     #[test]

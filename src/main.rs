@@ -281,7 +281,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
         )
         .into_bytes(),
         DiffFormat::Md => diff::markdown(&d).into_bytes(),
-        DiffFormat::Pdf => sopkit::render::redline::pdf(&d)?,
+        DiffFormat::Pdf => sopkit::render::redline_pdf(&ws.root, &d)?,
     };
     emit(args.output.as_deref(), &bytes)?;
     if let Some(path) = &args.output {

@@ -42,6 +42,8 @@ pub enum Error {
     UnknownSop(#[from] crate::corpus::FindSop),
     #[error("the changes for the appendix: {0}")]
     Changes(#[from] crate::diff::Error),
+    #[error("{sop}: the redline's new side is not the text of the SOP being typeset")]
+    RedlineSide { sop: String },
     #[error("template {name}: {message}")]
     Template { name: String, message: String },
     #[error("{sop}: {error}")]
@@ -444,6 +446,51 @@ pub fn render(snap: &Snapshot, index: usize) -> Result<Rendered, Error> {
 /// [`render`]; with `with_changes`, the redline against the effective version before this
 /// one (for a draft: the last effective version) follows as an appendix.
 pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<Rendered, Error> {
+    render_doc(
+        snap,
+        index,
+        if with_changes {
+            Changes::Appendix
+        } else {
+            Changes::None
+        },
+    )
+}
+
+/// The redline of `d` (whose new side is SOP number `index` of `snap`): that SOP typeset as
+/// always, its body marked with the changes and preceded by their summary.
+pub fn render_redline(
+    snap: &Snapshot,
+    index: usize,
+    d: &crate::diff::Diff,
+) -> Result<Rendered, Error> {
+    render_doc(snap, index, Changes::Marked(d))
+}
+
+/// The redline PDF of `d`, typeset from the repository at `root` as it stands on `d`'s new
+/// side (its commit, or the working tree).
+pub fn redline_pdf(root: &Path, d: &crate::diff::Diff) -> Result<Vec<u8>, Error> {
+    let snap = Snapshot::open(root, d.to.commit.as_deref())?;
+    let index = snap.find_sop(&d.sop)?;
+    Ok(render_redline(&snap, index, d)?.pdf)
+}
+
+/// What a render shows of the changes since an earlier revision.
+enum Changes<'d> {
+    None,
+    /// The redline against the effective version before, as an appendix.
+    Appendix,
+    /// The body itself marked with these changes.
+    Marked(&'d crate::diff::Diff),
+}
+
+// One line per part of the document model, in the order the template reads them.
+#[allow(clippy::too_many_lines)]
+fn render_doc(
+    snap: &Snapshot,
+    index: usize,
+    changes_shown: Changes<'_>,
+) -> Result<Rendered, Error> {
     let corpus = &snap.corpus;
     let sop = &corpus.sops[index];
     let doc = &corpus.docs[sop.doc];
@@ -463,8 +510,19 @@ pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<
         doc,
         files: BTreeMap::new(),
     };
-    let converted = markup::convert(&doc.file.text[doc.body_start..], &mut resolver);
-    let files = resolver.files;
+    let body_text = &doc.file.text[doc.body_start..];
+    let marks = match changes_shown {
+        Changes::Marked(d) => {
+            if d.to.text != doc.file.text {
+                return Err(Error::RedlineSide {
+                    sop: sop.id.clone(),
+                });
+            }
+            Some(d.marks().from_offset(doc.body_start))
+        }
+        _ => None,
+    };
+    let converted = markup::convert_marked(body_text, &mut resolver, marks.as_ref());
 
     // Approvals: the revision whose content this is.
     let sop_history = snap.history.sops.get(&sop.id);
@@ -513,6 +571,39 @@ pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<
     });
     let draft = !effective;
     let source = source_view(snap, &path, &sha256);
+    let mut kw = keywords(&sop.id, &path, snap, &sha256);
+    // The redline's summary and marks, or the appendix after the body.
+    let (lead, appendix) = match changes_shown {
+        Changes::None => (String::new(), String::new()),
+        Changes::Marked(d) => {
+            let labels = redline::Labels {
+                from: side_label(sop_history, &d.from),
+                to: format!("this document: {version_label}"),
+            };
+            kw.push(format!(
+                "{}{}",
+                pdf_meta::REDLINE_FROM,
+                d.from.commit.as_deref().unwrap_or("worktree")
+            ));
+            let heading = format!("Changes since {}", labels.from);
+            (redline::head(d, &labels, &heading), String::new())
+        }
+        Changes::Appendix => {
+            let d = changes(snap, sop, doc, sop_history, revision)?;
+            let labels = redline::Labels {
+                from: d.from.label.clone(),
+                to: d.to.label.clone(),
+            };
+            let marks = d.marks().from_offset(doc.body_start);
+            let marked = markup::convert_marked(body_text, &mut resolver, Some(&marks));
+            kw.push(format!("{}yes", pdf_meta::WITH_CHANGES));
+            (
+                String::new(),
+                redline::appendix(&d, &labels, &marked.markup),
+            )
+        }
+    };
+    let files = resolver.files;
     let terms_value: Vec<minijinja::Value> = terms
         .iter()
         .map(|t| {
@@ -527,7 +618,7 @@ pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<
         doc => serde_value(&doc_view),
         source => serde_value(&source),
         draft => draft,
-        body => minijinja::Value::from_safe_string(converted.markup),
+        body => minijinja::Value::from_safe_string(format!("{lead}{}", converted.markup)),
         sections => serde_value(
             converted.sections.iter().map(|s| serde_json::json!({"number": s.number, "level": s.level, "title": s.title})).collect::<Vec<_>>()),
         history => serde_value(&history_rows),
@@ -537,17 +628,7 @@ pub fn render_with(snap: &Snapshot, index: usize, with_changes: bool) -> Result<
         roles => serde_value(&roles),
     };
     let mut body = snap.render_template("sop.typ.j2", ctx)?;
-    let mut kw = keywords(&sop.id, &path, snap, &sha256);
-    if with_changes {
-        body.push_str(&redline::appendix(&changes(
-            snap,
-            sop,
-            doc,
-            sop_history,
-            revision,
-        )?));
-        kw.push(format!("{}yes", pdf_meta::WITH_CHANGES));
-    }
+    body.push_str(&appendix);
     let source_text = format!(
         "{}\n{body}",
         template::prelude(&format!("{} {}", sop.id, sop.title), &kw)
@@ -611,6 +692,23 @@ fn changes(
         },
     };
     Ok(crate::diff::compare(&sop.id, &sop.title, from, to))
+}
+
+/// How a redline names its old side: by version when the history knows that content as one,
+/// else by commit (or as the working tree), so that a rebuild names it the same way.
+fn side_label(sop_history: Option<&history::SopHistory>, side: &crate::diff::Side) -> String {
+    let Some(commit) = &side.commit else {
+        return "the working tree".into();
+    };
+    let short = &commit[..commit.len().min(12)];
+    let when = crate::approval::utc(side.time);
+    let version = sop_history
+        .and_then(|h| h.revision_of(side.text.as_bytes()))
+        .and_then(|r| r.version);
+    match version {
+        Some(v) => format!("version {v} (commit {short}, {when})"),
+        None => format!("commit {short} ({when})"),
+    }
 }
 
 /// How an SOP stands in a snapshot: its version, whether it is effective or retired, and
@@ -1044,7 +1142,27 @@ pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
             Some(Ok(i)) => i,
             _ => snap.find_sop(&p.sop)?,
         };
-        render_with(&snap, index, p.with_changes)?.pdf
+        match p.redline_from.as_deref() {
+            Some("worktree") => {
+                return Ok(Verdict::NotReproducible(format!(
+                    "this redline of {} compares with uncommitted changes; only one between commits can be verified",
+                    p.sop
+                )));
+            }
+            Some(from) => {
+                let sop = &snap.corpus.sops[index];
+                let old = crate::diff::commit_side(dir, &sop.id, from)?;
+                let new = crate::diff::Side {
+                    label: String::new(),
+                    text: snap.corpus.docs[sop.doc].file.text.clone(),
+                    commit: snap.commit.clone(),
+                    time: snap.time,
+                };
+                let d = crate::diff::compare(&sop.id, &sop.title, old, new);
+                render_redline(&snap, index, &d)?.pdf
+            }
+            None => render_with(&snap, index, p.with_changes)?.pdf,
+        }
     };
     if rebuilt == pdf {
         return Ok(Verdict::Identical {

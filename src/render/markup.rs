@@ -246,23 +246,102 @@ struct Converter<'a, R: Resolver> {
     steps: usize,
     /// Whether the current table is flattened into text (beyond [`MAX_DEPTH`]).
     flat_table: bool,
+    /// The changes to mark, for a redline.
+    marks: Option<MarkState>,
+}
+
+/// The changes still to mark while converting (offsets into the body).
+struct MarkState {
+    inserted: Vec<std::ops::Range<usize>>,
+    deleted: std::collections::VecDeque<crate::diff::Deletion>,
+    headings: HashMap<usize, crate::diff::HeadingMark>,
+    /// What to say under the heading being converted.
+    heading_note: Option<String>,
+    /// The end of the code block being converted, when changes fall in it.
+    changed_block: Option<usize>,
+}
+
+impl MarkState {
+    /// Whether `pos` is inserted text, and where that stops being so (capped at `end`).
+    fn inserted_at(&self, pos: usize, end: usize) -> (bool, usize) {
+        let i = self.inserted.partition_point(|r| r.end <= pos);
+        match self.inserted.get(i) {
+            Some(r) if r.start <= pos => (true, r.end.min(end)),
+            Some(r) => (false, r.start.min(end)),
+            None => (false, end),
+        }
+    }
+
+    fn overlaps_insert(&self, r: &std::ops::Range<usize>) -> bool {
+        let i = self.inserted.partition_point(|x| x.end <= r.start);
+        self.inserted.get(i).is_some_and(|x| x.start < r.end)
+    }
+}
+
+/// Deleted text as typst markup: struck through, as the words a reader saw (the Markdown
+/// source of the old revision with its markup left out), white space made single spaces.
+fn deleted_markup(d: &crate::diff::Deletion) -> String {
+    let mut words = String::new();
+    for event in Parser::new_ext(&d.text, options()) {
+        match event {
+            Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::Html(t) => {
+                words.push_str(&t)
+            }
+            Event::SoftBreak
+            | Event::HardBreak
+            | Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::TableCell
+                | TagEnd::CodeBlock
+                | TagEnd::BlockQuote(_),
+            ) => words.push(' '),
+            _ => {}
+        }
+    }
+    let text = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    match &d.section {
+        Some(title) => format!(
+            "\n\n#sop-redline-removed[{}][{}]\n\n",
+            escape(title),
+            escape(&text)
+        ),
+        None if text.is_empty() => String::new(),
+        None => format!("#sop-del[{}]", escape(&text)),
+    }
 }
 
 /// Converts a Markdown body to typst markup.
 pub fn convert<R: Resolver>(body: &str, resolver: &mut R) -> Converted {
-    let events: Vec<Event<'_>> = Parser::new_ext(body, options()).collect();
+    convert_marked(body, resolver, None)
+}
+
+/// [`convert`], with the changes of a redline marked where they fall: inserted text through
+/// `#sop-ins`, deleted text through `#sop-del` where it stood, removed sections through
+/// `#sop-redline-removed`, and notes under new, renamed and moved headings and after changed
+/// code blocks through `#sop-redline-note` (the redline defines them). `marks` are offsets
+/// into `body`.
+pub fn convert_marked<R: Resolver>(
+    body: &str,
+    resolver: &mut R,
+    marks: Option<&crate::diff::Marks>,
+) -> Converted {
+    let events: Vec<(Event<'_>, std::ops::Range<usize>)> = Parser::new_ext(body, options())
+        .into_offset_iter()
+        .collect();
     // Footnote definitions come first, so that a reference can show its text in place.
     let mut footnotes = HashMap::new();
     let mut main = Vec::with_capacity(events.len());
     let mut i = 0;
     let empty = HashMap::new();
     while i < events.len() {
-        if let Event::Start(Tag::FootnoteDefinition(label)) = &events[i] {
+        if let (Event::Start(Tag::FootnoteDefinition(label)), _) = &events[i] {
             let start = i + 1;
             let mut nesting = 0usize;
             let mut end = start;
             while end < events.len() {
-                match &events[end] {
+                match &events[end].0 {
                     Event::Start(Tag::FootnoteDefinition(_)) => nesting += 1,
                     Event::End(TagEnd::FootnoteDefinition) if nesting == 0 => break,
                     Event::End(TagEnd::FootnoteDefinition) => nesting -= 1,
@@ -272,8 +351,8 @@ pub fn convert<R: Resolver>(body: &str, resolver: &mut R) -> Converted {
             }
             let mut c = Converter::new(resolver, &empty, Vec::new());
             c.in_footnote = true;
-            for e in &events[start..end] {
-                c.event(e.clone());
+            for (e, range) in &events[start..end] {
+                c.event(e.clone(), range.clone());
             }
             footnotes
                 .entry(label.to_string())
@@ -287,9 +366,17 @@ pub fn convert<R: Resolver>(body: &str, resolver: &mut R) -> Converted {
     let heading_list = headings(body);
     let numbers = number_headings(&heading_list);
     let mut c = Converter::new(resolver, &footnotes, numbers);
-    for e in main {
-        c.event(e);
+    c.marks = marks.map(|m| MarkState {
+        inserted: m.inserted.clone(),
+        deleted: m.deleted.iter().cloned().collect(),
+        headings: m.headings.iter().map(|h| (h.at, h.clone())).collect(),
+        heading_note: None,
+        changed_block: None,
+    });
+    for (e, range) in main {
+        c.event(e, range);
     }
+    c.flush_deleted(usize::MAX, true);
     Converted {
         markup: c.out,
         sections: c.sections,
@@ -316,6 +403,138 @@ impl<'a, R: Resolver> Converter<'a, R> {
             dropped_title: false,
             steps: 0,
             flat_table: false,
+            marks: None,
+        }
+    }
+
+    /// Emits the deletions that stood before `pos`; `block` when between blocks (a
+    /// deletion then stands as a paragraph of its own).
+    fn flush_deleted(&mut self, pos: usize, block: bool) {
+        let Some(m) = &mut self.marks else { return };
+        while m.deleted.front().is_some_and(|d| d.at <= pos) {
+            let d = m.deleted.pop_front().expect("checked");
+            let markup = deleted_markup(&d);
+            if markup.is_empty() {
+                continue;
+            }
+            if block && d.section.is_none() {
+                self.out.push_str("\n\n");
+                self.out.push_str(&markup);
+                self.out.push_str("\n\n");
+            } else {
+                self.out.push_str(&markup);
+            }
+        }
+    }
+
+    /// Text at `r` in the body, its inserted parts marked and the deletions inside it shown
+    /// where they stood.
+    fn marked_text(&mut self, t: &str, r: std::ops::Range<usize>) {
+        let Some(m) = &self.marks else {
+            return self.text(t);
+        };
+        if t.len() != r.len() {
+            // Not the source's bytes (an escape or an entity): marked as a whole.
+            let inserted = m.overlaps_insert(&r);
+            return self.piece(t, inserted);
+        }
+        let mut pos = r.start;
+        while pos < r.end {
+            self.flush_deleted(pos, false);
+            let m = self.marks.as_ref().expect("checked");
+            let (inserted, mut until) = m.inserted_at(pos, r.end);
+            if let Some(d) = m.deleted.front().filter(|d| d.at > pos && d.at < until) {
+                until = d.at;
+            }
+            while until < r.end && !t.is_char_boundary(until - r.start) {
+                until += 1;
+            }
+            self.piece(&t[pos - r.start..until - r.start], inserted);
+            pos = until;
+        }
+    }
+
+    fn piece(&mut self, t: &str, inserted: bool) {
+        if inserted && !t.trim().is_empty() {
+            self.out.push_str("#sop-ins[");
+            escape_into(&mut self.out, t);
+            self.out.push(']');
+        } else {
+            escape_into(&mut self.out, t);
+        }
+    }
+
+    /// Before an event of the body (outside any collected text): the deletions before it,
+    /// and what a heading or code block starting here needs noted.
+    fn before(&mut self, event: &Event<'_>, r: &std::ops::Range<usize>) {
+        if self.marks.is_none() || self.collect.is_some() {
+            return;
+        }
+        let top = self.stack.is_empty();
+        match event {
+            Event::Start(
+                Tag::Paragraph
+                | Tag::Heading { .. }
+                | Tag::Table(_)
+                | Tag::BlockQuote(_)
+                | Tag::List(_)
+                | Tag::CodeBlock(_)
+                | Tag::HtmlBlock,
+            )
+            | Event::Rule
+                if top =>
+            {
+                self.flush_deleted(r.start, true)
+            }
+            Event::Text(_) | Event::Code(_) => self.flush_deleted(r.start, false),
+            _ => {}
+        }
+        let m = self.marks.as_mut().expect("checked");
+        match event {
+            Event::Start(Tag::Heading { .. }) => {
+                m.heading_note = m.headings.get(&r.start).map(|h| {
+                    let mut what = Vec::new();
+                    if h.added {
+                        what.push("#sop-ins[New section]".to_string());
+                    }
+                    if let Some(old) = &h.renamed_from {
+                        what.push(format!("Renamed; it was #sop-del[{}]", escape(old)));
+                    }
+                    if h.moved {
+                        what.push("Moved here".to_string());
+                    }
+                    what.join(". ")
+                });
+            }
+            Event::Start(Tag::CodeBlock(_)) => {
+                let changed =
+                    m.overlaps_insert(r) || m.deleted.front().is_some_and(|d| d.at < r.end);
+                m.changed_block = changed.then_some(r.end);
+            }
+            _ => {}
+        }
+    }
+
+    /// After a heading or code block: its note, when it has one.
+    fn after_block(&mut self) {
+        let Some(m) = &mut self.marks else { return };
+        if let Some(note) = m.heading_note.take() {
+            let _ = writeln!(self.out, "#sop-redline-note[{note}]");
+        }
+        if let Some(end) = m.changed_block.take() {
+            let mut deleted = Vec::new();
+            while m.deleted.front().is_some_and(|d| d.at < end) {
+                deleted.push(deleted_markup(&m.deleted.pop_front().expect("checked")));
+            }
+            let deleted = deleted.concat();
+            let _ = if deleted.is_empty() {
+                writeln!(self.out, "#sop-redline-note[The block above changed.]")
+            } else {
+                writeln!(
+                    self.out,
+                    "#sop-redline-note[The block above changed; it no longer has: {deleted}]"
+                )
+            };
         }
     }
 
@@ -341,16 +560,32 @@ impl<'a, R: Resolver> Converter<'a, R> {
         }
     }
 
-    fn event(&mut self, event: Event<'_>) {
+    fn event(&mut self, event: Event<'_>, range: std::ops::Range<usize>) {
+        self.before(&event, &range);
         match event {
             Event::Start(tag) => self.start(tag),
-            Event::End(tag) => self.end(tag),
+            Event::End(tag) => {
+                let block = matches!(tag, TagEnd::Heading(_) | TagEnd::CodeBlock);
+                self.end(tag);
+                if block {
+                    self.after_block();
+                }
+            }
+            Event::Text(t) if self.collect.is_none() => self.marked_text(&t, range),
             Event::Text(t) => self.text(&t),
             Event::Code(t) => match &mut self.collect {
                 Some(c) => c.push_str(&t),
                 None => {
                     let lit = string_literal(&t);
-                    let _ = write!(self.out, "#raw({lit});");
+                    let inserted = self
+                        .marks
+                        .as_ref()
+                        .is_some_and(|m| m.overlaps_insert(&range));
+                    let _ = if inserted {
+                        write!(self.out, "#sop-ins[#raw({lit})]")
+                    } else {
+                        write!(self.out, "#raw({lit});")
+                    };
                 }
             },
             Event::SoftBreak => self.text(" "),
@@ -688,6 +923,47 @@ mod tests {
 
     fn conv(md: &str) -> Converted {
         convert(md, &mut NoLinks)
+    }
+
+    #[test]
+    fn a_redline_marks_insertions_and_deletions_where_they_fall() {
+        let old = "## Purpose\n\nTested each week by the *operator*.\n\nRun it now and log it.\n\n## Gone\n\nOld words.\n\n## Steps\n\n```sh {step=a}\necho one\n```\n";
+        let new = "## Aim\n\nTested each day by the *operator*.\n\nRun it and log it.\n\nA new paragraph.\n\n## Steps\n\n```sh {step=a}\necho one\necho two\n```\n";
+        let side = |text: &str| crate::diff::Side {
+            label: String::new(),
+            text: text.into(),
+            commit: None,
+            time: 0,
+        };
+        let d = crate::diff::compare("QA-1", "T", side(old), side(new));
+        let out = convert_marked(new, &mut NoLinks, Some(&d.marks())).markup;
+        // The deleted word stands before the inserted one, both in the paragraph.
+        let del = out.find("#sop-del[week]").expect(&out);
+        let ins = out.find("#sop-ins[day]").expect(&out);
+        assert!(del < ins, "{out}");
+        assert!(out.contains("#sop-ins[A new paragraph\\.]"), "{out}");
+        // A word deleted inside a text stands where it stood.
+        assert!(out.contains("Run it #sop-del[now]"), "{out}");
+        // Unchanged text is not marked, emphasis still typeset.
+        assert!(out.contains("Tested each "), "{out}");
+        assert!(!out.contains("#sop-ins[Tested"), "{out}");
+        // The renamed heading says what it was; the removed section stands before Steps.
+        assert!(out.contains("Renamed; it was #sop-del[Purpose]"), "{out}");
+        let gone = out
+            .find("#sop-redline-removed[Gone][Old words\\.]")
+            .expect(&out);
+        assert!(gone < out.find("Steps").unwrap(), "{out}");
+        // A changed code block is noted after it.
+        assert!(
+            out.contains("#sop-redline-note[The block above changed"),
+            "{out}"
+        );
+        // Without marks, nothing is marked.
+        let plain = convert(new, &mut NoLinks).markup;
+        assert!(
+            !plain.contains("#sop-ins") && !plain.contains("#sop-del"),
+            "{plain}"
+        );
     }
 
     #[test]

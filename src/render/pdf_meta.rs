@@ -10,6 +10,8 @@ pub const SHA256: &str = "sopkit-sha256=";
 pub const VERSION: &str = "sopkit-version=";
 /// Present (`yes`) when the redline against the version before follows as an appendix.
 pub const WITH_CHANGES: &str = "sopkit-with-changes=";
+/// On a redline: the commit of its old side (`worktree` when it was the working tree).
+pub const REDLINE_FROM: &str = "sopkit-redline-from=";
 
 /// What a sopkit PDF says about where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub struct Provenance {
     pub sha256: Option<String>,
     pub version: String,
     pub with_changes: bool,
+    pub redline_from: Option<String>,
 }
 
 impl Provenance {
@@ -63,5 +66,6 @@ pub fn read(pdf: &[u8]) -> Option<Provenance> {
         sha256: find(pdf, SHA256),
         version: find(pdf, VERSION)?,
         with_changes: find(pdf, WITH_CHANGES).is_some_and(|v| v == "yes"),
+        redline_from: find(pdf, REDLINE_FROM),
     })
 }

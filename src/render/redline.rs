@@ -1,29 +1,26 @@
-//! The redline PDF of a [`Diff`]: the new text section by section, insertions underlined
-//! in blue, deletions struck through in red, a bar in the left margin beside every changed
-//! section, and a table of the changed sections first. Typeset by the same in-process typst
-//! world as every SOP, dated by the newer side's commit, so the same two revisions always
-//! give the same bytes.
+//! The redline of a [`Diff`]: the new revision typeset through the same template and
+//! converter as every SOP (see [`super::render_redline`]), with insertions underlined in blue,
+//! deletions struck through in red where they stood, a bar in the left margin on every line
+//! that carries a change, and first a summary: the two sides, a legend, a table of the changed
+//! sections and the front matter's changes. The same two revisions always give the same bytes.
 
 use similar::ChangeTag;
 
 use super::markup::escape;
-use super::{Error, template, typeset};
-use crate::diff::{Diff, Kind, SectionDiff};
+use crate::diff::{Diff, SectionDiff};
 
-/// The page of a redline of its own.
-const PAGE: &str = r##"#set page(paper: "a4", margin: (left: 2.6cm, right: 2cm, y: 2cm),
-  footer: context align(center, text(size: 8pt, fill: luma(110))[#counter(page).display("1 / 1", both: true)]))
-#set text(size: 10pt)
-#set par(justify: false, leading: 0.6em)
-#set heading(numbering: none)
-"##;
-
-/// The typst definitions the redline uses.
-const DEFINITIONS: &str = r##"#let ins(body) = underline(stroke: 0.8pt + rgb("#1a5fb4"), text(fill: rgb("#1a5fb4"), body))
-#let del(body) = strike(stroke: 0.8pt + rgb("#c01c28"), text(fill: rgb("#c01c28"), body))
-#let changed(body) = block(width: 100%, breakable: true, stroke: (left: 2.5pt + rgb("#e5a50a")),
-  outset: (left: 14pt), inset: (left: 0pt), body)
-#let muted = luma(110)
+/// The typst definitions the marks use. They come after the template's own, so a template
+/// cannot restyle them: what a redline shows as changed is sopkit's to say.
+const DEFINITIONS: &str = r##"
+#let sop-redline-bar = box(width: 0pt, context place(dx: 1.1cm - here().position().x, dy: -0.8em,
+  rect(width: 2.5pt, height: 1.05em, fill: rgb("#e5a50a"), stroke: none)))
+#let sop-ins(body) = [#sop-redline-bar#underline(stroke: 0.8pt + rgb("#1a5fb4"), text(fill: rgb("#1a5fb4"), body))]
+#let sop-del(body) = [#sop-redline-bar#strike(stroke: 0.8pt + rgb("#c01c28"), text(fill: rgb("#c01c28"), body))]
+#let sop-redline-note(body) = block(above: 0.5em, below: 0.9em,
+  text(size: 0.85em, fill: luma(90))[#sop-redline-bar#body])
+#let sop-redline-removed(title, body) = block(above: 0.9em, below: 0.9em)[
+  #sop-redline-bar#text(weight: "bold", fill: rgb("#c01c28"))[Removed section: #sop-del(title)] \
+  #sop-del(body)]
 "##;
 
 /// Splits `text` into its paragraphs: the parts between blank lines.
@@ -93,8 +90,8 @@ fn marked(s: &SectionDiff) -> String {
                 .join(" \\\n");
             match p.tag {
                 ChangeTag::Equal => out.push_str(&text),
-                ChangeTag::Insert => out.push_str(&format!("#ins[{text}]")),
-                ChangeTag::Delete => out.push_str(&format!("#del[{text}]")),
+                ChangeTag::Insert => out.push_str(&format!("#sop-ins[{text}]")),
+                ChangeTag::Delete => out.push_str(&format!("#sop-del[{text}]")),
             }
             out.push_str(tail);
         }
@@ -102,85 +99,31 @@ fn marked(s: &SectionDiff) -> String {
     out
 }
 
-fn heading(s: &SectionDiff) -> String {
-    let level = usize::from(s.level.clamp(1, 5)) + 1;
-    let title = if s.level == 0 {
-        format!("_{}_", escape(&s.title))
-    } else {
-        escape(&s.title)
-    };
-    let note = if s.is_change() {
-        format!(
-            " #text(size: 0.75em, fill: muted, weight: \"regular\")[({})]",
-            escape(&s.describe())
-        )
-    } else {
-        String::new()
-    };
-    let was = match &s.renamed_from {
-        Some(old) => format!("\n#text(fill: muted)[Was: #del[{}]]\n", escape(old)),
-        None => String::new(),
-    };
-    format!("{} {title}{note}\n{was}", "=".repeat(level))
+/// How the two sides are named on paper.
+pub struct Labels {
+    pub from: String,
+    pub to: String,
 }
 
-/// The typst source of the redline.
-pub fn source(d: &Diff) -> String {
-    let mut src = String::new();
-    let keywords = vec![
-        format!("sopkit-redline={}", d.sop),
-        format!(
-            "sopkit-from={}",
-            d.from.commit.as_deref().unwrap_or("worktree")
-        ),
-        format!("sopkit-to={}", d.to.commit.as_deref().unwrap_or("worktree")),
-        format!("sopkit-version={}", crate::VERSION),
-    ];
-    src.push_str(&template::prelude(
-        &format!("{} {}: changes", d.sop, d.title),
-        &keywords,
-    ));
-    src.push('\n');
-    src.push_str(PAGE);
-    src.push_str(DEFINITIONS);
+/// What comes before the marked body of a redline: the definitions, a heading, the two sides,
+/// the legend, the table of changed sections and the front matter's changes.
+pub fn head(d: &Diff, labels: &Labels, heading: &str) -> String {
+    let mut src = String::from(DEFINITIONS);
     src.push_str(&format!(
-        "\n#text(size: 16pt, weight: \"bold\")[{} {}: changes]\n\n",
-        escape(&d.sop),
-        escape(&d.title),
+        "\n#heading(level: 1, numbering: none, outlined: true)[{}]\n\n",
+        escape(heading)
     ));
-    src.push_str(&body(d));
-    src
-}
-
-/// The redline of `d` as an appendix after an SOP's own text: a new page, its own
-/// definitions, headings left out of the numbering and the outline.
-pub fn appendix(d: &Diff) -> String {
-    let mut src =
-        String::from("\n#pagebreak()\n#[\n#set heading(numbering: none, outlined: false)\n");
-    src.push_str(DEFINITIONS);
     src.push_str(&format!(
-        "\n#text(size: 14pt, weight: \"bold\")[Appendix: changes to {} {}]\n\n",
-        escape(&d.sop),
-        escape(&d.title)
-    ));
-    src.push_str(&body(d));
-    src.push_str("\n]\n");
-    src
-}
-
-/// From and to, the legend, the table of changed sections, then every section marked.
-fn body(d: &Diff) -> String {
-    let mut src = format!(
         "#table(columns: (auto, 1fr), stroke: none, inset: 3pt,\n  [From:], [{}],\n  [To:], [{}],\n)\n\n",
-        escape(&d.from.label),
-        escape(&d.to.label)
-    );
-    src.push_str("Insertions are #ins[underlined], deletions #del[struck through]; a bar in the margin marks each changed section.\n\n");
+        escape(&labels.from),
+        escape(&labels.to)
+    ));
+    src.push_str("Insertions are #sop-ins[underlined], deletions #sop-del[struck through] where they stood; a bar in the margin marks each line that changed.\n\n");
     let changed: Vec<&SectionDiff> = d.changed_sections().collect();
     if changed.is_empty() {
         src.push_str("*No changes.*\n");
     } else {
-        src.push_str("#table(columns: (1fr, auto, auto, auto), inset: 4pt, stroke: 0.4pt + luma(180),\n  [*Section*], [*Change*], [*Inserted*], [*Deleted*],\n");
+        src.push_str("#table(columns: (1fr, auto, auto, auto), inset: 4pt, stroke: 0.4pt + luma(180),\n  [*Section*], [*Change*], [*Inserted words*], [*Deleted words*],\n");
         for s in &changed {
             let title = match &s.renamed_from {
                 Some(old) => format!("{} (was: {old})", s.title),
@@ -196,38 +139,28 @@ fn body(d: &Diff) -> String {
         }
         src.push_str(")\n");
     }
-    for s in &d.sections {
-        src.push('\n');
-        src.push_str(&heading(s));
-        src.push('\n');
-        let body = marked(s);
-        if s.kind == Kind::Unchanged && !s.is_change() {
-            src.push_str(&body);
-        } else {
-            src.push_str(&format!("#changed[\n{body}\n]"));
-        }
-        src.push('\n');
+    // The front matter is no part of the body: its changes are shown here, line by line.
+    if let Some(front) = d.sections.iter().find(|s| s.front_matter && s.is_change()) {
+        src.push_str("\n*Front matter:*\n\n#block(inset: (left: 1em))[\n");
+        src.push_str(&marked(front));
+        src.push_str("\n]\n");
     }
+    src.push_str("\n#pagebreak(weak: true)\n");
     src
 }
 
-/// The redline as PDF bytes.
-pub fn pdf(d: &Diff) -> Result<Vec<u8>, Error> {
-    typeset::pdf(typeset::Job {
-        source: source(d),
-        files: Default::default(),
-        time: d.to.time.max(d.from.time),
-        ident: format!(
-            "{}@{}..{}",
-            d.sop,
-            d.from.commit.as_deref().unwrap_or("worktree"),
-            d.to.commit.as_deref().unwrap_or("worktree")
-        ),
-    })
-    .map_err(|error| Error::Typeset {
-        sop: d.sop.clone(),
-        error,
-    })
+/// The redline as an appendix after an SOP's own text: on a new page, in a scope of its own
+/// where headings are neither numbered again nor listed in the contents.
+pub fn appendix(d: &Diff, labels: &Labels, marked_body: &str) -> String {
+    let mut src = String::from("\n#pagebreak()\n#[\n#set heading(outlined: false)\n");
+    src.push_str(&head(
+        d,
+        labels,
+        &format!("Appendix: changes to {} {}", d.sop, d.title),
+    ));
+    src.push_str(marked_body);
+    src.push_str("\n]\n");
+    src
 }
 
 #[cfg(test)]
@@ -244,28 +177,34 @@ mod tests {
     }
 
     #[test]
-    fn insertions_and_deletions_are_marked_and_changed_sections_barred() {
-        let old = "# T\n\n## A\n\nTested each week.\n\n## B\n\nSame.\n";
-        let new = "# T\n\n## A\n\nTested each day.\n\nA new paragraph.\n\n## B\n\nSame.\n";
+    fn the_summary_lists_changed_sections_and_marks_the_front_matter() {
+        let old = "---\nid: QA-1\nreview_every: 365d\n---\n# T\n\n## A\n\nTested each week.\n\n## B\n\nSame.\n";
+        let new = "---\nid: QA-1\nreview_every: 180d\n---\n# T\n\n## A\n\nTested each day.\n\n## B\n\nSame.\n";
         let d = crate::diff::compare("QA-1", "T", side(old), side(new));
-        let src = source(&d);
-        assert!(src.contains("#del[week\\.]#ins[day\\.]"), "{src}");
-        assert!(src.contains("#ins[A new paragraph\\.]"), "{src}");
+        let labels = Labels {
+            from: "version 1".into(),
+            to: "this document".into(),
+        };
+        let src = head(&d, &labels, "Changes since version 1");
+        // The marks' definitions come first, so the body can use them.
+        assert!(src.find("#let sop-ins").unwrap() < src.find("[From:]").unwrap());
         assert!(
-            src.contains("#changed[\n Tested each"),
-            "no stray line break: {src}"
+            src.contains("[version 1]") && src.contains("[this document]"),
+            "{src}"
         );
-        // A is changed and barred; B is not.
-        let a = src.find("=== A").unwrap();
-        let b = src.find("=== B").unwrap();
-        assert!(src[a..b].contains("#changed["), "{src}");
-        assert!(!src[b..].contains("#changed["), "{src}");
-        // The appendix form keeps its definitions to itself.
-        let app = appendix(&d);
+        assert!(src.contains("[A], [changed], [1], [1]"), "{src}");
         assert!(
-            app.starts_with("\n#pagebreak()\n#[") && app.trim_end().ends_with(']'),
+            !src.contains("[B], ["),
+            "an unchanged section is not listed: {src}"
+        );
+        assert!(src.contains("#sop-del[365d]#sop-ins[180d]"), "{src}");
+        // The appendix keeps its headings out of the contents, in a scope of its own.
+        let app = appendix(&d, &labels, "BODY");
+        assert!(
+            app.starts_with("\n#pagebreak()\n#[\n#set heading(outlined: false)"),
             "{app}"
         );
+        assert!(app.trim_end().ends_with("BODY\n]"), "{app}");
     }
 
     #[test]

@@ -97,24 +97,30 @@ fn the_redline_pdf_marks_insertions_and_deletions_and_is_reproducible() {
         std::fs::read(&b).unwrap(),
         "the same revisions give the same bytes"
     );
-    let out = Command::new("pdftotext")
-        .args(["-layout"])
-        .arg(&a)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) is needed");
-    let text = stdout(&out);
+    // The new revision typeset as every SOP is (title page, numbered sections), preceded by
+    // the summary, with the changes in place.
+    let text = crate::render::pdf_text(&a);
     for want in [
-        "QA-001 Demo: changes",
-        "version 1",
+        "Changes since version 1 (commit",
+        "this document: Draft (after version 1)",
+        "Contents",
+        "Aim",
+        "Renamed; it was",
+        "Purpose",
         "week",
         "day",
+        "New section",
         "Escalation",
         "Call the QA lead when a restore test fails.",
-        "Was: Purpose",
     ] {
         assert!(text.contains(want), "{want:?} missing:\n{text}");
     }
+    // Looked at as images: insertions in blue, deletions in red, bars in the margin.
+    let (blue, red, bars) = marks_seen(&a);
+    assert!(blue > 50 && red > 20 && bars > 50, "{blue} {red} {bars}");
+    // verify-pdf rebuilds the redline from the two commits it names.
+    let out = r.sopkit(&["verify-pdf", a.to_str().unwrap()]);
+    assert!(stdout(&out).contains("identical"), "{}", stdout(&out));
     // A PDF needs a file to go to.
     let out = r.sopkit(&["diff", "QA-001", "--format", "pdf"]);
     assert_eq!(out.status.code(), Some(2));
@@ -154,4 +160,41 @@ fn a_render_with_changes_appends_the_redline_and_still_verifies() {
     let out = r.sopkit(&["render", "QA-001", "-o", plain.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_ne!(std::fs::read(&plain).unwrap(), std::fs::read(&pdf).unwrap());
+    // The appendix is marked; the plain render has no change bar anywhere.
+    assert!(marks_seen(&pdf).2 > 50);
+    assert_eq!(marks_seen(&plain).2, 0);
+}
+
+/// Pixels of the redline's three colours on every page of `pdf` rendered at 100 dpi
+/// (`pdftoppm`): insertion blue, deletion red and the change bars' amber.
+fn marks_seen(pdf: &std::path::Path) -> (usize, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("pdftoppm")
+        .args(["-r", "100"])
+        .arg(pdf)
+        .arg(dir.path().join("page"))
+        .output()
+        .expect("pdftoppm (poppler-utils) is needed");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let near = |p: &[u8], c: [u8; 3]| p.iter().zip(c).all(|(a, b)| a.abs_diff(b) <= 12);
+    let mut seen = (0, 0, 0);
+    for page in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(page.unwrap().path()).unwrap();
+        // P6: "P6\n<width> <height>\n255\n", then RGB bytes.
+        let mut fields = 0;
+        let start = bytes
+            .iter()
+            .position(|&b| {
+                fields += usize::from(b == b'\n');
+                fields == 3
+            })
+            .unwrap()
+            + 1;
+        for p in bytes[start..].chunks_exact(3) {
+            seen.0 += usize::from(near(p, [0x1a, 0x5f, 0xb4]));
+            seen.1 += usize::from(near(p, [0xc0, 0x1c, 0x28]));
+            seen.2 += usize::from(near(p, [0xe5, 0xa5, 0x0a]));
+        }
+    }
+    seen
 }
