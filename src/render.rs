@@ -484,8 +484,7 @@ enum Changes<'d> {
     Marked(&'d crate::diff::Diff),
 }
 
-// One line per part of the document model, in the order the template reads them.
-#[allow(clippy::too_many_lines)]
+// Long: one step per part of the document model, in the order the template reads them.
 fn render_doc(
     snap: &Snapshot,
     index: usize,
