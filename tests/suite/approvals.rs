@@ -483,6 +483,56 @@ fn lost_and_forged_signatures() {
     );
 }
 
+/// A signed approval whose trailers name content the SOP does not have in that commit (the
+/// text the approver read before a later edit) approves nothing: the revision stays a draft,
+/// the signature shows as "approves other content", and `check` warns (the signature is
+/// genuine, so it is no error).
+#[test]
+fn an_approval_of_other_content_does_not_count() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    let old_sha = history(&r)["revisions"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r.append(SOP, "\nA later edit the approver never read.\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "bob edits", Some(&bob));
+    author_commit(
+        &r,
+        "ann",
+        &format!("Approve\n\nSopkit-Approves: QA-001 sha256:{old_sha}\nSopkit-Meaning: approved\n"),
+        Some(&ann),
+    );
+    assert_eq!(statuses(&r), ["wrong-content"]);
+    let h = history(&r);
+    assert!(
+        h["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|rev| rev["version"].is_null()),
+        "{h}"
+    );
+    let out = r.sopkit(&["check", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("approves other content")
+        })
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(found["severity"], "warning", "{found}");
+    // The same signature over the content the commit holds counts.
+    approve_ok(&r, "ann", &ann);
+    assert_eq!(history(&r)["revisions"][1]["version"], 1);
+}
+
 #[test]
 fn policy_changes_need_an_admin_signature() {
     let keys = Keys::new();
