@@ -257,8 +257,10 @@ struct MarkState {
     headings: HashMap<usize, crate::diff::HeadingMark>,
     /// What to say under the heading being converted.
     heading_note: Option<String>,
-    /// The end of the code block being converted, when changes fall in it.
-    changed_block: Option<usize>,
+    /// The code block being converted, when changes fall in it.
+    changed_block: Option<std::ops::Range<usize>>,
+    /// The body the offsets point into.
+    body: String,
 }
 
 impl MarkState {
@@ -270,6 +272,49 @@ impl MarkState {
             Some(r) => (false, r.start.min(end)),
             None => (false, end),
         }
+    }
+
+    /// The lines of `block` (of the body) that changed: each as it was (inserted text left
+    /// out, deleted text put back where it stood) and as it is.
+    fn changed_lines(&self, block: &std::ops::Range<usize>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let Some(text) = self.body.get(block.clone()) else {
+            return out;
+        };
+        let mut a = block.start;
+        for line in text.split_inclusive('\n') {
+            let b = a + line.trim_end_matches(['\n', '\r']).len();
+            let dels: Vec<&crate::diff::Deletion> = self
+                .deleted
+                .iter()
+                .filter(|d| d.at >= a && d.at <= b && d.section.is_none())
+                .collect();
+            if self.overlaps_insert(&(a..b.max(a + 1))) || !dels.is_empty() {
+                let mut old = String::new();
+                let mut pos = a;
+                let mut dels = dels.into_iter().peekable();
+                loop {
+                    while let Some(d) = dels.next_if(|d| d.at <= pos) {
+                        old.push_str(d.text.trim_end_matches('\n'));
+                    }
+                    if pos >= b {
+                        break;
+                    }
+                    let i = self.inserted.partition_point(|r| r.end <= pos);
+                    match self.inserted.get(i).filter(|r| r.start <= pos) {
+                        Some(r) => pos = r.end.min(b),
+                        None => {
+                            let c = self.body[pos..].chars().next().expect("pos < b");
+                            old.push(c);
+                            pos += c.len_utf8();
+                        }
+                    }
+                }
+                out.push((old, self.body[a..b].to_string()));
+            }
+            a += line.len();
+        }
+        out
     }
 
     fn overlaps_insert(&self, r: &std::ops::Range<usize>) -> bool {
@@ -372,6 +417,7 @@ pub fn convert_marked<R: Resolver>(
         headings: m.headings.iter().map(|h| (h.at, h.clone())).collect(),
         heading_note: None,
         changed_block: None,
+        body: body.to_string(),
     });
     for (e, range) in main {
         c.event(e, range);
@@ -509,7 +555,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Event::Start(Tag::CodeBlock(_)) => {
                 let changed =
                     m.overlaps_insert(r) || m.deleted.front().is_some_and(|d| d.at < r.end);
-                m.changed_block = changed.then_some(r.end);
+                m.changed_block = changed.then(|| r.clone());
             }
             _ => {}
         }
@@ -521,20 +567,22 @@ impl<'a, R: Resolver> Converter<'a, R> {
         if let Some(note) = m.heading_note.take() {
             let _ = writeln!(self.out, "#sop-redline-note[{note}]");
         }
-        if let Some(end) = m.changed_block.take() {
-            let mut deleted = Vec::new();
-            while m.deleted.front().is_some_and(|d| d.at < end) {
-                deleted.push(deleted_markup(&m.deleted.pop_front().expect("checked")));
+        if let Some(block) = m.changed_block.take() {
+            // Code is shown as written: every changed line as it was and as it is, so that a
+            // changed step argument or info string is seen exactly.
+            let raw = |t: &str| format!("#raw({})", string_literal(t));
+            let mut note = String::from("The block above changed:");
+            for (old, new) in m.changed_lines(&block) {
+                note.push_str("#linebreak()");
+                if !old.trim().is_empty() {
+                    let _ = write!(note, "#sop-del[{}] → ", raw(&old));
+                }
+                let _ = write!(note, "#sop-ins[{}]", raw(&new));
             }
-            let deleted = deleted.concat();
-            let _ = if deleted.is_empty() {
-                writeln!(self.out, "#sop-redline-note[The block above changed.]")
-            } else {
-                writeln!(
-                    self.out,
-                    "#sop-redline-note[The block above changed; it no longer has: {deleted}]"
-                )
-            };
+            while m.deleted.front().is_some_and(|d| d.at < block.end) {
+                m.deleted.pop_front();
+            }
+            let _ = writeln!(self.out, "#sop-redline-note[{note}]");
         }
     }
 
@@ -927,7 +975,7 @@ mod tests {
 
     #[test]
     fn a_redline_marks_insertions_and_deletions_where_they_fall() {
-        let old = "## Purpose\n\nTested each week by the *operator*.\n\nRun it now and log it.\n\n## Gone\n\nOld words.\n\n## Steps\n\n```sh {step=a}\necho one\n```\n";
+        let old = "## Purpose\n\nTested each week by the *operator*.\n\nRun it now and log it.\n\n## Gone\n\nOld words.\n\n## Steps\n\n```sh {step=a}\necho one\nrm -rf /old\n```\n";
         let new = "## Aim\n\nTested each day by the *operator*.\n\nRun it and log it.\n\nA new paragraph.\n\n## Steps\n\n```sh {step=a}\necho one\necho two\n```\n";
         let side = |text: &str| crate::diff::Side {
             label: String::new(),
@@ -953,9 +1001,11 @@ mod tests {
             .find("#sop-redline-removed[Gone][Old words\\.]")
             .expect(&out);
         assert!(gone < out.find("Steps").unwrap(), "{out}");
-        // A changed code block is noted after it.
+        // A changed code block is noted after it: each changed line as it was and as it is.
         assert!(
-            out.contains("#sop-redline-note[The block above changed"),
+            out.contains(
+                "#sop-redline-note[The block above changed:#linebreak()#sop-del[#raw(\"rm -rf /old\")] → #sop-ins[#raw(\"echo two\")]]"
+            ),
             "{out}"
         );
         // Without marks, nothing is marked.
