@@ -261,6 +261,10 @@ struct MarkState {
     changed_block: Option<std::ops::Range<usize>>,
     /// The body the offsets point into.
     body: String,
+    /// Set while converting an image that is new or changed.
+    changed_image: Option<()>,
+    /// Per range of `inserted`: whether the output shows it yet.
+    shown: Vec<bool>,
 }
 
 impl MarkState {
@@ -315,6 +319,36 @@ impl MarkState {
             a += line.len();
         }
         out
+    }
+
+    /// Notes that the output shows the inserted text within `r`.
+    fn show(&mut self, r: &std::ops::Range<usize>) {
+        let mut i = self.inserted.partition_point(|x| x.end <= r.start);
+        while i < self.inserted.len() && self.inserted[i].start < r.end.max(r.start + 1) {
+            self.shown[i] = true;
+            i += 1;
+        }
+    }
+
+    /// Inserted text that the output does not show (it sits where the document shows
+    /// nothing: a second definition of a footnote, say), as one note.
+    fn unshown_note(&self) -> Option<String> {
+        let hidden: Vec<String> = self
+            .inserted
+            .iter()
+            .zip(&self.shown)
+            .filter(|(_, shown)| !**shown)
+            .filter_map(|(r, _)| self.body.get(r.clone()))
+            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("#sop-ins[{}]", escape(&t)))
+            .collect();
+        (!hidden.is_empty()).then(|| {
+            format!(
+                "\n\n#sop-redline-note[Inserted where this document shows nothing: {}]\n",
+                hidden.join(" … ")
+            )
+        })
     }
 
     fn overlaps_insert(&self, r: &std::ops::Range<usize>) -> bool {
@@ -377,6 +411,8 @@ pub fn convert_marked<R: Resolver>(
         .collect();
     // Footnote definitions come first, so that a reference can show its text in place.
     let mut footnotes = HashMap::new();
+    // The changed footnote definitions that will show (the first of each label).
+    let mut shown_defs = Vec::new();
     let mut main = Vec::with_capacity(events.len());
     let mut i = 0;
     let empty = HashMap::new();
@@ -399,9 +435,23 @@ pub fn convert_marked<R: Resolver>(
             for (e, range) in &events[start..end] {
                 c.event(e.clone(), range.clone());
             }
-            footnotes
-                .entry(label.to_string())
-                .or_insert_with(|| c.out.trim().to_string());
+            // A footnote definition with inserted text is marked as a whole where it shows.
+            let def = events[i].1.clone();
+            let changed = marks.is_some_and(|m| {
+                let at = m.inserted.partition_point(|r| r.end <= def.start);
+                m.inserted.get(at).is_some_and(|r| r.start < def.end)
+            });
+            let text = c.out.trim().to_string();
+            if changed && !footnotes.contains_key(label.as_ref()) {
+                shown_defs.push(def.clone());
+            }
+            footnotes.entry(label.to_string()).or_insert_with(|| {
+                if changed {
+                    format!("#sop-ins[{text}]")
+                } else {
+                    text
+                }
+            });
             i = end + 1;
         } else {
             main.push(events[i].clone());
@@ -418,11 +468,21 @@ pub fn convert_marked<R: Resolver>(
         heading_note: None,
         changed_block: None,
         body: body.to_string(),
+        changed_image: None,
+        shown: vec![false; m.inserted.len()],
     });
+    if let Some(m) = &mut c.marks {
+        for def in &shown_defs {
+            m.show(def);
+        }
+    }
     for (e, range) in main {
         c.event(e, range);
     }
     c.flush_deleted(usize::MAX, true);
+    if let Some(note) = c.marks.as_ref().and_then(MarkState::unshown_note) {
+        c.out.push_str(&note);
+    }
     Converted {
         markup: c.out,
         sections: c.sections,
@@ -482,6 +542,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
         if t.len() != r.len() {
             // Not the source's bytes (an escape or an entity): marked as a whole.
             let inserted = m.overlaps_insert(&r);
+            if inserted && let Some(m) = &mut self.marks {
+                m.show(&r);
+            }
             return self.piece(t, inserted);
         }
         let mut pos = r.start;
@@ -494,6 +557,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
             }
             while until < r.end && !t.is_char_boundary(until - r.start) {
                 until += 1;
+            }
+            if inserted && let Some(m) = &mut self.marks {
+                m.show(&(pos..until));
             }
             self.piece(&t[pos - r.start..until - r.start], inserted);
             pos = until;
@@ -552,10 +618,17 @@ impl<'a, R: Resolver> Converter<'a, R> {
                     what.join(". ")
                 });
             }
+            Event::Start(Tag::Image { .. }) => {
+                m.changed_image = m.overlaps_insert(r).then_some(());
+                if m.changed_image.is_some() {
+                    m.show(r);
+                }
+            }
             Event::Start(Tag::CodeBlock(_)) => {
                 let changed =
                     m.overlaps_insert(r) || m.deleted.front().is_some_and(|d| d.at < r.end);
                 m.changed_block = changed.then(|| r.clone());
+                m.show(r);
             }
             _ => {}
         }
@@ -614,9 +687,17 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Event::Start(tag) => self.start(tag),
             Event::End(tag) => {
                 let block = matches!(tag, TagEnd::Heading(_) | TagEnd::CodeBlock);
+                let image = matches!(tag, TagEnd::Image);
                 self.end(tag);
                 if block {
                     self.after_block();
+                }
+                if image
+                    && let Some(m) = &mut self.marks
+                    && m.changed_image.take().is_some()
+                    && self.collect.is_none()
+                {
+                    self.out.push_str("#sop-ins[(image added or changed)]");
                 }
             }
             Event::Text(t) if self.collect.is_none() => self.marked_text(&t, range),
@@ -629,6 +710,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
                         .marks
                         .as_ref()
                         .is_some_and(|m| m.overlaps_insert(&range));
+                    if inserted && let Some(m) = &mut self.marks {
+                        m.show(&range);
+                    }
                     let _ = if inserted {
                         write!(self.out, "#sop-ins[#raw({lit})]")
                     } else {
@@ -649,7 +733,30 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 }
                 _ => self.text(&format!("[^{label}]")),
             },
-            Event::Html(html) | Event::InlineHtml(html) => self.html(&html),
+            Event::Html(html) | Event::InlineHtml(html) => {
+                let inserted = self.collect.is_none()
+                    && self
+                        .marks
+                        .as_ref()
+                        .is_some_and(|m| m.overlaps_insert(&range));
+                if inserted {
+                    if let Some(m) = &mut self.marks {
+                        m.show(&range);
+                    }
+                    // HTML the PDF leaves out (a comment, an anchor) still shows that it came.
+                    let before = self.out.len();
+                    self.out.push_str("#sop-ins[");
+                    let inner = self.out.len();
+                    self.html(&html);
+                    if self.out.len() == inner {
+                        self.out.push_str("(hidden HTML)");
+                    }
+                    self.out.push(']');
+                    debug_assert!(self.out.len() > before);
+                } else {
+                    self.html(&html);
+                }
+            }
             Event::InlineMath(t) | Event::DisplayMath(t) => self.text(&t),
         }
     }
@@ -971,6 +1078,95 @@ mod tests {
 
     fn conv(md: &str) -> Converted {
         convert(md, &mut NoLinks)
+    }
+
+    /// Pieces of Markdown that redlines meet: words (some multi-byte), markup, escapes,
+    /// entities, headings, lists, tables, steps, links, blank lines.
+    const PIECES: &[&str] = &[
+        "word ",
+        "été ",
+        "日本 ",
+        "**bold** ",
+        "`code` ",
+        "\\* ",
+        "&amp; ",
+        "\n\n",
+        "\n",
+        "## Head\n\n",
+        "# Title\n\n",
+        "- item\n",
+        "1. first\n",
+        "> quote\n",
+        "```sh {step=s}\necho ok\n```\n",
+        "| a | b |\n|---|---|\n| 1 | 2 |\n",
+        "[link](x.md) ",
+        "![alt](p.png) ",
+        "<!-- c -->",
+        "x[^n]\n\n[^n]: note\n",
+    ];
+
+    proptest::proptest! {
+        /// Any two texts: the marks of their diff convert without a panic, every deleted
+        /// word of the old text that was not kept shows somewhere, and without marks the
+        /// output is what `convert` gives.
+        #[test]
+        fn a_redline_of_any_two_texts_converts(
+            old in proptest::collection::vec(0..PIECES.len(), 0..24),
+            new in proptest::collection::vec(0..PIECES.len(), 0..24),
+        ) {
+            let text = |v: &[usize]| v.iter().map(|&i| PIECES[i]).collect::<String>();
+            let (old, new) = (text(&old), text(&new));
+            let side = |t: &str| crate::diff::Side {
+                label: String::new(),
+                text: t.to_string(),
+                commit: None,
+                time: 0,
+            };
+            let d = crate::diff::compare("QA-1", "T", side(&old), side(&new));
+            let marks = d.marks();
+            for r in &marks.inserted {
+                proptest::prop_assert!(new.get(r.clone()).is_some(), "{r:?} in {new:?}");
+            }
+            let marked = convert_marked(&new, &mut NoLinks, Some(&marks)).markup;
+            proptest::prop_assert_eq!(
+                convert_marked(&new, &mut NoLinks, None).markup,
+                convert(&new, &mut NoLinks).markup
+            );
+            if d.sections.iter().any(|s| s.words_inserted > 0 && !s.front_matter) {
+                proptest::prop_assert!(
+                    marked.contains("#sop-ins[") || marked.contains("#sop-redline-note["),
+                    "{marked}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inserted_text_the_document_does_not_show_is_shown_all_the_same() {
+        let marked = |old: &str, new: &str| {
+            let side = |text: &str| crate::diff::Side {
+                label: String::new(),
+                text: text.into(),
+                commit: None,
+                time: 0,
+            };
+            let d = crate::diff::compare("QA-1", "T", side(old), side(new));
+            convert_marked(new, &mut NoLinks, Some(&d.marks())).markup
+        };
+        // A second definition of a footnote shows nowhere in the document.
+        let out = marked(
+            "x[^n]\n\n[^n]: note\n\n[^n]: second\n",
+            "x[^n]\n\n[^n]: note\n\n[^n]: second and more\n",
+        );
+        assert!(
+            out.contains("Inserted where this document shows nothing: #sop-ins[and more]"),
+            "{out}"
+        );
+        // A comment and an image are marked where they stand.
+        let out = marked("Text.\n", "Text. <!-- hidden -->\n\n![alt](p.png)\n");
+        assert!(out.contains("#sop-ins[(hidden HTML)]"), "{out}");
+        assert!(out.contains("#sop-ins[(image added or changed)]"), "{out}");
+        assert!(!out.contains("shows nothing"), "{out}");
     }
 
     #[test]
