@@ -52,6 +52,19 @@ pub struct Side {
     pub time: i64,
 }
 
+#[cfg(test)]
+impl Side {
+    /// A side that is only a text (no commit, no time), for tests.
+    pub(crate) fn text_only(text: &str) -> Side {
+        Side {
+            label: "x".into(),
+            text: text.into(),
+            commit: None,
+            time: 0,
+        }
+    }
+}
+
 /// How a section changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -759,12 +772,7 @@ mod tests {
     use super::*;
 
     fn side(text: &str) -> Side {
-        Side {
-            label: "x".into(),
-            text: text.into(),
-            commit: None,
-            time: 0,
-        }
+        Side::text_only(text)
     }
 
     const OLD: &str = "---\nid: QA-1\ntitle: T\n---\n\n# T\n\n## Purpose\n\nKeep the backups safe and tested every week.\n\n## Scope\n\nAll servers in the data centre.\n\n## Steps\n\nRun the backup.\n\n## Retired\n\nThis goes away.\n";

@@ -1163,9 +1163,14 @@ pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
             None => render_with(&snap, index, p.with_changes)?.pdf,
         }
     };
+    // A redline says so: it is no copy of the SOP, and which revision it compares with counts.
+    let sop = match &p.redline_from {
+        Some(from) => format!("the redline of {} since commit {from}", p.sop),
+        None => p.sop,
+    };
     if rebuilt == pdf {
         return Ok(Verdict::Identical {
-            sop: p.sop,
+            sop,
             commit: p.commit,
         });
     }
@@ -1175,7 +1180,7 @@ pub fn verify_pdf(dir: &Path, pdf: &[u8]) -> Result<Verdict, Error> {
         .position(|(a, b)| a != b)
         .unwrap_or(rebuilt.len().min(pdf.len()));
     Ok(Verdict::Differs {
-        sop: p.sop,
+        sop,
         commit: p.commit,
         detail: format!(
             "the rebuild has {} bytes, the file {}; they first differ at byte {first}",

@@ -1080,6 +1080,12 @@ mod tests {
         convert(md, &mut NoLinks)
     }
 
+    /// The changes from `old` to `new`, as `sopkit diff` finds them.
+    fn changes(old: &str, new: &str) -> crate::diff::Diff {
+        use crate::diff::Side;
+        crate::diff::compare("QA-1", "T", Side::text_only(old), Side::text_only(new))
+    }
+
     /// Pieces of Markdown that redlines meet: words (some multi-byte), markup, escapes,
     /// entities, headings, lists, tables, steps, links, blank lines.
     const PIECES: &[&str] = &[
@@ -1116,13 +1122,7 @@ mod tests {
         ) {
             let text = |v: &[usize]| v.iter().map(|&i| PIECES[i]).collect::<String>();
             let (old, new) = (text(&old), text(&new));
-            let side = |t: &str| crate::diff::Side {
-                label: String::new(),
-                text: t.to_string(),
-                commit: None,
-                time: 0,
-            };
-            let d = crate::diff::compare("QA-1", "T", side(&old), side(&new));
+            let d = changes(&old, &new);
             let marks = d.marks();
             for r in &marks.inserted {
                 proptest::prop_assert!(new.get(r.clone()).is_some(), "{r:?} in {new:?}");
@@ -1144,14 +1144,7 @@ mod tests {
     #[test]
     fn inserted_text_the_document_does_not_show_is_shown_all_the_same() {
         let marked = |old: &str, new: &str| {
-            let side = |text: &str| crate::diff::Side {
-                label: String::new(),
-                text: text.into(),
-                commit: None,
-                time: 0,
-            };
-            let d = crate::diff::compare("QA-1", "T", side(old), side(new));
-            convert_marked(new, &mut NoLinks, Some(&d.marks())).markup
+            convert_marked(new, &mut NoLinks, Some(&changes(old, new).marks())).markup
         };
         // A second definition of a footnote shows nowhere in the document.
         let out = marked(
@@ -1173,13 +1166,7 @@ mod tests {
     fn a_redline_marks_insertions_and_deletions_where_they_fall() {
         let old = "## Purpose\n\nTested each week by the *operator*.\n\nRun it now and log it.\n\n## Gone\n\nOld words.\n\n## Steps\n\n```sh {step=a}\necho one\nrm -rf /old\n```\n";
         let new = "## Aim\n\nTested each day by the *operator*.\n\nRun it and log it.\n\nA new paragraph.\n\n## Steps\n\n```sh {step=a}\necho one\necho two\n```\n";
-        let side = |text: &str| crate::diff::Side {
-            label: String::new(),
-            text: text.into(),
-            commit: None,
-            time: 0,
-        };
-        let d = crate::diff::compare("QA-1", "T", side(old), side(new));
+        let d = changes(old, new);
         let out = convert_marked(new, &mut NoLinks, Some(&d.marks())).markup;
         // The deleted word stands before the inserted one, both in the paragraph.
         let del = out.find("#sop-del[week]").expect(&out);

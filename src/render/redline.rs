@@ -168,12 +168,7 @@ mod tests {
     use super::*;
 
     fn side(text: &str) -> crate::diff::Side {
-        crate::diff::Side {
-            label: "x".into(),
-            text: text.into(),
-            commit: None,
-            time: 0,
-        }
+        crate::diff::Side::text_only(text)
     }
 
     #[test]

@@ -118,9 +118,27 @@ fn the_redline_pdf_marks_insertions_and_deletions_and_is_reproducible() {
     // Looked at as images: insertions in blue, deletions in red, bars in the margin.
     let (blue, red, bars) = marks_seen(&a);
     assert!(blue > 50 && red > 20 && bars > 50, "{blue} {red} {bars}");
-    // verify-pdf rebuilds the redline from the two commits it names.
+    // verify-pdf rebuilds the redline from the two commits it names, and says it is one.
     let out = r.sopkit(&["verify-pdf", a.to_str().unwrap()]);
-    assert!(stdout(&out).contains("identical"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("identical to the rebuild of the redline of QA-001 since commit"),
+        "{}",
+        stdout(&out)
+    );
+    // A redline made to claim another old side (its keyword pointed at another commit) is
+    // not the rebuild of that claim.
+    let key = b"sopkit-redline-from=";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let from = String::from_utf8(bytes[at..at + 40].to_vec()).unwrap();
+    let other = r.git(&["rev-parse", "HEAD~1"]);
+    assert_ne!(from, other);
+    let mut claimed = bytes.clone();
+    claimed[at..at + 40].copy_from_slice(other.as_bytes());
+    let c = r.path().join("claimed.pdf");
+    std::fs::write(&c, &claimed).unwrap();
+    let out = r.sopkit(&["verify-pdf", c.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("NOT identical"), "{}", stdout(&out));
     // A PDF needs a file to go to.
     let out = r.sopkit(&["diff", "QA-001", "--format", "pdf"]);
     assert_eq!(out.status.code(), Some(2));
