@@ -262,7 +262,7 @@ struct MarkState {
     /// The body the offsets point into.
     body: String,
     /// Set while converting an image that is new or changed.
-    changed_image: Option<()>,
+    changed_image: bool,
     /// Per range of `inserted`: whether the output shows it yet.
     shown: Vec<bool>,
 }
@@ -468,7 +468,7 @@ pub fn convert_marked<R: Resolver>(
         heading_note: None,
         changed_block: None,
         body: body.to_string(),
-        changed_image: None,
+        changed_image: false,
         shown: vec![false; m.inserted.len()],
     });
     if let Some(m) = &mut c.marks {
@@ -619,8 +619,8 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 });
             }
             Event::Start(Tag::Image { .. }) => {
-                m.changed_image = m.overlaps_insert(r).then_some(());
-                if m.changed_image.is_some() {
+                m.changed_image = m.overlaps_insert(r);
+                if m.changed_image {
                     m.show(r);
                 }
             }
@@ -694,7 +694,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 }
                 if image
                     && let Some(m) = &mut self.marks
-                    && m.changed_image.take().is_some()
+                    && std::mem::take(&mut m.changed_image)
                     && self.collect.is_none()
                 {
                     self.out.push_str("#sop-ins[(image added or changed)]");
