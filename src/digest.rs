@@ -28,9 +28,44 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((n, hex(&h.finalize())))
 }
 
+/// `body` behind a first line `MAGIC <SHA-256 of body in hex>`: the form of sopkit's caches
+/// under `.git/`, so that a torn or edited one is ignored rather than believed.
+pub fn seal(magic: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!("{magic} {}\n", sha256_hex(body)).into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The body of sealed `bytes` (see [`seal`]), when the first line names `magic` and the
+/// digest matches.
+pub fn unseal<'a>(magic: &str, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let (first, body) = (
+        std::str::from_utf8(&bytes[..newline]).ok()?,
+        &bytes[newline + 1..],
+    );
+    let digest = first.strip_prefix(magic)?.strip_prefix(' ')?;
+    (digest == sha256_hex(body)).then_some(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_body_opens_only_whole_and_under_its_own_name() {
+        let sealed = seal("sopkit-test 1", b"body\nwith lines");
+        assert_eq!(
+            unseal("sopkit-test 1", &sealed),
+            Some(&b"body\nwith lines"[..])
+        );
+        assert_eq!(unseal("sopkit-test 2", &sealed), None);
+        assert_eq!(unseal("sopkit-test 1", &sealed[..sealed.len() - 1]), None);
+        let mut edited = sealed.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        assert_eq!(unseal("sopkit-test 1", &edited), None);
+        assert_eq!(unseal("sopkit-test 1", b"no newline"), None);
+    }
 
     #[test]
     fn hex_is_the_lower_case_hex_of_every_byte() {

@@ -73,16 +73,7 @@ pub fn key(config: &crate::config::Config) -> String {
 /// against the settings at the head, which only the continued timeline knows.
 pub fn read(file: &std::path::Path) -> Option<Saved> {
     let bytes = std::fs::read(file).ok()?;
-    let newline = bytes.iter().position(|&b| b == b'\n')?;
-    let (first, body) = (
-        std::str::from_utf8(&bytes[..newline]).ok()?,
-        &bytes[newline + 1..],
-    );
-    let digest = first.strip_prefix(MAGIC)?.trim();
-    if digest != sha256_hex(body) {
-        return None;
-    }
-    postcard::from_bytes(body).ok()
+    postcard::from_bytes(crate::digest::unseal(MAGIC, &bytes)?).ok()
 }
 
 /// Writes the cache: replaced in one rename, but not flushed to the disk, since a cache torn
@@ -93,9 +84,7 @@ pub fn write(file: &std::path::Path, saved: &Saved) {
     };
     let Some(dir) = file.parent() else { return };
     let _ = std::fs::create_dir_all(dir);
-    let mut bytes = format!("{MAGIC} {}\n", sha256_hex(&body)).into_bytes();
-    bytes.extend_from_slice(&body);
-    let _ = crate::fs_atomic::write_unsynced(file, &bytes);
+    let _ = crate::fs_atomic::write_unsynced(file, &crate::digest::seal(MAGIC, &body));
 }
 
 #[cfg(test)]

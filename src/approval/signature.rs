@@ -122,7 +122,13 @@ impl SshEntry {
 
     /// What `PublicKey::verify` checks (key, namespace, then the signature over the sshsig
     /// signed data), with the decompressed key where there is one.
-    fn verify(&self, namespace: &str, payload: &[u8], sig: &SshSig) -> Result<(), String> {
+    fn verify(
+        &self,
+        namespace: &str,
+        payload: &[u8],
+        sig: &SshSig,
+        memo: Option<&Memo>,
+    ) -> Result<(), String> {
         let (Some(vk), ssh_key::Algorithm::Ed25519) = (&self.ed25519, sig.signature().algorithm())
         else {
             return self
@@ -137,8 +143,120 @@ impl SshEntry {
             SshSig::signed_data(namespace, sig.hash_alg(), payload).map_err(|e| e.to_string())?;
         let signature = ed25519_dalek::Signature::from_slice(sig.signature_bytes())
             .map_err(|e| e.to_string())?;
+        let memo_key = memo.map(|_| Memo::key(vk, &data, &signature));
+        if let (Some(memo), Some(key)) = (memo, &memo_key)
+            && memo.knows(key)
+        {
+            return Ok(());
+        }
         use ed25519_dalek::Verifier;
-        vk.verify(&data, &signature).map_err(|e| e.to_string())
+        vk.verify(&data, &signature).map_err(|e| e.to_string())?;
+        if let (Some(memo), Some(key)) = (memo, memo_key) {
+            memo.learn(key);
+        }
+        Ok(())
+    }
+}
+
+/// The ed25519 signatures this machine has already found good, so that `status` and
+/// `evidence verify` do not redo the curve arithmetic for every record of a ledger on every
+/// run (it is half of their time over 100,000 signed records).
+///
+/// It remembers the outcome of a pure function: the entry is the SHA-256 of the public key,
+/// the exact signed data (namespace, hash algorithm and digest of the payload) and the
+/// signature, and only a signature that verified is entered. Which key belongs to whom, and
+/// whether that person could sign then, is judged afresh every time. The file lies in
+/// `.git/sopkit-cache/` like the history cache, sealed with its own digest; a torn or edited
+/// file is ignored, and a fresh clone starts without one.
+pub struct Memo {
+    file: Option<std::path::PathBuf>,
+    known: std::collections::HashSet<[u8; 32]>,
+    /// Entries looked up or learned in this run: what the file keeps when saved.
+    used: std::sync::Mutex<Vec<[u8; 32]>>,
+    learned: std::sync::atomic::AtomicBool,
+}
+
+impl Memo {
+    /// Names the semantics remembered (cofactorless ed25519, as OpenSSH verifies): a change
+    /// there needs a new name.
+    const MAGIC: &str = "sopkit-ed25519-memo 1";
+
+    /// The memo kept at `file`, empty when there is none or it is not intact; `None` keeps
+    /// it in memory only.
+    pub fn load(file: Option<std::path::PathBuf>) -> Memo {
+        let known = file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|bytes| {
+                let body = crate::digest::unseal(Self::MAGIC, &bytes)?;
+                let entries = body.chunks_exact(32);
+                entries.remainder().is_empty().then(|| {
+                    entries
+                        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        Memo {
+            file,
+            known,
+            used: Default::default(),
+            learned: Default::default(),
+        }
+    }
+
+    fn key(
+        vk: &ed25519_dalek::VerifyingKey,
+        data: &[u8],
+        signature: &ed25519_dalek::Signature,
+    ) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(Self::MAGIC.as_bytes());
+        h.update(vk.as_bytes());
+        h.update(signature.to_bytes());
+        h.update(data);
+        h.finalize().into()
+    }
+
+    fn knows(&self, key: &[u8; 32]) -> bool {
+        let known = self.known.contains(key);
+        if known {
+            self.used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(*key);
+        }
+        known
+    }
+
+    fn learn(&self, key: [u8; 32]) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key);
+        self.learned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes the entries of this run back, when they differ from the file's (entries no
+    /// longer looked up are dropped). Never fails a command: a memo not written is rebuilt.
+    pub fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let mut used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        used.sort_unstable();
+        used.dedup();
+        let learned = self
+            .learned
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if !learned && used.len() == self.known.len() {
+            return;
+        }
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let body = used.concat();
+        let _ = crate::fs_atomic::write_unsynced(file, &crate::digest::seal(Self::MAGIC, &body));
     }
 }
 
@@ -598,10 +716,22 @@ pub fn verify_in(
     payload: &[u8],
     namespace: &str,
 ) -> Verification {
+    verify_remembered(keyring, signature, payload, namespace, None)
+}
+
+/// [`verify_in`], taking ed25519 signatures already found good from `memo` and entering the
+/// ones found good now.
+pub fn verify_remembered(
+    keyring: &Keyring,
+    signature: &[u8],
+    payload: &[u8],
+    namespace: &str,
+    memo: Option<&Memo>,
+) -> Verification {
     // Sequoia and ssh-key are not expected to panic, but a panic on hostile input in a
     // dependency must not take a whole `check` down: it becomes a Bad signature.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify_inner(keyring, signature, payload, namespace)
+        verify_inner(keyring, signature, payload, namespace, memo)
     }))
     .unwrap_or_else(|_| {
         Verification::unparsed(
@@ -616,6 +746,7 @@ fn verify_inner(
     signature: &[u8],
     payload: &[u8],
     namespace: &str,
+    memo: Option<&Memo>,
 ) -> Verification {
     let start = signature
         .iter()
@@ -623,7 +754,7 @@ fn verify_inner(
         .unwrap_or(signature.len());
     let head = &signature[start..];
     if head.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
-        verify_ssh(keyring, signature, payload, namespace)
+        verify_ssh(keyring, signature, payload, namespace, memo)
     } else if head.starts_with(b"-----BEGIN PGP SIGNATURE-----") || could_be_binary_openpgp(head) {
         verify_openpgp(keyring, signature, payload)
     } else if head.is_empty() {
@@ -649,6 +780,7 @@ fn verify_ssh(
     signature: &[u8],
     payload: &[u8],
     namespace: &str,
+    memo: Option<&Memo>,
 ) -> Verification {
     let sig = match SshSig::from_pem(signature.trim_ascii()) {
         Ok(sig) => sig,
@@ -707,7 +839,7 @@ fn verify_ssh(
             ),
         );
     }
-    match entry.verify(namespace, payload, &sig) {
+    match entry.verify(namespace, payload, &sig, memo) {
         Ok(()) => result(
             Status::Valid,
             owner,
@@ -1683,6 +1815,47 @@ mod tests {
         assert_eq!(v.status, Status::UnknownKey, "{v:?}");
         assert_eq!(v.fingerprint, Some(stranger.fingerprint()));
         assert_eq!(v.owner, None);
+    }
+
+    #[test]
+    fn a_memo_remembers_only_good_signatures_and_only_for_what_they_signed() {
+        let key = Ssh::new("ed25519");
+        let ring = keyring("carol", &key.public());
+        let sig = key.sign("sopkit-evidence", PAYLOAD);
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("sopkit-cache").join("signatures.bin");
+        let check = |memo: &Memo, payload: &[u8]| {
+            verify_remembered(&ring, &sig, payload, "sopkit-evidence", Some(memo)).status
+        };
+
+        let memo = Memo::load(Some(file.clone()));
+        assert_eq!(check(&memo, &tampered(PAYLOAD)), Status::Bad);
+        assert!(!memo.learned.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(check(&memo, PAYLOAD), Status::Valid);
+        memo.save();
+        let saved = std::fs::read(&file).unwrap();
+        let body = crate::digest::unseal(Memo::MAGIC, &saved).unwrap();
+        assert_eq!(body.len(), 32, "one entry: the good signature only");
+
+        // The next run takes the good signature from the memo (learns nothing new) and still
+        // finds the same signature over other data bad.
+        let memo = Memo::load(Some(file.clone()));
+        assert_eq!(memo.known.len(), 1);
+        assert_eq!(check(&memo, PAYLOAD), Status::Valid);
+        assert!(!memo.learned.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(check(&memo, &tampered(PAYLOAD)), Status::Bad);
+        let other = Ssh::new("ed25519");
+        let forged = other.sign("sopkit-evidence", PAYLOAD);
+        assert_eq!(
+            verify_remembered(&ring, &forged, PAYLOAD, "sopkit-evidence", Some(&memo)).status,
+            Status::UnknownKey
+        );
+
+        // A memo edited on disk is not believed.
+        let mut edited = saved.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        std::fs::write(&file, edited).unwrap();
+        assert!(Memo::load(Some(file)).known.is_empty());
     }
 
     #[test]

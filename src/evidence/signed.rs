@@ -72,6 +72,9 @@ pub struct Judge {
     /// The TSA certificate the policy at `HEAD` trusts (`[evidence] tsa_certificate`), and
     /// the path it names.
     pub tsa_certificate: Option<(String, Vec<u8>)>,
+    /// Signatures this machine already found good (see [`signature::Memo`]): kept under
+    /// `.git/` for a judge of a repository.
+    memo: Option<signature::Memo>,
 }
 
 impl Judge {
@@ -88,16 +91,12 @@ impl Judge {
                 .iter()
                 .filter_map(|p| Some((p.time, p.trusted.clone()?)))
                 .collect(),
-            required: Default::default(),
-            repo: None,
-            prefix: String::new(),
-            revisions: Default::default(),
-            tsa_certificate: None,
             commit_times: timeline
                 .times
                 .iter()
                 .map(|(c, t)| (c.to_string(), *t))
                 .collect(),
+            ..Judge::default()
         }
     }
 
@@ -142,8 +141,18 @@ impl Judge {
             let bytes = crate::approval::policy::verified_blob(&repo, *t.files.get(&full)?)?;
             Some((path, bytes))
         });
+        judge.memo = Some(signature::Memo::load(Some(
+            repo.path().join("sopkit-cache").join("signatures.bin"),
+        )));
         judge.repo = Some(std::sync::Mutex::new(repo));
         judge
+    }
+
+    /// Keeps the signatures found good by this judge for the next run.
+    pub fn save_memo(&self) {
+        if let Some(memo) = &self.memo {
+            memo.save();
+        }
     }
 
     /// The role the step of `record` requires: as the SOP revision it ran from says, when git
@@ -267,7 +276,13 @@ impl Judge {
             return Ok(Attribution::Unattributed);
         };
         let policy = &trusted.policy;
-        let v = signature::verify_in(&policy.keyring, sig, bytes, NAMESPACE);
+        let v = signature::verify_remembered(
+            &policy.keyring,
+            sig,
+            bytes,
+            NAMESPACE,
+            self.memo.as_ref(),
+        );
         match v.status {
             Status::Valid => {}
             Status::UnknownKey => {

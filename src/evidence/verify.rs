@@ -182,6 +182,7 @@ pub fn verify_and_read<T: Borrow<BTreeSet<String>> + Send>(
             );
         }
     }
+    judge.save_memo();
     (report, records)
 }
 

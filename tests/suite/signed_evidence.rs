@@ -45,6 +45,11 @@ fn a_run_is_signed_by_its_operator_and_a_rewritten_record_no_longer_counts() {
     let (code, said) = evidence_verify(&r);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 records by Bob Example (bob)"), "{said}");
+    // The two good signatures are remembered for the next run (which must still find the
+    // rewrite below): a sealed file of one 32-byte entry each.
+    let memo = std::fs::read(r.path().join(".git/sopkit-cache/signatures.bin")).unwrap();
+    let body = &memo[memo.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    assert_eq!(body.len(), 64, "two entries");
     let log = stdout(&r.sopkit(&["evidence", "log", "--format", "csv"]));
     assert!(log.contains(",Bob Example (bob),"), "{log}");
 
