@@ -174,6 +174,8 @@ pub struct Memo {
     /// Entries looked up or learned in this run: what the file keeps when saved.
     used: std::sync::Mutex<Vec<[u8; 32]>>,
     learned: std::sync::atomic::AtomicBool,
+    /// Whether this run wrote the file already (a judge may verify a ledger twice).
+    saved: std::sync::atomic::AtomicBool,
 }
 
 impl Memo {
@@ -202,6 +204,7 @@ impl Memo {
             known,
             used: Default::default(),
             learned: Default::default(),
+            saved: Default::default(),
         }
     }
 
@@ -243,13 +246,14 @@ impl Memo {
     /// longer looked up are dropped). Never fails a command: a memo not written is rebuilt.
     pub fn save(&self) {
         let Some(file) = &self.file else { return };
-        let mut used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         used.sort_unstable();
         used.dedup();
         let learned = self
             .learned
             .swap(false, std::sync::atomic::Ordering::Relaxed);
-        if !learned && used.len() == self.known.len() {
+        let saved_before = self.saved.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if !learned && (saved_before || used.len() == self.known.len()) {
             return;
         }
         if let Some(dir) = file.parent() {
@@ -1844,6 +1848,23 @@ mod tests {
         assert_eq!(check(&memo, PAYLOAD), Status::Valid);
         assert!(!memo.learned.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(check(&memo, &tampered(PAYLOAD)), Status::Bad);
+        // A new good signature is added; saving twice in one run keeps both entries.
+        let second = key.sign("sopkit-evidence", b"another record\n");
+        assert_eq!(
+            verify_remembered(
+                &ring,
+                &second,
+                b"another record\n",
+                "sopkit-evidence",
+                Some(&memo)
+            )
+            .status,
+            Status::Valid
+        );
+        memo.save();
+        memo.save();
+        assert_eq!(Memo::load(Some(file.clone())).known.len(), 2);
+        let saved = std::fs::read(&file).unwrap();
         let other = Ssh::new("ed25519");
         let forged = other.sign("sopkit-evidence", PAYLOAD);
         assert_eq!(
