@@ -169,7 +169,7 @@ impl SshEntry {
 /// `.git/sopkit-cache/` like the history cache, sealed with its own digest; a torn or edited
 /// file is ignored, and a fresh clone starts without one.
 pub struct Memo {
-    file: Option<std::path::PathBuf>,
+    file: std::path::PathBuf,
     known: std::collections::HashSet<[u8; 32]>,
     /// Entries looked up or learned in this run: what the file keeps when saved.
     used: std::sync::Mutex<Vec<[u8; 32]>>,
@@ -183,12 +183,10 @@ impl Memo {
     /// there needs a new name.
     const MAGIC: &str = "sopkit-ed25519-memo 1";
 
-    /// The memo kept at `file`, empty when there is none or it is not intact; `None` keeps
-    /// it in memory only.
-    pub fn load(file: Option<std::path::PathBuf>) -> Memo {
-        let known = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
+    /// The memo kept at `file`, empty when there is none or it is not intact.
+    pub fn load(file: std::path::PathBuf) -> Memo {
+        let known = std::fs::read(&file)
+            .ok()
             .and_then(|bytes| {
                 let body = crate::digest::unseal(Self::MAGIC, &bytes)?;
                 let entries = body.chunks_exact(32);
@@ -245,7 +243,7 @@ impl Memo {
     /// Writes the entries of this run back, when they differ from the file's (entries no
     /// longer looked up are dropped). Never fails a command: a memo not written is rebuilt.
     pub fn save(&self) {
-        let Some(file) = &self.file else { return };
+        let file = &self.file;
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         used.sort_unstable();
         used.dedup();
@@ -1832,7 +1830,7 @@ mod tests {
             verify_remembered(&ring, &sig, payload, "sopkit-evidence", Some(memo)).status
         };
 
-        let memo = Memo::load(Some(file.clone()));
+        let memo = Memo::load(file.clone());
         assert_eq!(check(&memo, &tampered(PAYLOAD)), Status::Bad);
         assert!(!memo.learned.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(check(&memo, PAYLOAD), Status::Valid);
@@ -1843,7 +1841,7 @@ mod tests {
 
         // The next run takes the good signature from the memo (learns nothing new) and still
         // finds the same signature over other data bad.
-        let memo = Memo::load(Some(file.clone()));
+        let memo = Memo::load(file.clone());
         assert_eq!(memo.known.len(), 1);
         assert_eq!(check(&memo, PAYLOAD), Status::Valid);
         assert!(!memo.learned.load(std::sync::atomic::Ordering::Relaxed));
@@ -1863,7 +1861,7 @@ mod tests {
         );
         memo.save();
         memo.save();
-        assert_eq!(Memo::load(Some(file.clone())).known.len(), 2);
+        assert_eq!(Memo::load(file.clone()).known.len(), 2);
         let saved = std::fs::read(&file).unwrap();
         let other = Ssh::new("ed25519");
         let forged = other.sign("sopkit-evidence", PAYLOAD);
@@ -1876,7 +1874,7 @@ mod tests {
         let mut edited = saved.clone();
         *edited.last_mut().unwrap() ^= 1;
         std::fs::write(&file, edited).unwrap();
-        assert!(Memo::load(Some(file)).known.is_empty());
+        assert!(Memo::load(file).known.is_empty());
     }
 
     #[test]

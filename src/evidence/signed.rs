@@ -141,9 +141,9 @@ impl Judge {
             let bytes = crate::approval::policy::verified_blob(&repo, *t.files.get(&full)?)?;
             Some((path, bytes))
         });
-        judge.memo = Some(signature::Memo::load(Some(
+        judge.memo = Some(signature::Memo::load(
             repo.path().join("sopkit-cache").join("signatures.bin"),
-        )));
+        ));
         judge.repo = Some(std::sync::Mutex::new(repo));
         judge
     }
