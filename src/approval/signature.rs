@@ -1870,6 +1870,14 @@ mod tests {
             Status::UnknownKey
         );
 
+        // A key the policy no longer lists (removed after a leak) signs nothing, whatever the
+        // memo remembers of its signatures.
+        let without = keyring("dave", &Ssh::new("ed25519").public());
+        assert_eq!(
+            verify_remembered(&without, &sig, PAYLOAD, "sopkit-evidence", Some(&memo)).status,
+            Status::UnknownKey
+        );
+
         // A memo edited on disk is not believed.
         let mut edited = saved.clone();
         *edited.last_mut().unwrap() ^= 1;
