@@ -84,7 +84,11 @@ pub fn repo_path(p: &Path) -> String {
 /// libgit2's builds the text a byte at a time and keeps it on every cached commit (a twentieth
 /// of a cold walk of a long history).
 pub fn summary(commit: &git2::Commit<'_>) -> String {
-    let message = commit.message_bytes();
+    summary_of(commit.message_bytes())
+}
+
+/// [`summary`] of a commit message's bytes (libgit2's form: leading line breaks removed).
+pub fn summary_of(message: &[u8]) -> String {
     let start = message
         .iter()
         .position(|&b| b != b'\n')

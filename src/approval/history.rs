@@ -549,15 +549,19 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
             .unwrap_or(p)
             .to_string()
     };
-    let (timeline, saved, order) =
+    // The SOP folder as the tree's own config names it: a walk from the start scans it while
+    // the timeline is built (it is scanned again should the timeline trust another).
+    let guessed = timeline::rooted(&config.paths, &prefix).procedures;
+    let (timeline, saved, order, early) =
         match resume(&repo, head, &prefix, now, cache_file.as_deref(), config)? {
-            Some(r) => r,
+            Some((timeline, saved, order)) => (timeline, saved, order, None),
             None => {
                 // One walk: the timeline's, which lists the commits it met in an order that
                 // has parents first.
-                let mut timeline = Timeline::build(&repo, head, &prefix, now)?;
+                let (mut timeline, scan) =
+                    timeline_and_scan(&repo, head, &prefix, now, &guessed, &strip)?;
                 let order = std::mem::take(&mut timeline.order);
-                (timeline, None, order)
+                (timeline, None, order, Some(scan))
             }
         };
     let config = timeline.effective_config(config);
@@ -586,7 +590,10 @@ pub fn load(dir: &Path, rev: Option<&str>, config: &Config) -> Result<History, E
     let verified = verify_signed(&repo, &order, &judge_of, &config)?;
     let (mut walk, head_paths) = Walk::resume(h, saved);
     // First what the commits hold (the costly half), then what the policy makes of it.
-    let mut scan = scan(&repo, &order, &paths.procedures, head_paths, &strip)?;
+    let mut scan = match early {
+        Some(scan) if paths.procedures == guessed => scan?,
+        _ => scan(&repo, &order, &paths.procedures, head_paths, &strip)?,
+    };
     let mut reader = SopReader::new();
     // In order: revisions (following renames) and approvals.
     for oid in &order {
@@ -1092,17 +1099,19 @@ impl Reads {
     }
 }
 
-/// The object store of `repo` opened a second time, sharing no lock with `repo`'s.
+/// The object store of `repo` opened once more, sharing no lock with `repo`'s nor with the
+/// store opened with another `n` (1 or more).
 ///
 /// libgit2 keeps one structure per pack file for the whole process, keyed by the pack's path,
 /// and holds that structure's lock while it finds an object in the pack's index: two threads
 /// reading one pack, even through two repository handles, mostly wait for each other
 /// (measured on 100,000 commits: the tree walk and the SOP reads took as long on two threads
 /// as on one, with 40,000 context switches). The object folder named by a path of its own,
-/// `objects/.`, is the same folder (loose objects, packs and alternates alike) but gets pack
-/// structures of its own. Should libgit2 ever normalise the path, this is only slower.
-fn own_odb(repo: &git2::Repository) -> Result<git2::Odb<'static>, git2::Error> {
-    let objects = repo.commondir().join("objects").join(".");
+/// `objects/.` (`objects/./.` for `n` = 2), is the same folder (loose objects, packs and
+/// alternates alike) but gets pack structures of its own. Should libgit2 ever normalise the
+/// path, this is only slower.
+fn own_odb(repo: &git2::Repository, n: usize) -> Result<git2::Odb<'static>, git2::Error> {
+    let objects = (0..n).fold(repo.commondir().join("objects"), |p, _| p.join("."));
     let objects = objects
         .to_str()
         .ok_or_else(|| git2::Error::from_str("the object folder's path is not UTF-8"))?;
@@ -1143,10 +1152,64 @@ fn scan(
     strip: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Scan, Error> {
     // Should the store not open a second time, its reads share the walk's handle (slower).
-    let odb = match own_odb(repo) {
+    let odb = match own_odb(repo, 1) {
         Ok(odb) => odb,
         Err(_) => repo.odb()?,
     };
+    let facts = Facts::read(repo, order, procedures);
+    reading_blobs(odb, |reads| {
+        walk_trees(repo, facts, procedures, known, strip, reads)
+    })
+}
+
+/// The whole history's timeline and [`scan`] at once: the timeline is built on this thread and
+/// tells a second thread of each commit it meets, which walks its trees (through an object
+/// store of its own) while a third reads the SOP files. The scan is of `procedures`, the SOP
+/// folder as the tree's own config names it: the caller scans again should the timeline
+/// trust another.
+fn timeline_and_scan(
+    repo: &git2::Repository,
+    head: git2::Oid,
+    prefix: &str,
+    now: i64,
+    procedures: &str,
+    strip: &(dyn Fn(&str) -> String + Sync),
+) -> Result<(Timeline, Result<Scan, Error>), Error> {
+    let (Ok(blobs), Ok(trees)) = (own_odb(repo, 1), own_odb(repo, 2)) else {
+        // A store that does not open a second time: one step after the other.
+        let timeline = Timeline::build(repo, head, prefix, now)?;
+        let scan = scan(repo, &timeline.order, procedures, None, strip);
+        return Ok((timeline, scan));
+    };
+    let trees = git2::Repository::from_odb(trees)?;
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let walker = s.spawn(move || {
+            reading_blobs(blobs, |reads| {
+                walk_trees(&trees, told, procedures, None, strip, reads)
+            })
+        });
+        let timeline = Timeline::build_telling(repo, head, prefix, now, &mut |commit, tree| {
+            // The walker only stops early when it failed, which its result says.
+            let _ = tell.send(Ok(Told::Commit(Facts::of(commit, tree, procedures))));
+        });
+        if let Ok(t) = &timeline {
+            let _ = tell.send(Ok(Told::Order(t.order.clone())));
+        }
+        drop(tell);
+        let scan = walker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((timeline?, scan))
+    })
+}
+
+/// Runs `walk` (a walk of trees that asks for SOP files) beside a thread that reads the files
+/// asked from `odb`, and gives the walk's result what they say.
+fn reading_blobs(
+    odb: git2::Odb<'_>,
+    walk: impl FnOnce(&mut Reads) -> Result<Scan, Error>,
+) -> Result<Scan, Error> {
     let (to_reader, asked) = std::sync::mpsc::channel();
     let mut reads = Reads {
         to_reader,
@@ -1154,7 +1217,7 @@ fn scan(
     };
     std::thread::scope(|s| {
         let reader = s.spawn(|| read_asked(&odb, asked));
-        let walked = walk_trees(repo, order, procedures, known, strip, &mut reads);
+        let walked = walk(&mut reads);
         drop(reads);
         let states = reader
             .join()
@@ -1165,11 +1228,79 @@ fn scan(
     })
 }
 
+/// What the tree walk needs of a commit: taken from the commit and its tree by whoever read
+/// them (the timeline, on another thread), so that the walk reads neither again.
+struct Facts {
+    oid: git2::Oid,
+    tree: git2::Oid,
+    /// The id of the procedures folder in the commit's tree.
+    folder: Option<git2::Oid>,
+    parents: Vec<git2::Oid>,
+    time: i64,
+    message: Vec<u8>,
+    author_name: String,
+    author_email: String,
+    committer_email: String,
+}
+
+impl Facts {
+    /// The facts of `commit`, whose tree is `tree`, for the SOP folder `procedures`.
+    fn of(commit: &git2::Commit<'_>, tree: &git2::Tree<'_>, procedures: &str) -> Facts {
+        let author = commit.author();
+        Facts {
+            oid: commit.id(),
+            tree: tree.id(),
+            folder: folder_in(tree, procedures),
+            parents: commit.parent_ids().collect(),
+            time: commit.time().seconds(),
+            message: commit.message_bytes().to_vec(),
+            author_name: author.name().unwrap_or("").to_string(),
+            author_email: author.email().unwrap_or("").to_string(),
+            committer_email: commit.committer().email().unwrap_or("").to_string(),
+        }
+    }
+
+    /// The facts of each commit of `order`, read from `repo`, then `order` itself.
+    fn read<'a>(
+        repo: &'a git2::Repository,
+        order: &'a [git2::Oid],
+        procedures: &'a str,
+    ) -> impl Iterator<Item = Result<Told, git2::Error>> + 'a {
+        let commits = order.iter().map(move |&oid| {
+            let commit = repo.find_commit(oid)?;
+            Ok(Told::Commit(Facts::of(
+                &commit,
+                &commit.tree()?,
+                procedures,
+            )))
+        });
+        commits.chain(std::iter::once_with(|| Ok(Told::Order(order.to_vec()))))
+    }
+}
+
+/// The id of folder `procedures` (the whole tree when empty) in `tree`.
+fn folder_in(tree: &git2::Tree<'_>, procedures: &str) -> Option<git2::Oid> {
+    let base = procedures.trim_end_matches('/');
+    if base.is_empty() {
+        Some(tree.id())
+    } else {
+        tree.get_path(Path::new(base)).ok().map(|e| e.id())
+    }
+}
+
+/// What the tree walk is told: each commit's facts, in any order, then the order in which
+/// to walk them (parents first).
+enum Told {
+    Commit(Facts),
+    Order(Vec<git2::Oid>),
+}
+
 /// The tree half of [`scan`]: what each commit changed, with every SOP file's blob asked of
-/// `reads`.
+/// `reads`. What a commit changed is found as soon as its facts and its first parent's are
+/// both told; the commits are then put together in the order told last.
 fn walk_trees(
     repo: &git2::Repository,
-    order: &[git2::Oid],
+    told: impl IntoIterator<Item = Result<Told, git2::Error>>,
     procedures: &str,
     known: Option<(git2::Oid, BTreeMap<String, String>)>,
     strip: &dyn Fn(&str) -> String,
@@ -1189,61 +1320,90 @@ fn walk_trees(
         }
         sop_paths.insert(commit, files);
     }
-    // Per commit whose children are still to come: the id of its procedures folder.
-    let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
     let base = procedures.trim_end_matches('/');
-    let folder_of = |t: &git2::Tree<'_>| -> Option<git2::Oid> {
-        if base.is_empty() {
-            Some(t.id())
-        } else {
-            t.get_path(Path::new(base)).ok().map(|e| e.id())
-        }
-    };
     let prefix_of = if base.is_empty() {
         String::new()
     } else {
         format!("{base}/")
     };
     let parent_tree = |p: git2::Oid| repo.find_commit(p).and_then(|c| c.tree());
-    let mut steps = HashMap::with_capacity(order.len());
-    for &oid in order {
-        let commit = repo.find_commit(oid)?;
-        let tree = commit.tree()?;
-        let parent_id = commit.parent_id(0).ok();
-        // The parent's SOP files and procedures folder, known from its own walk step: taken
-        // over, since most commits have one child. A second child (a branch point), or an old
-        // commit met by a resumed walk, reads them from the parent's tree instead.
-        for p in commit.parent_ids().skip(1) {
-            sop_paths.remove(&p);
-            folders.remove(&p);
-        }
-        let (mut map, parent_folder) = match parent_id {
-            Some(p) => {
-                let map = match sop_paths.remove(&p) {
-                    Some(m) => m,
-                    None => sops_in(repo, &parent_tree(p)?, procedures, strip, reads),
-                };
-                let folder = match folders.remove(&p) {
-                    Some(f) => f,
-                    None => folder_of(&parent_tree(p)?),
-                };
-                (map, folder)
-            }
-            None => (BTreeMap::new(), None),
-        };
-        let folder = folder_of(&tree);
-        folders.insert(oid, folder);
+    // The files that differ between two procedures folders, each SOP file asked of `reads`.
+    let mut diff = |old: Option<git2::Oid>, new: Option<git2::Oid>| {
         let mut changes = Vec::new();
-        if parent_folder != folder {
+        if old != new {
             let load = |id: Option<git2::Oid>| id.and_then(|id| repo.find_tree(id).ok());
-            changed_files(
-                repo,
-                load(parent_folder).as_ref(),
-                load(folder).as_ref(),
-                &prefix_of,
-                &mut changes,
-            );
+            let (old, new) = (load(old), load(new));
+            changed_files(repo, old.as_ref(), new.as_ref(), &prefix_of, &mut changes);
         }
+        for (path, blob) in &changes {
+            if let Some(blob) = blob
+                && is_sop_path(path, procedures)
+            {
+                reads.ask(*blob, strip(path));
+            }
+        }
+        changes
+    };
+    // Every commit told: its facts, the procedures folder of its tree, and (once its first
+    // parent's folder is known too) the files it changed there.
+    let mut facts: HashMap<git2::Oid, Facts> = HashMap::new();
+    let mut folders: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
+    let mut changed: HashMap<git2::Oid, Vec<(String, Option<git2::Oid>)>> = HashMap::new();
+    // First parent → the children told before it.
+    let mut waiting: HashMap<git2::Oid, Vec<git2::Oid>> = HashMap::new();
+    let mut order = Vec::new();
+    for t in told {
+        let f = match t? {
+            Told::Commit(f) => f,
+            Told::Order(o) => {
+                order = o;
+                continue;
+            }
+        };
+        folders.insert(f.oid, f.folder);
+        match f.parents.first() {
+            None => {
+                changed.insert(f.oid, diff(None, f.folder));
+            }
+            Some(p) => match folders.get(p) {
+                Some(&before) => {
+                    changed.insert(f.oid, diff(before, f.folder));
+                }
+                None => waiting.entry(*p).or_default().push(f.oid),
+            },
+        }
+        for child in waiting.remove(&f.oid).unwrap_or_default() {
+            changed.insert(child, diff(f.folder, folders[&child]));
+        }
+        facts.insert(f.oid, f);
+    }
+    // Children of commits never told (the walk resumed after them): their folders are read.
+    for (parent, children) in waiting {
+        let before = folder_in(&parent_tree(parent)?, procedures);
+        for child in children {
+            changed.insert(child, diff(before, folders[&child]));
+        }
+    }
+    let mut steps = HashMap::with_capacity(order.len());
+    for oid in order {
+        let Some(f) = facts.remove(&oid) else {
+            continue;
+        };
+        let parent_id = f.parents.first().copied();
+        // The parent's SOP files, known from its own step: taken over, since most commits
+        // have one child. A second child (a branch point), or an old commit met by a resumed
+        // walk, reads them from the parent's tree instead.
+        for p in f.parents.iter().skip(1) {
+            sop_paths.remove(p);
+        }
+        let mut map = match parent_id {
+            Some(p) => match sop_paths.remove(&p) {
+                Some(m) => m,
+                None => sops_in(repo, &parent_tree(p)?, procedures, strip, reads),
+            },
+            None => BTreeMap::new(),
+        };
+        let mut changes = changed.remove(&oid).unwrap_or_default();
         // Removals first: a file moved within one commit is removed, then added.
         changes.sort_by_key(|(_, new)| new.is_some());
         let mut added = Vec::new();
@@ -1254,35 +1414,26 @@ fn walk_trees(
                 continue;
             }
             let rel = strip(&path);
-            reads.ask(new, rel.clone());
             map.insert(path, new);
             added.push((rel, new));
         }
-        let author = commit.author();
-        let trailers = trailer::parse(commit.message().unwrap_or(""));
+        let trailers = trailer::parse(std::str::from_utf8(&f.message).unwrap_or(""));
         let mut files = Vec::new();
         let mut changes_files = true;
         if let Some(Ok(_)) = &trailers {
             files = map.iter().map(|(p, blob)| (strip(p), *blob)).collect();
             if let Some(p) = parent_id {
-                changes_files = repo.find_commit(p)?.tree_id() != tree.id();
+                changes_files = repo.find_commit(p)?.tree_id() != f.tree;
             }
         }
         steps.insert(
             oid,
             Step {
                 oid,
-                time: commit.time().seconds(),
-                summary: crate::git::summary(&commit),
-                author_label: format!(
-                    "{} <{}>",
-                    author.name().unwrap_or(""),
-                    author.email().unwrap_or("")
-                ),
-                recommitted: !author
-                    .email()
-                    .unwrap_or("")
-                    .eq_ignore_ascii_case(commit.committer().email().unwrap_or("")),
+                time: f.time,
+                summary: crate::git::summary_of(&f.message),
+                author_label: format!("{} <{}>", f.author_name, f.author_email),
+                recommitted: !f.author_email.eq_ignore_ascii_case(&f.committer_email),
                 changed: Vec::new(),
                 added,
                 trailers,
@@ -1449,7 +1600,15 @@ fn resume(
         changes: saved.changes.clone(),
         problems: saved.timeline_problems.clone(),
     };
-    let Some(timeline) = Timeline::build_from(repo, head, prefix, now, Some(from), Some(&new))?
+    let Some(timeline) = Timeline::build_from(
+        repo,
+        head,
+        prefix,
+        now,
+        Some(from),
+        Some(&new),
+        &mut |_, _| {},
+    )?
     else {
         return Ok(None);
     };
@@ -1691,8 +1850,8 @@ mod tests {
             .unwrap();
         repo.worktree("wt", &d.path().join("wt"), None).unwrap();
         let worktree = git2::Repository::open(d.path().join("wt")).unwrap();
-        for r in [&repo, &worktree] {
-            let odb = own_odb(r).unwrap();
+        for (r, n) in [(&repo, 1), (&repo, 2), (&worktree, 1), (&worktree, 2)] {
+            let odb = own_odb(r, n).unwrap();
             assert_eq!(odb.read(loose).unwrap().data(), b"a loose object\n");
             assert_eq!(
                 odb.read(in_alternate).unwrap().data(),

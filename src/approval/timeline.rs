@@ -125,6 +125,10 @@ pub struct Timeline {
     pub clamped: bool,
 }
 
+/// Told of each commit a timeline build meets, with its tree: the main line newest first,
+/// then each side commit once its parents are told.
+pub type Met<'a> = &'a mut dyn FnMut(&git2::Commit<'_>, &git2::Tree<'_>);
+
 /// Where an earlier build stopped: a commit of the main line, its time and the policy in force
 /// after it, and what the timeline had found up to there.
 #[derive(Debug)]
@@ -290,7 +294,20 @@ impl Timeline {
         prefix: &str,
         now: i64,
     ) -> Result<Timeline, git2::Error> {
-        let t = Timeline::build_from(repo, head, prefix, now, None, None)?;
+        Timeline::build_telling(repo, head, prefix, now, &mut |_, _| {})
+    }
+
+    /// [`Timeline::build`], telling `met` of every commit with its tree as it is read (not in
+    /// [`Timeline::order`]), so that a reader of the commits can start before the timeline is
+    /// done.
+    pub fn build_telling(
+        repo: &git2::Repository,
+        head: git2::Oid,
+        prefix: &str,
+        now: i64,
+        met: Met<'_>,
+    ) -> Result<Timeline, git2::Error> {
+        let t = Timeline::build_from(repo, head, prefix, now, None, None, met)?;
         Ok(t.expect("a build from the start always reaches the start"))
     }
 
@@ -305,6 +322,7 @@ impl Timeline {
         now: i64,
         from: Option<Resume>,
         new: Option<&std::collections::HashSet<git2::Oid>>,
+        met: Met<'_>,
     ) -> Result<Option<Timeline>, git2::Error> {
         let stop = from.as_ref().map(|f| f.commit);
         let mut chain = Vec::new();
@@ -314,6 +332,7 @@ impl Timeline {
                 break;
             }
             chain.push(c.id());
+            met(&c, &c.tree()?);
             match c.parent(0) {
                 Ok(p) => c = p,
                 Err(_) if stop.is_some() => return Ok(None),
@@ -349,9 +368,13 @@ impl Timeline {
             // parents are (a parent met again is either done or not reachable from here).
             let mut stack: Vec<(git2::Oid, bool)> =
                 commit.parent_ids().skip(1).map(|p| (p, false)).collect();
+            let mut sides = HashMap::new();
             while let Some((x, parents_done)) = stack.pop() {
                 if parents_done {
                     t.order.push(x);
+                    if let Some(side) = sides.remove(&x) {
+                        met(&side, &side.tree()?);
+                    }
                     continue;
                 }
                 if t.entry.contains_key(&x) || new.is_some_and(|n| !n.contains(&x)) {
@@ -362,6 +385,7 @@ impl Timeline {
                 let side = repo.find_commit(x)?;
                 t.times.insert(x, side.time().seconds());
                 stack.extend(side.parent_ids().map(|p| (p, false)));
+                sides.insert(x, side);
             }
             t.order.push(oid);
             t.times.insert(oid, commit.time().seconds());

@@ -615,6 +615,29 @@ fn the_history_cache_gives_what_a_walk_from_the_start_gives() {
 }
 
 #[test]
+fn a_procedures_folder_moved_without_an_admin_is_not_where_history_is_read() {
+    let keys = Keys::new();
+    let (r, ann, bob) = signed_fixture(&keys);
+    approve_ok(&r, "ann", &ann);
+    let before = history(&r);
+    assert_eq!(before["revisions"][0]["version"], 1, "{before}");
+    // bob points the SOP folder at one of his own, where QA-001 says something else and
+    // nobody approved it. The history is read where the trusted policy says (a walk from the
+    // start reads the folder the tree names while the timeline is built, so it must read
+    // again), and a cached walk agrees.
+    r.write(
+        "mine/QA-001-demo.md",
+        &r.read(SOP).replace("# ", "# Unapproved "),
+    );
+    r.append("sopkit.toml", "\n[paths]\nprocedures = \"mine\"\n");
+    r.git(&["add", "-A"]);
+    author_commit(&r, "bob", "my own folder", Some(&bob));
+    let (cached, full) = cached_and_full(&r);
+    assert_eq!(cached, full);
+    assert_eq!(full["revisions"], before["revisions"], "{full}");
+}
+
+#[test]
 fn a_notify_command_added_without_an_admin_never_runs() {
     let keys = Keys::new();
     let (r, ann, bob) = signed_fixture(&keys);
