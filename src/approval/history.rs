@@ -1600,15 +1600,8 @@ fn resume(
         changes: saved.changes.clone(),
         problems: saved.timeline_problems.clone(),
     };
-    let Some(timeline) = Timeline::build_from(
-        repo,
-        head,
-        prefix,
-        now,
-        Some(from),
-        Some(&new),
-        &mut |_, _| {},
-    )?
+    let Some(timeline) =
+        Timeline::build_from(repo, head, prefix, now, Some(from), Some(&new), None)?
     else {
         return Ok(None);
     };

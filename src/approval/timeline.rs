@@ -294,7 +294,8 @@ impl Timeline {
         prefix: &str,
         now: i64,
     ) -> Result<Timeline, git2::Error> {
-        Timeline::build_telling(repo, head, prefix, now, &mut |_, _| {})
+        let t = Timeline::build_from(repo, head, prefix, now, None, None, None)?;
+        Ok(t.expect("a build from the start always reaches the start"))
     }
 
     /// [`Timeline::build`], telling `met` of every commit with its tree as it is read (not in
@@ -307,7 +308,7 @@ impl Timeline {
         now: i64,
         met: Met<'_>,
     ) -> Result<Timeline, git2::Error> {
-        let t = Timeline::build_from(repo, head, prefix, now, None, None, met)?;
+        let t = Timeline::build_from(repo, head, prefix, now, None, None, Some(met))?;
         Ok(t.expect("a build from the start always reaches the start"))
     }
 
@@ -322,7 +323,7 @@ impl Timeline {
         now: i64,
         from: Option<Resume>,
         new: Option<&std::collections::HashSet<git2::Oid>>,
-        met: Met<'_>,
+        mut met: Option<Met<'_>>,
     ) -> Result<Option<Timeline>, git2::Error> {
         let stop = from.as_ref().map(|f| f.commit);
         let mut chain = Vec::new();
@@ -332,7 +333,9 @@ impl Timeline {
                 break;
             }
             chain.push(c.id());
-            met(&c, &c.tree()?);
+            if let Some(met) = met.as_mut() {
+                met(&c, &c.tree()?);
+            }
             match c.parent(0) {
                 Ok(p) => c = p,
                 Err(_) if stop.is_some() => return Ok(None),
@@ -372,7 +375,7 @@ impl Timeline {
             while let Some((x, parents_done)) = stack.pop() {
                 if parents_done {
                     t.order.push(x);
-                    if let Some(side) = sides.remove(&x) {
+                    if let (Some(side), Some(met)) = (sides.remove(&x), met.as_mut()) {
                         met(&side, &side.tree()?);
                     }
                     continue;
