@@ -484,7 +484,7 @@ pub fn trusted_config(dir: &Path, tree_config: &Config) -> Result<Config, Error>
         return Ok(tree_config.clone());
     };
     let prefix = crate::git::prefix_in(&repo, dir);
-    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now())?;
+    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now(), None)?;
     Ok(timeline.effective_config(tree_config))
 }
 
@@ -502,6 +502,7 @@ pub fn timeline(dir: &Path) -> Result<Option<Timeline>, Error> {
         head,
         &prefix,
         crate::time::now(),
+        None,
     )?))
 }
 
@@ -510,7 +511,7 @@ pub fn policy_at(dir: &Path, rev: &str) -> Result<Option<Arc<Trusted>>, Error> {
     let (repo, head) = open(dir, Some(rev))?;
     let Some(head) = head else { return Ok(None) };
     let prefix = crate::git::prefix_in(&repo, dir);
-    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now())?;
+    let timeline = Timeline::build(&repo, head, &prefix, crate::time::now(), None)?;
     Ok(timeline.at_head().cloned())
 }
 
@@ -1177,7 +1178,7 @@ fn timeline_and_scan(
 ) -> Result<(Timeline, Result<Scan, Error>), Error> {
     let (Ok(blobs), Ok(trees)) = (own_odb(repo, 1), own_odb(repo, 2)) else {
         // A store that does not open a second time: one step after the other.
-        let timeline = Timeline::build(repo, head, prefix, now)?;
+        let timeline = Timeline::build(repo, head, prefix, now, None)?;
         let scan = scan(repo, &timeline.order, procedures, None, strip);
         return Ok((timeline, scan));
     };
@@ -1189,10 +1190,11 @@ fn timeline_and_scan(
                 walk_trees(&trees, told, procedures, None, strip, reads)
             })
         });
-        let timeline = Timeline::build_telling(repo, head, prefix, now, &mut |commit, tree| {
+        let mut met = |commit: &git2::Commit<'_>, tree: &git2::Tree<'_>| {
             // The walker only stops early when it failed, which its result says.
             let _ = tell.send(Ok(Told::Commit(Facts::of(commit, tree, procedures))));
-        });
+        };
+        let timeline = Timeline::build(repo, head, prefix, now, Some(&mut met));
         if let Ok(t) = &timeline {
             let _ = tell.send(Ok(Told::Order(t.order.clone())));
         }

@@ -287,28 +287,17 @@ fn changed_paths(
 
 impl Timeline {
     /// Builds the timeline of the history ending at `head`. `prefix` is the SOP folder inside
-    /// the repository; `now` bounds every time on the main line.
+    /// the repository; `now` bounds every time on the main line. `met`, when given, is told of
+    /// every commit with its tree as it is read (not in [`Timeline::order`]), so that a reader
+    /// of the commits can start before the timeline is done.
     pub fn build(
         repo: &git2::Repository,
         head: git2::Oid,
         prefix: &str,
         now: i64,
+        met: Option<Met<'_>>,
     ) -> Result<Timeline, git2::Error> {
-        let t = Timeline::build_from(repo, head, prefix, now, None, None, None)?;
-        Ok(t.expect("a build from the start always reaches the start"))
-    }
-
-    /// [`Timeline::build`], telling `met` of every commit with its tree as it is read (not in
-    /// [`Timeline::order`]), so that a reader of the commits can start before the timeline is
-    /// done.
-    pub fn build_telling(
-        repo: &git2::Repository,
-        head: git2::Oid,
-        prefix: &str,
-        now: i64,
-        met: Met<'_>,
-    ) -> Result<Timeline, git2::Error> {
-        let t = Timeline::build_from(repo, head, prefix, now, None, None, Some(met))?;
+        let t = Timeline::build_from(repo, head, prefix, now, None, None, met)?;
         Ok(t.expect("a build from the start always reaches the start"))
     }
 
